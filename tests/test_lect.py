@@ -1,0 +1,102 @@
+"""LeCT-specific checks (the generic per-model checks live in test_models.py)."""
+import pytest
+import torch
+import torch.nn.functional as F
+from lect_nb.core import count_params, list_models
+from lect_nb.models import create_model
+
+LECT = ["lect", "lect_v2", "lect_v3", "lect_noskip", "lect_cifar"]
+
+
+def test_registered():
+    assert set(LECT) <= set(list_models("lect*"))
+
+
+@pytest.mark.parametrize("name,classes,target", [("lect", 100, 1_168_932), ("lect", 10, 1_151_562),
+                                                 ("lect_v3", 100, 1_231_539), ("lect_v3", 10, 1_214_169)])
+def test_exact_parameter_counts(name, classes, target):
+    assert count_params(create_model(name, num_classes=classes)) == target
+
+
+@pytest.mark.parametrize("name,size", [("lect", 224), ("lect", 96), ("lect", (96, 160)), ("lect_cifar", 32),
+                                       ("lect_cifar", (32, 48)), ("lect_v2", 224), ("lect_v3", 224), ("lect_noskip", 224)])
+def test_fused_equals_reference_and_backward(name, size):
+    torch.manual_seed(0)
+    hw = (size, size) if isinstance(size, int) else size
+    # no drop path here: with batch 2 a whole branch is dropped for both samples 1% of the time
+    m = create_model(name, num_classes=10, img_size=size, drop_path_rate=0.).eval()
+    x = torch.randn(2, 3, *hw)
+    with torch.no_grad():
+        y_fused = m(x)
+        m.set_attn_impl("reference")
+        y_ref = m(x)
+    assert (y_fused - y_ref).abs().max().item() <= 1e-5
+    m.set_attn_impl("fused")
+    m.train()
+    out = m(x)
+    assert torch.isfinite(out).all()
+    F.cross_entropy(out, torch.tensor([0, 1])).backward()
+    for n, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, n
+
+
+def test_batch_of_one_gradients_match_batch_of_two():
+    """Per-sample gradients at batch 1 equal the sum decomposition at batch 2 (eval-mode BN), which
+    catches wrong BatchNorm backward on mixed memory layouts."""
+    torch.manual_seed(0)
+    m = create_model("lect_cifar", num_classes=5, img_size=32, drop_rate=0., drop_path_rate=0.).eval()
+    x = torch.randn(2, 3, 32, 32)
+    def grads(inp):
+        m.zero_grad(); m(inp).square().sum().backward()
+        return torch.cat([p.grad.flatten() for p in m.parameters()])
+    g = grads(x[:1]) + grads(x[1:])
+    torch.testing.assert_close(g, grads(x), rtol=1e-4, atol=1e-5)
+
+
+def test_bad_inputs_are_named():
+    m = create_model("lect")
+    with pytest.raises(ValueError, match="expected 3 input channels, got 1"):
+        m(torch.randn(1, 1, 224, 224))
+    with pytest.raises(ValueError, match="not a multiple of 224"):
+        m(torch.randn(1, 3, 112, 224))
+    with pytest.raises(ValueError, match="not a multiple of the total stride 16"):
+        create_model("lect", img_size=100)
+    with pytest.raises(ValueError, match="supports only 224x224"):
+        create_model("lect_v3", img_size=96)
+    with pytest.raises(ValueError, match="unknown model 'lectt'"):
+        create_model("lectt")
+
+
+def test_attention_maps_off_by_default():
+    m = create_model("lect_cifar", img_size=32).eval()
+    with torch.no_grad():
+        m(torch.randn(1, 3, 32, 32))
+    assert m.attention_maps() == {}
+    m.store_attention()
+    with torch.no_grad():
+        m(torch.randn(1, 3, 32, 32))
+    maps = m.attention_maps()
+    assert len(maps) == 5
+    a = maps["stages.1.blocks.0.attn"]
+    torch.testing.assert_close(a.sum(-1), torch.ones_like(a.sum(-1)))
+
+
+@pytest.mark.parametrize("name,size", [("lect", 224), ("lect_v2", 224), ("lect_v3", 224), ("lect_noskip", 224), ("lect_cifar", 32)])
+def test_compile_fullgraph(name, size):
+    torch._dynamo.reset()
+    m = create_model(name, num_classes=10, img_size=size).eval()
+    x = torch.randn(1, 3, size, size)
+    compiled = torch.compile(m, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), m(x), rtol=1e-5, atol=1e-5)
+
+
+def test_intermediates_and_reset_classifier():
+    m = create_model("lect", img_size=(96, 160))
+    feats = m.forward_intermediates(torch.randn(1, 3, 96, 160))
+    assert [tuple(f.shape[1:]) for f in feats] == [(64, 24, 40), (128, 12, 20), (192, 6, 10)]
+    assert [f["num_chs"] for f in m.feature_info] == [64, 128, 192]
+    m.reset_classifier(7)
+    assert m(torch.randn(1, 3, 96, 160)).shape == (1, 7)
+    m.reset_classifier(0)
+    assert m(torch.randn(1, 3, 96, 160)).shape == (1, 192)
