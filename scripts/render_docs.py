@@ -1,0 +1,298 @@
+"""Render every notebook in nbs/ to a self-contained HTML page, without Quarto (which `nbdev-docs` needs).
+
+    python scripts/render_docs.py [--out docs_html] [--workers N] [--hide-exports]
+
+Each notebook goes through nbdev's own docs processing (the processors `nbdev-docs` runs before Quarto:
+front matter from the `# Title` / `> summary` cell, `#| hide` dropped, `show_doc` added after exported
+definitions and executed, doc links) and is then rendered by nbconvert's HTML exporter. What Quarto would
+otherwise do is done here: the cell options nbdev leaves for Quarto (`#| echo: false`, `#| output: asis`,
+`#| include: false`, `#| output: false`) are applied, Pandoc-only markdown (`[source](url){...}`, `:::` divs)
+is turned into plain HTML, and links into the hosted site (`https://<doc_host>/<baseurl>/x.html`) point at
+the local pages. `#| export` cells are shown as code followed by their `show_doc` (pass `--hide-exports` for
+nbdev's default, which shows only the `show_doc`).
+
+Output: one page per notebook named like the site's (`03_attention.ipynb` -> `attention.html`,
+`index.ipynb` -> `index.html`), each with a sidebar listing every page in learning order (nbdev's
+sidebar order), figures embedded as base64 `data:` URIs. Maths: pages load MathJax from its CDN, as the
+Quarto site does; where that cannot load (offline), a small inline script shows each formula as its TeX
+source in a code box, so it still reads.
+
+Run from anywhere: paths are taken from pyproject.toml (nbdev's config).
+"""
+from __future__ import annotations
+
+import argparse, html, json, multiprocessing as mp, os, re, sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def notebooks(nbs_path: Path) -> list[Path]:
+    "Notebooks of the site in nbdev's sidebar order: index first, then by name; `_`/`.`-prefixed ones skipped."
+    nbs = [p for p in nbs_path.glob("*.ipynb") if not p.name.startswith(("_", "."))]
+    return sorted(nbs, key=lambda p: ("00" if p.stem == "index" else p.name))
+
+def page_name(nb_path: Path) -> str:
+    "The site's page name for a notebook, as nbdev/Quarto name it (numeric prefix stripped)."
+    from nbdev.config import nbpath2html
+    return nbpath2html(Path(nb_path)).name
+
+# ---------------------------------------------------------------------------------------- nbdev processing
+_re_opt = re.compile(r"^#\|\s*([\w-]+)\s*(?::\s*(.*?))?\s*$")
+
+def _cell_options(src: str) -> tuple[dict, str]:
+    "Split leading `#| key: value` lines (Quarto cell options left by nbdev) from the code."
+    lines, opts = src.splitlines(), {}
+    while lines and _re_opt.match(lines[0]):
+        k, v = _re_opt.match(lines.pop(0)).groups()
+        opts[k] = (v or "true").strip().strip("'\"").lower()
+    return opts, "\n".join(lines).strip("\n")
+
+def _site_url() -> str:
+    from nbdev.config import get_config
+    cfg = get_config()
+    return f"{cfg.doc_host}{cfg.doc_baseurl}".rstrip("/") + "/"
+
+def _pandoc_md_to_html(md: str, site: str) -> str:
+    "Turn the Pandoc-only bits of nbdev's markdown into plain markdown/HTML that nbconvert renders."
+    # [text](url){target=... style=...}: show_doc's source link, floated right like the Quarto site's
+    md = re.sub(r"(\[[^\]]+\]\([^)\s]+\))\{[^}\n]*\}", r"\1", md)        # link attributes (show_doc's source link)
+    md = re.sub(r"^:::.*$", "", md, flags=re.MULTILINE)                     # fenced divs: keep the content
+    md = md.replace(site, "")                                               # hosted pages -> local pages
+    return md
+
+def _exec_docs_proc():
+    "nbdev's `exec_show_docs`, made to report instead of run what would make `nbdev-docs` slow or fail."
+    import ast, copy
+    from nbdev.processors import exec_show_docs, _do_eval, _show_docs, _ast_contains
+    from fastcore.basics import str2bool
+    _imports, _def_dirs = (ast.Import, ast.ImportFrom), {"export", "exports", "exporti", "exec_doc"}
+
+    class exec_show_docs_reporting(exec_show_docs):
+        """Like nbdev's: runs exported cells, imports and `show_doc` cells so `show_doc` has what it documents.
+        nbdev also runs *every* cell holding an import, whole (even `#| slow`/`#| cuda` ones); here only the
+        import statements of such a mixed cell run, and the cell is listed in `nb.docs_problems_`. A cell
+        that raises keeps its stored outputs and is listed too (under `nbdev-docs` it stops the build)."""
+        def begin(self):
+            super().begin()
+            self.nb.docs_problems_ = []
+        def __call__(self, cell):
+            if not self.nb.has_docs_ or not hasattr(self, "k"): return
+            if str2bool(getattr(self.nb, "frontmatter_", {}).get("skip_showdoc", False)): return
+            if not _do_eval(cell): return
+            trees = cell.parsed_()
+            code = [l for l in cell.source.splitlines() if l.strip() and not l.startswith("#|")]
+            first = code[0][:70] if code else ""
+            if not (cell.directives_.keys() & (_def_dirs | {"hide"})) and not _show_docs(trees) and \
+               any(not isinstance(t, _imports) for t in trees):
+                flags = " ".join(f"#| {k}" for k in cell.directives_ if k in ("slow", "cuda", "notest"))
+                self.nb.docs_problems_.append(
+                    f"cell {cell.idx_}{' (' + flags + ')' if flags else ''}: imports mixed with other code, so "
+                    f"nbdev-docs executes the whole cell; put its imports in a cell of their own: {first!r}")
+                src = "\n".join(ast.unparse(t) for t in trees if isinstance(t, _imports))
+                if src: self.k.run(src)
+                self.k.exc = None
+                return
+            stored = copy.deepcopy(cell.get("outputs", []))
+            self.k.cell(cell)
+            if self.k.exc:
+                e, self.k.exc = self.k.exc, None
+                cell.outputs = stored
+                self.nb.docs_problems_.append(f"cell {cell.idx_}: raised {type(e).__name__}: {e} "
+                                              f"(nbdev-docs stops here): {first!r}")
+    return exec_show_docs_reporting
+
+def process_notebook(nb_path: str, show_exports: bool = True) -> dict:
+    "nbdev's docs processing of one notebook, then Quarto's cell options applied; returns an nbformat notebook."
+    nb_path, cwd = Path(nb_path).resolve(), os.getcwd()
+    os.chdir(nb_path.parent)                      # notebooks read files relative to nbs/, as under nbdev-docs
+    try: return _process(nb_path, show_exports)
+    finally: os.chdir(cwd)
+
+def _process(nb_path: Path, show_exports: bool):
+    import nbdev.config, nbformat                 # nbdev.config first: importing nbdev.process first is circular
+    from fastcore.nbio import read_nb, nb2dict
+    from nbdev.process import NBProcessor
+    from nbdev.processors import FilterDefaults
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    nb = read_nb(nb_path)
+    procs = FilterDefaults().procs()
+    if show_exports: procs = [p for p in procs if getattr(p, "__name__", "") != "rm_export"]
+    procs = [_exec_docs_proc() if getattr(p, "__name__", "") == "exec_show_docs" else p for p in procs]
+    os.environ["IN_TEST"] = "1"                   # what nbdev's serve driver sets while processing
+    try: NBProcessor(nb=nb, procs=procs, rm_directives="quarto").process()
+    finally: del os.environ["IN_TEST"]
+    fm = dict(getattr(nb, "frontmatter_", {}) or {})
+    site = _site_url()
+    cells = []
+    for cell in nb2dict(nb)["cells"]:
+        src = cell.get("source") or ""
+        if isinstance(src, list): src = "".join(src)
+        if cell["cell_type"] == "raw": continue                                # the YAML front matter
+        if cell["cell_type"] == "markdown":
+            src = _pandoc_md_to_html(src, site).strip()
+            if src.startswith("<!-- WARNING: THIS FILE WAS AUTOGENERATED"): continue
+            if src: cells.append(nbformat.v4.new_markdown_cell(src, attachments=cell.get("attachments")) \
+                                 if cell.get("attachments") else nbformat.v4.new_markdown_cell(src))
+            continue
+        opts, code = _cell_options(src)
+        if opts.get("include") == "false": continue
+        outputs = [] if opts.get("output") == "false" else cell.get("outputs", [])
+        for o in outputs:
+            if isinstance(o.get("text"), list): o["text"] = "".join(o["text"])
+            data = o.get("data", {})
+            for k, v in data.items():
+                if isinstance(v, list): data[k] = "".join(v)
+            if "text/markdown" in data:
+                md = data["text/markdown"]
+                data["text/markdown"] = _pandoc_md_to_html("".join(md) if isinstance(md, list) else md, site)
+                if opts.get("output") == "asis": data.pop("text/plain", None)
+        tags = []
+        if opts.get("echo") == "false" or not code.strip(): tags.append("remove_input")
+        if not code.strip() and not outputs: continue
+        new = nbformat.v4.new_code_cell(code, outputs=[nbformat.from_dict(o) for o in outputs],
+                                        metadata={"tags": tags} if tags else {})
+        cells.append(new)
+    title, desc = fm.get("title"), fm.get("description")
+    if title:
+        head = f"# {title}" + (f"\n\n> {desc}" if desc else "")
+        cells.insert(0, nbformat.v4.new_markdown_cell(head))
+    out = nbformat.v4.new_notebook(cells=cells, metadata=nb2dict(nb).get("metadata", {}))
+    out.metadata["lect_docs"] = {"title": title or nb_path.stem, "description": desc or "",
+                                 "problems": list(getattr(nb, "docs_problems_", []))}
+    return out
+
+# ---------------------------------------------------------------------------------------- HTML
+_CSS = """
+body { margin: 0; }
+#docs-nav { position: fixed; top: 0; left: 0; bottom: 0; width: 15rem; overflow-y: auto; padding: 1rem 0.8rem;
+  box-sizing: border-box; background: #f7f7f9; border-right: 1px solid #ddd; font: 14px/1.45 system-ui, sans-serif; }
+#docs-nav .site { font-weight: 600; font-size: 16px; margin: 0 0 .8rem .3rem; }
+#docs-nav .site a { color: #222; text-decoration: none; }
+#docs-nav ol { list-style: none; margin: 0; padding: 0; }
+#docs-nav li a { display: block; padding: .25rem .4rem; border-radius: 4px; color: #2a5db0; text-decoration: none; }
+#docs-nav li a:hover { background: #e8eef8; }
+#docs-nav li a.current { background: #2a5db0; color: #fff; }
+#docs-nav .num { color: #999; display: inline-block; min-width: 1.6em; }
+#docs-nav li a.current .num { color: #dde; }
+body > main.jp-Notebook, body.jp-Notebook { margin-left: 15rem !important; }
+main { max-width: 60rem; padding: 1.5rem 2rem 4rem !important; box-sizing: border-box; }
+/* long outputs scroll inside their box instead of filling the page */
+.jp-OutputArea-output pre { max-height: 28em; overflow: auto; }
+p.source-link { float: right; font-size: smaller; margin: .2em 0 0 1em; }
+.jp-InputArea-editor .highlight pre, .jp-OutputArea-output pre { overflow-x: auto; }
+.jp-RenderedMarkdown blockquote { border-left: 4px solid #ccd; margin-left: 0; padding-left: 1em; color: #555; }
+.jp-RenderedImage img, .jp-OutputArea-output img { max-width: 100%; height: auto; }
+code.tex-fallback { background: #f3f3f6; border: 1px solid #dde; border-radius: 3px; padding: 0 .25em; }
+div.tex-fallback { margin: .6em 0; }
+"""
+
+_MATH_FALLBACK_JS = r"""
+window.addEventListener('load', function () {
+  if (window.MathJax && (window.MathJax.typeset || window.MathJax.Hub)) return;   // MathJax loaded: it typesets
+  var re = /\$\$([\s\S]+?)\$\$|\\\[([\s\S]+?)\\\]|\$([^$\n]+?)\$|\\\(([\s\S]+?)\\\)/g;
+  var roots = document.querySelectorAll('.jp-RenderedMarkdown, .jp-RenderedHTMLCommon');
+  roots.forEach(function (root) {
+    var walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, null), nodes = [];
+    while (walker.nextNode()) {
+      var n = walker.currentNode, p = n.parentNode.nodeName;
+      if (p !== 'CODE' && p !== 'PRE' && p !== 'SCRIPT' && re.test(n.nodeValue)) nodes.push(n);
+      re.lastIndex = 0;
+    }
+    nodes.forEach(function (n) {
+      var frag = document.createDocumentFragment(), s = n.nodeValue, last = 0, m;
+      while ((m = re.exec(s))) {
+        frag.appendChild(document.createTextNode(s.slice(last, m.index)));
+        var display = m[1] !== undefined || m[2] !== undefined, code = document.createElement('code');
+        code.className = 'tex-fallback'; code.title = 'TeX (MathJax could not load)';
+        code.textContent = (m[1] || m[2] || m[3] || m[4]).trim();
+        if (display) { var d = document.createElement('div'); d.className = 'tex-fallback'; d.appendChild(code); frag.appendChild(d); }
+        else frag.appendChild(code);
+        last = re.lastIndex;
+      }
+      frag.appendChild(document.createTextNode(s.slice(last)));
+      n.parentNode.replaceChild(frag, n);
+    });
+  });
+});
+"""
+
+def to_html(nb, resources_path: Path, title: str) -> str:
+    "One self-contained page (images as data: URIs, no prompts) from a processed notebook."
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+    c = Config()
+    c.TagRemovePreprocessor.enabled = True
+    c.TagRemovePreprocessor.remove_input_tags = {"remove_input"}
+    c.HTMLExporter.exclude_input_prompt = True
+    c.HTMLExporter.exclude_output_prompt = True
+    c.HTMLExporter.embed_images = True            # markdown images too, not only outputs
+    exp = HTMLExporter(config=c, template_name="lab")
+    body, _ = exp.from_notebook_node(nb, resources={"metadata": {"name": title,
+                                                                  "path": str(resources_path)}})
+    # show_doc's "[source](...)" link floats right of the heading, as on the Quarto site
+    return re.sub(r'<p><a href="([^"]+)">source</a></p>', r'<p class="source-link"><a href="\1">source</a></p>', body)
+
+def _render_one(args) -> tuple[str, str, str, list[str]]:
+    nb_path, show_exports = args
+    nb = process_notebook(nb_path, show_exports)
+    meta = nb.metadata.pop("lect_docs")
+    return page_name(Path(nb_path)), meta["title"], to_html(nb, Path(nb_path).parent, meta["title"]), meta["problems"]
+
+def _nav(pages: list[tuple[str, str, str]], current: str, site_title: str) -> str:
+    items = []
+    for i, (name, title, stem) in enumerate(pages):
+        num = re.match(r"^(\d+)_", stem)
+        cls = ' class="current"' if name == current else ""
+        items.append(f'<li><a href="{name}"{cls}><span class="num">{num[1] if num else ""}</span>'
+                     f'{html.escape(title)}</a></li>')
+    return (f'<nav id="docs-nav"><div class="site"><a href="index.html">{html.escape(site_title)}</a></div>'
+            f'<ol>{"".join(items)}</ol></nav>')
+
+def render(out: Path, nbs_path: Path | None = None, workers: int | None = None,
+           show_exports: bool = True) -> list[Path]:
+    "Render every notebook of `nbs_path` into `out`; returns the pages written, in sidebar order."
+    from nbdev.config import get_config
+    cfg = get_config()
+    nbs_path = Path(nbs_path or cfg.nbs_path)
+    nbs = notebooks(nbs_path)
+    if not nbs: raise FileNotFoundError(f"no notebooks in {nbs_path}")
+    workers = max(1, min(workers or os.cpu_count() or 1, len(nbs)))
+    jobs = [(str(p.resolve()), show_exports) for p in nbs]
+    # workers find this file as the module `render_docs` (not `__main__`, which spawned processes lack)
+    if str(Path(__file__).parent) not in sys.path: sys.path.insert(0, str(Path(__file__).parent))
+    import render_docs
+    if workers == 1: results = [render_docs._render_one(j) for j in jobs]
+    else:
+        # one fresh interpreter per worker (spawn): notebooks import torch and execute exported cells
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+            results = list(ex.map(render_docs._render_one, jobs))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pages = [(name, title, p.stem) for (name, title, _, _), p in zip(results, nbs)]
+    head = f"<style>{_CSS}</style>\n<script>{_MATH_FALLBACK_JS}</script>\n</head>"
+    written = []
+    problems = {}
+    for (name, _, body, probs), p in zip(results, nbs):
+        if probs: problems[p.name] = probs
+        body = body.replace("</head>", head, 1)
+        body = re.sub(r"(<body[^>]*>)", lambda m: m[1] + _nav(pages, name, cfg.title), body, count=1)
+        (out / name).write_text(body, encoding="utf-8")
+        written.append(out / name)
+    (out / "pages.json").write_text(json.dumps(
+        [dict(notebook=f"{stem}.ipynb", page=name, title=title) for name, title, stem in pages], indent=1))
+    (out / "problems.json").write_text(json.dumps(problems, indent=1))
+    for nb, probs in problems.items():
+        for pr in probs: print(f"WARNING {nb}: {pr}", file=sys.stderr)
+    return written
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "docs_html"), help="output folder (default: docs_html/)")
+    ap.add_argument("--workers", type=int, default=1, help="processes (default 1: one interpreter imports torch once)")
+    ap.add_argument("--hide-exports", action="store_true", help="nbdev's default: `#| export` code not shown")
+    a = ap.parse_args(argv)
+    written = render(Path(a.out), workers=a.workers, show_exports=not a.hide_exports)
+    print(f"{len(written)} pages written to {a.out}: open {Path(a.out) / 'index.html'}", file=sys.stderr)
+
+if __name__ == "__main__": main()
