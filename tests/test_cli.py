@@ -54,7 +54,7 @@ def test_lect_train_console_script_with_lect_cifar(tmp_path):
     "The installed console script, default model and dataset, on a small slice."
     exe = os.path.join(os.path.dirname(sys.executable), "lect-train")
     cmd = [exe] if os.path.exists(exe) else [sys.executable, "-c", "import sys; from lect_nb.train import main; sys.exit(main())"]
-    r = subprocess.run(cmd + ["--epochs", "1", "--limit-train", "128", "--limit-val", "128", "--device", "cpu",
+    r = subprocess.run(cmd + ["--epochs", "1", "--limit-train", "64", "--limit-val", "64", "--batch-size", "32", "--device", "cpu",
                               "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "lect_cifar on sample" in r.stdout and "final test accuracy" in r.stdout
