@@ -16,10 +16,10 @@ from .core import (ImageClassifier, register_model, check_image_input, tokens_to
                           DropPath, init_transformer_weights, count_params, create_model)
 
 # %% auto #0
-__all__ = ['SMALL_IMAGE_MAX', 'is_small_image', 'build_config', 'check_build_size', 'ResNetConfig', 'BasicBlock', 'conv_stem',
-           'ResNet', 'resnet', 'LayerNorm2d', 'ConvNeXtConfig', 'ConvNeXtBlock', 'ConvNeXt', 'convnext', 'Attention',
-           'Mlp', 'TransformerBlock', 'resize_pos_embed', 'evenly_spaced', 'ViTConfig', 'ViT', 'vit', 'LeFF',
-           'CeiTConfig', 'CeiT', 'ceit', 'window_partition', 'window_merge', 'relative_position_index',
+__all__ = ['SMALL_IMAGE_MAX', 'is_small_image', 'build_config', 'check_build_size', 'build_family', 'ResNetConfig', 'BasicBlock',
+           'conv_stem', 'ResNet', 'resnet', 'LayerNorm2d', 'ConvNeXtConfig', 'ConvNeXtBlock', 'ConvNeXt', 'convnext',
+           'Attention', 'Mlp', 'TransformerBlock', 'resize_pos_embed', 'evenly_spaced', 'ViTConfig', 'ViT', 'vit',
+           'LeFF', 'CeiTConfig', 'CeiT', 'ceit', 'window_partition', 'window_merge', 'relative_position_index',
            'WindowAttention', 'PreActBlock', 'AttentionBlock', 'AlterNetConfig', 'AlterNet', 'alternet',
            'effective_receptive_field', 'plot_erfs']
 
@@ -50,6 +50,15 @@ def check_build_size(img_size: tuple[int, int], # (H, W) the model is built for
     H, W = img_size
     if H % multiple or W % multiple:
         raise ValueError(f"{name}: cannot build for image size {H}x{W}: both sides must be multiples of {multiple}")
+
+def build_family(name: str, # registry name, for messages
+                 cfg_cls: type, # the family's config dataclass
+                 model_cls: type, # its model class, `model_cls(cfg, num_classes, in_chans)` with `total_stride`
+                 num_classes: int, img_size: tuple[int, int], in_chans: int, overrides: dict):
+    "The common builder: family config for `img_size` + overrides, the model, and the size check."
+    m = model_cls(build_config(cfg_cls, img_size, overrides), num_classes, in_chans)
+    check_build_size(img_size, m.total_stride, name)
+    return m
 
 # %% ../nbs/06_baselines.ipynb #cddfe494
 @dataclass
@@ -135,10 +144,7 @@ class ResNet(ImageClassifier):
 @register_model("resnet")
 def resnet(num_classes, img_size, in_chans, **overrides):
     "The report's ResNet: BasicBlocks [2,2,2,2], widths 32/64/96/144 (1.2M parameters)."
-    cfg = build_config(ResNetConfig, img_size, overrides)
-    m = ResNet(cfg, num_classes, in_chans)
-    check_build_size(img_size, m.total_stride, "resnet")
-    return m
+    return build_family("resnet", ResNetConfig, ResNet, num_classes, img_size, in_chans, overrides)
 
 # %% ../nbs/06_baselines.ipynb #8ff0388b
 class LayerNorm2d(nn.LayerNorm):
@@ -220,10 +226,7 @@ class ConvNeXt(ImageClassifier):
 @register_model("convnext")
 def convnext(num_classes, img_size, in_chans, **overrides):
     "The report's ConvNeXt: depths [1,1,4,1], dims [64,96,128,196] (1,186,888 parameters)."
-    cfg = build_config(ConvNeXtConfig, img_size, overrides)
-    m = ConvNeXt(cfg, num_classes, in_chans)
-    check_build_size(img_size, m.total_stride, "convnext")
-    return m
+    return build_family("convnext", ConvNeXtConfig, ConvNeXt, num_classes, img_size, in_chans, overrides)
 
 # %% ../nbs/06_baselines.ipynb #e8534469
 class Attention(nn.Module):
@@ -615,10 +618,7 @@ class AlterNet(ImageClassifier):
 @register_model("alternet")
 def alternet(num_classes, img_size, in_chans, **overrides):
     "alter-ResNet-18 (9,507,103 parameters): pre-activation ResNet-18 with windowed MSA closing stages 2-4."
-    cfg = build_config(AlterNetConfig, img_size, overrides)
-    m = AlterNet(cfg, num_classes, in_chans)
-    check_build_size(img_size, m.total_stride, "alternet")
-    return m
+    return build_family("alternet", AlterNetConfig, AlterNet, num_classes, img_size, in_chans, overrides)
 
 # %% ../nbs/06_baselines.ipynb #3508bbc3
 def effective_receptive_field(model: nn.Module, # an `ImageClassifier` with `forward_intermediates`

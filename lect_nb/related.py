@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torch.nn.attention import sdpa_kernel, SDPBackend
 from .core import (ImageClassifier, register_model, check_image_input, tokens_to_map, map_to_tokens,
                           DropPath, init_transformer_weights, count_params, create_model, list_models)
-from .baselines import (build_config, check_build_size, is_small_image, Mlp, ViT, ViTConfig, ResNet,
+from .baselines import (build_config, build_family, check_build_size, is_small_image, Mlp, ViT, ViTConfig, ResNet,
                                ResNetConfig, BasicBlock, plot_erfs)
 
 # %% auto #0
@@ -123,10 +123,7 @@ class CvT(ImageClassifier):
 @register_model("cvt")
 def cvt(num_classes, img_size, in_chans, **overrides):
     "CvT at LeCT's budget: dims 64/128/192, depths 1/2/1, conv token embedding + conv projections."
-    cfg = build_config(CvTConfig, img_size, overrides)
-    m = CvT(cfg, num_classes, in_chans)
-    check_build_size(img_size, m.total_stride, "cvt")
-    return m
+    return build_family("cvt", CvTConfig, CvT, num_classes, img_size, in_chans, overrides)
 
 # %% ../nbs/07_related.ipynb #d692def0
 class LocalityFeedForward(nn.Module):
