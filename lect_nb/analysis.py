@@ -134,7 +134,9 @@ class TokensOnly(nn.Module):
     def __init__(self, layer: nn.Module):
         super().__init__()
         self.layer = layer
-    def forward(self, x, hw): return self.layer(x)
+    def forward(self, x, hw):
+        "Apply the wrapped layer to tokens (B, N, C); the grid `hw` is ignored."
+        return self.layer(x)
 
 COST_LAYERS = ("lemsa", "lemsa_reference", "msa", "msa_reference", "sra")
 

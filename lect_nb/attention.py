@@ -119,7 +119,9 @@ class UpConvBN(nn.Module):
         self.mode = mode
         self.conv = nn.Conv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim, bias=False)
         self.bn = BatchNormAct2d(dim)
-    def forward(self, x, hw): return self.bn.after_conv(resize_map(x, hw, self.mode), self.conv)
+    def forward(self, x, hw):
+        "Map (B, C, h, w) -> (B, C, H, W): interpolate to `hw`, then depthwise conv and BN (folded into the conv in eval)."
+        return self.bn.after_conv(resize_map(x, hw, self.mode), self.conv)
 
 # %% ../nbs/03_attention.ipynb #36f30019
 class InterpolateUp(nn.Module):
@@ -127,7 +129,9 @@ class InterpolateUp(nn.Module):
     def __init__(self, mode: str = "bilinear"):
         super().__init__()
         self.mode = mode
-    def forward(self, x, hw): return resize_map(x, hw, self.mode)
+    def forward(self, x, hw):
+        "Map (B, C, h, w) -> (B, C, H, W): interpolate to `hw` with `mode`."
+        return resize_map(x, hw, self.mode)
 
 # %% ../nbs/03_attention.ipynb #d3a0f895
 class ConvTransposeUp(nn.Module):
@@ -136,7 +140,9 @@ class ConvTransposeUp(nn.Module):
         super().__init__()
         self.convt = nn.ConvTranspose2d(dim, dim, sr_ratio, sr_ratio, groups=dim)
         self.bn = BatchNormAct2d(dim)
-    def forward(self, x, hw): return self.bn(self.convt(x))
+    def forward(self, x, hw):
+        "Map (B, C, h, w) -> (B, C, h*K, w*K): strided depthwise transposed conv, then BN; `hw` is not used."
+        return self.bn(self.convt(x))
 
 # %% ../nbs/03_attention.ipynb #809858c9
 class SpatiallyVaryingUp(nn.Module):
@@ -160,6 +166,7 @@ class SpatiallyVaryingUp(nn.Module):
         self.expand = nn.Conv2d(self.dim_r, dim, 1, bias=False)
 
     def forward(self, x, hw):
+        "Map (B, C, h, w) on the pooled grid it was built for -> (B, C, h*K, w*K): 1x1 reduce, a K x K kernel per (channel, position), 1x1 expand; `hw` is not used."
         h, w = self.pooled_hw; K = self.sr_ratio
         if tuple(x.shape[-2:]) != self.pooled_hw:
             raise ValueError(f"SpatiallyVaryingUp was built for a {h}x{w} pooled grid, got {tuple(x.shape[-2:])}")
@@ -224,6 +231,7 @@ class LocallyEnhancedAttention(nn.Module):
     def forward(self, x: torch.Tensor, # tokens (B, N, C)
                 hw: tuple[int, int], # their grid (H, W)
                ) -> torch.Tensor: # tokens (B, N, C)
+        "Tokens (B, N, C) on an (H, W) grid -> tokens (B, N, C): conv projections, q/k pooled by K, key-axis upsampled attention (pooled keys and values with `key_upsample='none'`), query-axis upsampling, conv skip, output Linear."
         H, W = hw; K = self.sr_ratio
         if H % K or W % K:
             raise ValueError(f"LeMSA: a {H}x{W} map is not divisible by its spatial-reduction ratio {K}")

@@ -86,6 +86,7 @@ class BasicBlock(nn.Module):
                            if stride != 1 or cin != cout else nn.Identity())
 
     def forward(self, x):
+        "Map (B, cin, H, W) -> (B, cout, H/stride, W/stride): conv-BN-ReLU-conv-BN plus the (projected) shortcut, then ReLU."
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(out + self.downsample(x))
@@ -126,6 +127,7 @@ class ResNet(ImageClassifier):
             if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward_intermediates(self, x):
+        "Check the input, then return each stage's output map (B, C_i, H/r_i, W/r_i)."
         check_image_input(x, self.in_chans, self.total_stride, name=type(self).__name__.lower())
         x, outs = self.stem(x), []
         for stage in self.stages:
@@ -133,13 +135,18 @@ class ResNet(ImageClassifier):
             outs.append(x)                 # (B, C_i, H/r_i, W/r_i)
         return outs
 
-    def forward_features(self, x): return self.forward_intermediates(x)[-1]
+    def forward_features(self, x):
+        "The last stage's map (B, C, H/r, W/r), r = `total_stride`."
+        return self.forward_intermediates(x)[-1]
 
     def forward_head(self, x, pre_logits: bool = False):
+        "GAP of the map, dropout -> (B, C); the logits (B, num_classes) unless `pre_logits`."
         x = self.head_drop(self.pool(x))
         return x if pre_logits else self.head(x)
 
-    def no_weight_decay(self) -> set[str]: return set()
+    def no_weight_decay(self) -> set[str]:
+        "Names of parameters exempt from weight decay: none."
+        return set()
 
 @register_model("resnet")
 def resnet(num_classes, img_size, in_chans, **overrides):
@@ -150,6 +157,7 @@ def resnet(num_classes, img_size, in_chans, **overrides):
 class LayerNorm2d(nn.LayerNorm):
     "LayerNorm over the channels of a map `(B, C, H, W)`."
     def forward(self, x):
+        "Map (B, C, H, W) -> (B, C, H, W), LayerNorm over C (permuted to channels-last and back)."
         x = x.permute(0, 2, 3, 1)                                    # (B, H, W, C)
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
@@ -179,6 +187,7 @@ class ConvNeXtBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x):                                            # (B, C, H, W)
+        "Map (B, C, H, W) -> (B, C, H, W): `x + drop_path(gamma * MLP(LN(dwconv(x))))`."
         y = self.dwconv(x).permute(0, 2, 3, 1)                       # (B, H, W, C): Linear acts on C
         y = self.pwconv2(self.act(self.pwconv1(self.norm(y)))) * self.gamma
         return x + self.drop_path(y.permute(0, 3, 1, 2))
@@ -212,6 +221,7 @@ class ConvNeXt(ImageClassifier):
                 nn.init.trunc_normal_(m.weight, std=.02); nn.init.zeros_(m.bias)
 
     def forward_intermediates(self, x):
+        "Check the input, then return each stage's output map (B, C_i, H/r_i, W/r_i), each stage after its downsampling layer."
         check_image_input(x, self.in_chans, self.total_stride, name="convnext")
         outs = []
         for down, stage in zip(self.downsample, self.stages):
@@ -219,9 +229,15 @@ class ConvNeXt(ImageClassifier):
             outs.append(x)
         return outs
 
-    def forward_features(self, x): return self.forward_intermediates(x)[-1]
-    def pool(self, x): return self.norm(x.mean((2, 3)))
-    def no_weight_decay(self) -> set[str]: return set()
+    def forward_features(self, x):
+        "The last stage's map (B, C, H/r, W/r), r = `total_stride`."
+        return self.forward_intermediates(x)[-1]
+    def pool(self, x):
+        "GAP of a map (B, C, H, W), then LayerNorm -> (B, C)."
+        return self.norm(x.mean((2, 3)))
+    def no_weight_decay(self) -> set[str]:
+        "Names of parameters exempt from weight decay: none."
+        return set()
 
 @register_model("convnext")
 def convnext(num_classes, img_size, in_chans, **overrides):
@@ -247,6 +263,7 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x):
+        "Tokens (B, N, C) -> (B, N, C): multi-head softmax attention (fused SDPA or reference), output projection, dropout."
         B, N, C = x.shape
         q, k, v = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)  # (B, h, N, d)
         p = self.attn_drop if self.training else 0.
@@ -262,7 +279,9 @@ class Mlp(nn.Module):
     def __init__(self, dim, hidden, drop=0.):
         super().__init__()
         self.fc1, self.act, self.fc2, self.drop = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim), nn.Dropout(drop)
-    def forward(self, x, hw=None): return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+    def forward(self, x, hw=None):
+        "Tokens (B, N, C) -> (B, N, C): fc1 -> GELU -> dropout -> fc2 -> dropout; `hw` is ignored."
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 class TransformerBlock(nn.Module):
     "Pre-norm block: `x + DropPath(Attn(LN(x)))`, then `x + DropPath(FFN(LN(x), hw))`."
@@ -277,6 +296,7 @@ class TransformerBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x, hw: tuple[int, int]):
+        "Tokens (B, N, C) on an (H, W) grid -> (B, N, C): LN -> attention and LN -> FFN (given `hw`), both residual with drop path."
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.ffn(self.norm2(x), hw))
 
@@ -355,11 +375,13 @@ class ViT(ImageClassifier):
         return self.pos_drop(x), hw
 
     def forward_features(self, x):
+        "Image (B, C_in, H, W) -> tokens (B, num_prefix + N, C) after all blocks and the final LayerNorm."
         x, hw = self._tokens(x)
         for blk in self.blocks: x = blk(x, hw)
         return self.norm(x)                                           # (B, num_prefix + N, C)
 
     def forward_intermediates(self, x):
+        "Patch tokens after the blocks in `out_indices` as maps (B, C, H/p, W/p): prefix tokens dropped, no final norm."
         x, hw = self._tokens(x)
         outs = []
         for i, blk in enumerate(self.blocks):
@@ -367,9 +389,12 @@ class ViT(ImageClassifier):
             if i in self.out_indices: outs.append(tokens_to_map(x[:, self.num_prefix:], hw))
         return outs
 
-    def pool(self, x): return x[:, 0] if self.cls_token is not None else x.mean(1)
+    def pool(self, x):
+        "Tokens (B, num_prefix + N, C) -> (B, C): the class token if there is one, else the mean over tokens."
+        return x[:, 0] if self.cls_token is not None else x.mean(1)
 
     def no_weight_decay(self) -> set[str]:
+        "Names of the position embeddings and class token (those present), exempt from weight decay."
         return {n for n in ("pos_embed", "cls_token", "cls_pos") if getattr(self, n) is not None}
 
 @register_model("vit")
@@ -394,6 +419,7 @@ class LeFF(nn.Module):
         self.down = nn.Sequential(nn.Conv2d(hidden, dim, 1), nn.BatchNorm2d(dim), nn.Dropout(drop))
 
     def forward(self, x, hw: tuple[int, int]):                       # (B, N, C) with N = H*W
+        "Tokens (B, N, C), N = H*W -> (B, N, C): 1x1 expand, depthwise conv, 1x1 project on the (H, W) map, each with BN (GELU after the first two)."
         y = self.down(self.local(self.up(tokens_to_map(x, hw))))
         return map_to_tokens(y)
 
@@ -494,6 +520,7 @@ class WindowAttention(nn.Module):
         self.register_buffer("rel_index", relative_position_index(self.ws), persistent=False)
 
     def forward(self, x):                                             # (B, C, H, W)
+        "Map (B, C, H, W) -> (B, C, H, W): MSA inside each window (map padded to whole windows, padded keys masked) with the shared relative position bias."
         B, _, H, W = x.shape
         wh, ww = self.ws
         ph, pw = (-H) % wh, (-W) % ww
@@ -544,6 +571,7 @@ class PreActBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x):
+        "Map (B, cin, H, W) -> (B, cout, H/stride, W/stride): BN-ReLU-conv-BN-ReLU-conv with drop path, plus the shortcut (projected from the activated input when the shape changes)."
         out = self.relu(self.bn1(x))
         skip = self.shortcut(out) if self.shortcut is not None else x  # projection sees the activated input
         out = self.conv2(self.relu(self.bn2(self.conv1(out))))
@@ -560,6 +588,7 @@ class AttentionBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x):
+        "Map (B, C, H, W) -> (B, C, H, W): `x + drop_path(WindowAttention(BN(conv1x1(ReLU(BN(x))))))`."
         return x + self.drop_path(self.attn(self.norm2(self.conv(self.relu(self.norm1(x))))))
 
 @dataclass
@@ -603,6 +632,7 @@ class AlterNet(ImageClassifier):
         self.head = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_intermediates(self, x):
+        "Check the input, then return each stage's output map (B, C_i, H/r_i, W/r_i)."
         check_image_input(x, self.in_chans, self.total_stride, name="alternet")
         x, outs = self.stem(x), []
         for stage in self.stages:
@@ -610,9 +640,12 @@ class AlterNet(ImageClassifier):
             outs.append(x)
         return outs
 
-    def forward_features(self, x): return self.forward_intermediates(x)[-1]
+    def forward_features(self, x):
+        "The last stage's map (B, C, H/r, W/r), r = `total_stride`."
+        return self.forward_intermediates(x)[-1]
 
     def no_weight_decay(self) -> set[str]:
+        "Names of the relative position bias tables, exempt from weight decay."
         return {n for n, _ in self.named_parameters() if n.endswith("rel_pos_table")}
 
 @register_model("alternet")

@@ -51,8 +51,12 @@ class DropPath(nn.Module):
     def __init__(self, p: float = 0.): # drop probability
         super().__init__()
         self.p = p
-    def forward(self, x): return drop_path(x, self.p, self.training)
-    def extra_repr(self): return f"p={self.p}"
+    def forward(self, x):
+        "`drop_path(x, p)` while training; identity in eval."
+        return drop_path(x, self.p, self.training)
+    def extra_repr(self):
+        "`p=...` for the module's repr."
+        return f"p={self.p}"
 
 # %% ../nbs/00_core.ipynb #bcd34049
 def keep_mask(shape: tuple, # mask shape
@@ -96,8 +100,12 @@ class FastDropout(nn.Module):
     def __init__(self, p: float = 0.5):
         super().__init__()
         self.p = p
-    def forward(self, x): return fast_dropout(x, self.p, self.training)
-    def extra_repr(self): return f"p={self.p}"
+    def forward(self, x):
+        "`fast_dropout(x, p)` while training; identity in eval."
+        return fast_dropout(x, self.p, self.training)
+    def extra_repr(self):
+        "`p=...` for the module's repr."
+        return f"p={self.p}"
 
 # %% ../nbs/00_core.ipynb #5b488455
 class _BNActFn(torch.autograd.Function):
@@ -151,6 +159,7 @@ class BatchNormAct2d(nn.BatchNorm2d):
         self.act, self.drop, self.return_pre_act = act, drop, return_pre_act
 
     def forward(self, x):
+        "Map (B, C, H, W) -> BN, then optional GELU and dropout (`(BN, act)` with `return_pre_act`); CPU training uses the memory-lean backward."
         recompute = self.training and _RECOMPUTING[0]      # statistics were already updated by the first pass
         lean = (self.training and torch.is_grad_enabled() and not torch.compiler.is_compiling()
                 and not x.is_cuda and self.momentum is not None and self.track_running_stats)
@@ -176,7 +185,9 @@ class BatchNormAct2d(nn.BatchNorm2d):
         a = F.gelu(z) if self.act else z
         return (z, a) if self.return_pre_act else a
 
-    def extra_repr(self): return super().extra_repr() + f", act={'gelu' if self.act else None}, drop={self.drop}"
+    def extra_repr(self):
+        "BatchNorm2d's repr plus the activation and dropout."
+        return super().extra_repr() + f", act={'gelu' if self.act else None}, drop={self.drop}"
 
 # %% ../nbs/00_core.ipynb #9d019a9f
 def init_transformer_weights(m: nn.Module):
@@ -223,13 +234,17 @@ class ImageClassifier(nn.Module):
     def forward_head(self, x: torch.Tensor, # output of `forward_features`
                      pre_logits: bool = False, # return the pooled features instead of logits
                     ) -> torch.Tensor:
+        "Pool the `forward_features` output to (B, C); return that if `pre_logits`, else the logits (B, num_classes)."
         x = self.pool(x)
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        "Images (B, C_in, H, W) -> logits (B, num_classes): `forward_head(forward_features(x))`."
         return self.forward_head(self.forward_features(x))
 
-    def get_classifier(self) -> nn.Module: return self.head
+    def get_classifier(self) -> nn.Module:
+        "The classifier head (`nn.Linear`, or `nn.Identity` with 0 classes)."
+        return self.head
 
     def reset_classifier(self, num_classes: int): # new number of classes; 0 gives pooled features
         "Replace the classifier with a freshly initialised one for `num_classes` classes."

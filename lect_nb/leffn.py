@@ -34,6 +34,7 @@ class LeFFN(nn.Module):
     def forward(self, x: torch.Tensor, # tokens (B, N, C)
                 hw: tuple[int, int], # their grid (H, W)
                ) -> torch.Tensor: # tokens (B, N, C)
+        "Tokens (B, N, C) on an (H, W) grid -> tokens (B, N, C): 1x1 expand -> BN-GELU, depthwise conv -> BN-GELU-dropout, 1x1 project -> BN-dropout."
         x = tokens_to_map(x, hw)                        # (B, C, H, W)
         x = self.bn1.after_conv(x, self.pw1)            # (B, rC, H, W)
         x = self.bn2.after_conv(x, self.dw)             # mixes each channel's 3x3 neighbourhood

@@ -102,6 +102,7 @@ class FrequencyRampAttention(nn.Module):
         self.store_attn, self.last_attn = False, None
 
     def forward(self, x, hw):
+        "Tokens (B, N, C) on an (H, W) grid -> (B, N, C): high channel slice through the conv path, the rest through avg+max pooled attention and query upsampling, concatenated and projected."
         H, W = hw; K = self.sr_ratio
         if H % K or W % K: raise ValueError(f"LeCTv2: a {H}x{W} map is not divisible by its spatial-reduction ratio {K}")
         phw = (H // K, W // K)
@@ -132,6 +133,7 @@ class LeCTBlock(nn.Module):
         self.ffn = LeFFN(dim, mlp_ratio, drop)
 
     def forward(self, x, hw):                                           # x: (B, N, C)
+        "Tokens (B, N, C) on an (H, W) grid -> tokens (B, N, C): LN -> token mixer and LN -> LeFFN, both residual with drop path."
         x = x + self.drop_path(self.attn(self.norm1(x), hw))
         return x + self.drop_path(self.ffn(self.norm2(x), hw))
 
@@ -146,6 +148,7 @@ class LeCTStage(nn.Module):
         self.grad_checkpointing = False
 
     def forward(self, x):                                               # (B, C_in, H_in, W_in)
+        "Map (B, C_in, H_in, W_in) -> map (B, C, H, W): conv patch embedding, blocks (gradient-checkpointed if enabled), LayerNorm."
         x, hw = self.embed(x)                                           # tokens (B, N, C)
         for blk in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
@@ -206,6 +209,7 @@ class LeCT(ImageClassifier):
             cfg.pooling, (hw[0] // k, hw[1] // k), cfg.reduction)
 
     def check_input(self, x):
+        "Raise a `ValueError` unless `x` has `in_chans` channels, sides a multiple of `input_multiple`, and the built size if `fixed_size`."
         check_image_input(x, self.in_chans, self.input_multiple, self.fixed_img_size, name=type(self).__name__)
 
     def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -239,7 +243,9 @@ class LeCT(ImageClassifier):
         "Recompute each block's activations during backward instead of storing them (less memory, more time)."
         for s in self.stages: s.grad_checkpointing = enable
 
-    def no_weight_decay(self) -> set: return set()
+    def no_weight_decay(self) -> set:
+        "Names of parameters exempt from weight decay: none."
+        return set()
 
 # %% ../nbs/05_lect.ipynb #45a73a73
 LECT_CONFIGS = {

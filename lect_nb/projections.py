@@ -25,7 +25,9 @@ class DWConvBN(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim, bias=bias)
         self.bn = BatchNormAct2d(dim, act=act, return_pre_act=act)
-    def forward(self, x): return self.bn.after_conv(x, self.conv)
+    def forward(self, x):
+        "Map (B, C, H, W) -> BN(depthwise conv(x)) (B, C, H, W), or `(BN, GELU(BN))` with `act`."
+        return self.bn.after_conv(x, self.conv)
 
 # %% ../nbs/02_projections.ipynb #088f03dd
 class SequentialConvProjection(nn.Module):

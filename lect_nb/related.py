@@ -47,6 +47,7 @@ class ConvProjectionAttention(nn.Module):
         self.proj, self.proj_drop = nn.Linear(dim, dim), nn.Dropout(proj_drop)
 
     def forward(self, x, hw: tuple[int, int]):                      # (B, N, C), N = H*W
+        "Tokens (B, N, C) on an (H, W) grid -> (B, N, C): q from a stride-1, k and v from stride-`kv_stride` depthwise conv-BN + Linear; multi-head attention, output projection."
         B, N, C = x.shape
         m = tokens_to_map(x, hw)
         split = lambda t: t.reshape(B, -1, self.heads, C // self.heads).transpose(1, 2)   # (B, h, n, d)
@@ -65,6 +66,7 @@ class CvTBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x, hw):
+        "Tokens (B, N, C) on an (H, W) grid -> (B, N, C): LN -> conv-projection attention and LN -> MLP, both residual with drop path."
         x = x + self.drop_path(self.attn(self.norm1(x), hw))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -116,9 +118,15 @@ class CvT(ImageClassifier):
             outs.append(x)
         return outs, t
 
-    def forward_intermediates(self, x): return self._run(x)[0]
-    def forward_features(self, x): return self.norm(self._run(x)[1])   # (B, N, C)
-    def no_weight_decay(self) -> set[str]: return set()
+    def forward_intermediates(self, x):
+        "Check the input, then return each stage's output map (B, C_i, H/r_i, W/r_i)."
+        return self._run(x)[0]
+    def forward_features(self, x):
+        "The last stage's tokens (B, N, C) after the final LayerNorm."
+        return self.norm(self._run(x)[1])   # (B, N, C)
+    def no_weight_decay(self) -> set[str]:
+        "Names of parameters exempt from weight decay: none."
+        return set()
 
 @register_model("cvt")
 def cvt(num_classes, img_size, in_chans, **overrides):
@@ -140,6 +148,7 @@ class LocalityFeedForward(nn.Module):
             nn.Conv2d(hidden, dim, 1), nn.BatchNorm2d(dim), nn.Dropout(drop))
 
     def forward(self, x, hw: tuple[int, int]):
+        "Tokens (B, prefix + H*W, C) -> same shape: conv feed-forward on the (H, W) patch tokens; prefix tokens get zeros."
         n_prefix = x.shape[1] - hw[0] * hw[1]
         y = map_to_tokens(self.net(tokens_to_map(x[:, n_prefix:], hw)))      # (B, H*W, C)
         return torch.cat([y.new_zeros(y.shape[0], n_prefix, y.shape[2]), y], 1)
@@ -175,6 +184,7 @@ class LESALayer(nn.Module):
         self.gate = nn.Conv2d(2 * dim, dim, 1)
 
     def forward(self, x):                                             # (B, C, H, W)
+        "Map (B, C, H, W) -> (B, C, H, W): grouped 3x3 conv of v (local) plus multi-head attention context gated by `sigmoid(gate([q, local]))`."
         B, C, H, W = x.shape
         q, k, v = self.qkv(x).chunk(3, 1)                             # (B, C, H, W) each
         local = self.local(v)

@@ -135,9 +135,13 @@ class DistInfo:
     world: int = 1
     local_rank: int = 0
     @property
-    def main(self) -> bool: return self.rank == 0
+    def main(self) -> bool:
+        "True on rank 0, the main process."
+        return self.rank == 0
     @property
-    def enabled(self) -> bool: return self.world > 1
+    def enabled(self) -> bool:
+        "True when the job has more than one process."
+        return self.world > 1
 
 def init_distributed(device: torch.device, # cuda -> NCCL, cpu -> gloo
                     ) -> DistInfo:

@@ -1,5 +1,5 @@
 """Docs: the offline render (scripts/render_docs.py) gives every notebook its page with its title and figures;
-the Quarto config is what nbdev-docs expects; every exported function and class has a docstring."""
+the Quarto config is what nbdev-docs expects; every exported function and class, and every public method of an exported class, has a docstring."""
 import html, importlib, inspect, io, json, pkgutil, re, subprocess, sys
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -98,6 +98,16 @@ def test_workflows():
     assert "nbdev-test && pytest" in test and 'pip install -e ".[dev]"' in test
     for f in (deploy, test): yaml.safe_load(f)
 
+def _public_methods(cls) -> dict:
+    "Public methods, static/class methods and properties defined in `cls`'s own `__dict__` (inherited ones are checked where defined)."
+    out = {}
+    for k, v in vars(cls).items():
+        if k.startswith("_"): continue
+        if isinstance(v, (staticmethod, classmethod)): v = v.__func__
+        elif isinstance(v, property): v = v.fget
+        if inspect.isfunction(v): out[k] = v
+    return out
+
 def _undocumented() -> list[str]:
     import lect_nb
     missing = []
@@ -108,8 +118,11 @@ def _undocumented() -> list[str]:
             obj = getattr(mod, name)
             if (inspect.isfunction(obj) or inspect.isclass(obj)) and not (obj.__doc__ or "").strip():
                 missing.append(f"{m.name}.{name}")
+            if inspect.isclass(obj):
+                missing += [f"{m.name}.{name}.{k}" for k, f in _public_methods(obj).items() if not (f.__doc__ or "").strip()]
     return missing
 
 def test_every_exported_function_and_class_has_a_docstring():
-    # constants in __all__ (dicts, tuples) cannot carry docstrings; functions and classes must
+    # constants in __all__ (dicts, tuples) cannot carry docstrings; functions, classes and the public
+    # methods (incl. static/class methods and properties) each exported class defines itself must
     assert _undocumented() == []
