@@ -12,12 +12,14 @@ import torch.nn.functional as F
 from .core import create_model, list_models, count_params
 
 # %% auto #0
-__all__ = ['SPEC_OPTIONS', 'parse_spec', 'build', 'make_step', 'time_interleaved', 'peak_train_memory_mb', 'run_benchmark',
-           'lemsa_layer_memory', 'main']
+__all__ = ['SPEC_OPTIONS', 'OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'parse_spec', 'build', 'make_step', 'time_interleaved',
+           'peak_train_memory_mb', 'run_benchmark', 'lemsa_layer_memory', 'op_category', 'profile_breakdown', 'main']
 
 # %% ../nbs/13_benchmark.ipynb #e445dc63
 SPEC_OPTIONS = {"reference": "attn_impl='reference' (paper-literal attention)",
-                "ckpt": "set_grad_checkpointing(True) (recompute blocks in backward)"}
+                "ckpt": "set_grad_checkpointing(True) (recompute blocks in backward)",
+                "nodrop": "drop_rate=0, drop_path_rate=0 (shows what dropout and drop path cost; LeCT models)"}
+_SPEC_OVERRIDES = {"reference": {"attn_impl": "reference"}, "nodrop": {"drop_rate": 0., "drop_path_rate": 0.}}
 
 def parse_spec(spec: str) -> tuple[str, dict, set]:
     "`'lect@reference+ckpt'` -> `('lect', {'attn_impl': 'reference'}, {'ckpt'})`."
@@ -26,7 +28,8 @@ def parse_spec(spec: str) -> tuple[str, dict, set]:
     opts = set(opts.split("+")) - {""}
     bad = opts - set(SPEC_OPTIONS)
     if bad: raise ValueError(f"unknown option(s) {sorted(bad)} in {spec!r}; known: {sorted(SPEC_OPTIONS)}")
-    return name, ({"attn_impl": "reference"} if "reference" in opts else {}), opts
+    kw = {k: v for o in sorted(opts) for k, v in _SPEC_OVERRIDES.get(o, {}).items()}
+    return name, kw, opts
 
 def build(spec: str, img_size: int, num_classes: int = 100, device="cpu"):
     "Model for `spec` at `img_size` on `device`."
@@ -169,6 +172,55 @@ def _lemsa_child(impl, img_size, batch):
     n = (H // K) ** 2
     return dict(peak_mb=_rss_peak_since(base), map=f"{H}x{H}", K=K, attn_map_mb=batch * 2 * n * H * H * 4 / 2**20)
 
+# %% ../nbs/13_benchmark.ipynb #cd2754ec
+OP_CATEGORIES = {   # ATen op names; a trailing * matches any suffix; the first category that matches wins
+    "convolution": ("mkldnn_convolution", "convolution_backward", "_convolution_pointwise*", "_slow_conv2d*",
+                    "slow_conv*", "thnn_conv*", "cudnn_convolution*"),
+    "matmul + attention": ("mm", "addmm", "bmm", "baddbmm", "_scaled_dot_product*", "_flash_attention*",
+                           "_efficient_attention*"),
+    "normalisation": ("native_batch_norm*", "native_layer_norm*", "_native_batch_norm*", "batch_norm*",
+                      "cudnn_batch_norm*"),
+    "activation": ("gelu", "gelu_", "gelu_backward", "relu", "relu_", "clamp_min", "clamp_min_", "threshold_backward"),
+    "dropout masks (RNG)": ("random_", "bernoulli_", "bitwise_and", "bitwise_and_", "ge", "native_dropout*"),
+    "resampling + pooling": ("upsample_*", "avg_pool*", "max_pool*", "adaptive_avg_pool*", "_adaptive_avg_pool*"),
+}
+OTHER, FRAMEWORK = "other elementwise + copies", "framework (Python, autograd)"   # OTHER includes AdamW's update
+
+def op_category(name: str, # a profiler key, e.g. "aten::gelu"
+               ) -> str:
+    "The `OP_CATEGORIES` entry an operator falls in; `OTHER` for remaining ATen ops, `FRAMEWORK` for the rest."
+    if not name.startswith("aten::"): return FRAMEWORK
+    op = name[len("aten::"):]
+    for cat, pats in OP_CATEGORIES.items():
+        if any(op == p or (p.endswith("*") and op.startswith(p[:-1])) for p in pats): return cat
+    return OTHER
+
+def profile_breakdown(spec: str, # model spec, e.g. "lect" or "lect@nodrop"
+                      img_size: int = 224, batch: int = 16,
+                      train: bool = True, # a training step (else an inference pass)
+                      steps: int = 3, # profiled steps, after two warm-up steps
+                      device: str = "cpu", threads: int | None = None, seed: int = 0) -> dict:
+    "Milliseconds per step in each operator category (self time from `torch.profiler`), and their total."
+    from torch.profiler import profile, ProfilerActivity
+    if threads: torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    m = build(spec, img_size, device=device)
+    x = torch.randn(batch, 3, img_size, img_size, device=device)
+    y = torch.randint(0, 100, (batch,), device=device)
+    step = make_step(m, x, y, train=train)
+    for _ in range(2): step()
+    cuda = torch.device(device).type == "cuda"
+    _sync(device)
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        for _ in range(steps): step()
+        _sync(device)
+    ms = dict.fromkeys([*OP_CATEGORIES, OTHER, FRAMEWORK], 0.)
+    for ev in prof.key_averages():
+        if cuda and not ev.key.startswith("aten::"): continue        # on CUDA count device kernels' time only
+        ms[op_category(ev.key)] += (ev.self_device_time_total if cuda else ev.self_cpu_time_total) / 1e3 / steps
+    return dict(model=spec, mode="train" if train else "infer", img_size=img_size, batch=batch, device=device,
+                total_ms=sum(ms.values()), ms=ms)
+
 # %% ../nbs/13_benchmark.ipynb #ba6f00db
 def main(argv=None):
     "Entry point of `lect-bench`."
@@ -185,6 +237,7 @@ def main(argv=None):
     p.add_argument("--compile", action="store_true", help="also time torch.compile (inductor)")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--lemsa-memory", action="store_true", help="peak memory of one LeMSA layer at 448x448, fused vs reference")
+    p.add_argument("--profile", action="store_true", help="also print each model's time per operator category")
     p.add_argument("--baseline", default="resnet")
     a = p.parse_args(argv)
     try:
@@ -196,5 +249,9 @@ def main(argv=None):
     except ValueError as e:
         print(f"lect-bench: error: {e}", file=sys.stderr); return 2
     for r in rows: print(json.dumps(r))
+    if a.profile:
+        for spec in a.models:
+            for train in (True, False):
+                print(json.dumps(profile_breakdown(spec, a.img_size, a.batch, train, 3, a.device, a.threads)))
     if a.lemsa_memory: print(json.dumps(dict(mode="lemsa_layer_memory", **lemsa_layer_memory(448, a.batch, a.device))))
     return 0
