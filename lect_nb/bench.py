@@ -13,7 +13,8 @@ from .core import create_model, list_models, count_params
 
 # %% auto #0
 __all__ = ['SPEC_OPTIONS', 'OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'parse_spec', 'build', 'make_step', 'time_interleaved',
-           'peak_train_memory_mb', 'run_benchmark', 'lemsa_layer_memory', 'op_category', 'profile_breakdown', 'main']
+           'model_step', 'peak_train_memory_mb', 'run_benchmark', 'lemsa_layer_memory', 'op_category',
+           'profile_breakdown', 'main']
 
 # %% ../nbs/13_benchmark.ipynb #e445dc63
 SPEC_OPTIONS = {"reference": "attn_impl='reference' (paper-literal attention)",
@@ -77,6 +78,14 @@ def time_interleaved(steps: dict, # name -> step closure
                 t = time.perf_counter(); f(); times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
+def model_step(spec: str, img_size: int, batch: int, device="cpu", train: bool = True):
+    "A step closure for `spec` on a random batch of `batch` images (the setup shared by memory and profile runs)."
+    m = build(spec, img_size, device=device)
+    x = torch.randn(batch, 3, img_size, img_size, device=device)
+    y = torch.randint(0, 100, (batch,), device=device)
+    return make_step(m, x, y, train=train)
+
+
 # %% ../nbs/13_benchmark.ipynb #a3cfbd1d
 def _proc_status_mb(key: str) -> float:
     "A memory field of /proc/self/status (VmRSS: current, VmHWM: peak), in MB."
@@ -94,9 +103,7 @@ def _rss_peak_since(base: float) -> float: return _proc_status_mb("VmHWM") - bas
 def peak_train_memory_mb(spec: str, img_size: int, batch: int, device="cpu", threads: int | None = None) -> float:
     "Extra peak memory (MB) of two training steps over the model-and-batch baseline."
     if torch.device(device).type == "cuda":
-        m = build(spec, img_size, device=device)
-        x, y = torch.randn(batch, 3, img_size, img_size, device=device), torch.randint(0, 100, (batch,), device=device)
-        step = make_step(m, x, y); torch.cuda.synchronize()
+        step = model_step(spec, img_size, batch, device); torch.cuda.synchronize()
         base = torch.cuda.memory_allocated(); torch.cuda.reset_peak_memory_stats()
         step(); step(); torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
@@ -108,9 +115,7 @@ def peak_train_memory_mb(spec: str, img_size: int, batch: int, device="cpu", thr
 def _measure_rss_child(spec, img_size, batch, threads):
     if threads: torch.set_num_threads(threads)
     torch.manual_seed(0)
-    m = build(spec, img_size)
-    x, y = torch.randn(batch, 3, img_size, img_size), torch.randint(0, 100, (batch,))
-    step = make_step(m, x, y)
+    step = model_step(spec, img_size, batch)
     base = _start_peak()
     step(); step()
     return _rss_peak_since(base)
@@ -204,10 +209,7 @@ def profile_breakdown(spec: str, # model spec, e.g. "lect" or "lect@nodrop"
     from torch.profiler import profile, ProfilerActivity
     if threads: torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    m = build(spec, img_size, device=device)
-    x = torch.randn(batch, 3, img_size, img_size, device=device)
-    y = torch.randint(0, 100, (batch,), device=device)
-    step = make_step(m, x, y, train=train)
+    step = model_step(spec, img_size, batch, device, train)
     for _ in range(2): step()
     cuda = torch.device(device).type == "cuda"
     _sync(device)
