@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 import torch.nn.functional as F
+from .kernels import kernels_usable, fused_bn_act, fused_dropout
 
 # %% auto #0
 __all__ = ['MODEL_FAMILIES', 'tokens_to_map', 'map_to_tokens', 'drop_path', 'DropPath', 'keep_mask', 'fast_dropout',
@@ -87,10 +88,11 @@ def fast_dropout(x: torch.Tensor, # input
                  p: float = 0.5, # drop probability
                  training: bool = True,
                 ) -> torch.Tensor:
-    "Dropout with integer random bits and a 1-byte saved mask on CPU; `F.dropout` on CUDA and under `torch.compile`."
+    "Dropout on CPU by the fused kernel (mask recomputed, not stored) or from integer random bits with a 1-byte saved mask; `F.dropout` on CUDA and under `torch.compile`."
     if not training or p == 0.: return x
     if not 0. <= p < 1.: raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     if x.is_cuda or torch.compiler.is_compiling(): return F.dropout(x, p, True)
+    if kernels_usable(x): return fused_dropout(x, p)             # notebook 14: one pass, nothing saved
     mask, scale = keep_mask(tuple(x.shape), p, x.device)
     return _MaskedScale.apply(x, mask, scale)
 
@@ -170,6 +172,9 @@ class BatchNormAct2d(nn.BatchNorm2d):
             return (z, a) if self.return_pre_act else a
         if not recompute: self.num_batches_tracked.add_(1)
         rm, rv = (None, None) if recompute else (self.running_mean, self.running_var)
+        if kernels_usable(x) and x.ndim == 4:               # notebook 14: two passes forward, two backward
+            return fused_bn_act(x, self.weight, self.bias, rm, rv, self.momentum, self.eps,
+                                self.act, self.drop, self.return_pre_act)
         return _BNActFn.apply(x, self.weight, self.bias, rm, rv, self.momentum, self.eps,
                               self.act, self.drop, self.return_pre_act)
 
