@@ -47,6 +47,6 @@ class ConvPatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor): # image or map, (B, C, H, W)
         "Returns normalised tokens `(B, N, D)` and their grid `(H', W')`."
-        x = self.proj(x)                           # (B, D, H', W')
-        hw = tuple(x.shape[-2:])
+        x = self.proj(x.contiguous(memory_format=torch.channels_last))   # (B, D, H', W'), channels_last:
+        hw = tuple(x.shape[-2:])                                          # the token view below is free
         return self.norm(map_to_tokens(x)), hw
