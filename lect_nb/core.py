@@ -124,13 +124,13 @@ class _BNActFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         x, weight, bias, mean, invstd, mask = ctx.saved_tensors
-        ga = grads[-1]
+        ga = grads[-1].to(x.dtype)          # under autocast: bf16/fp16 maps, float32 parameters and statistics
         if mask is not None: ga = ga * mask.to(ga.dtype).mul_(ctx.scale)
         if ctx.act:
             s = (invstd * weight).view(1, -1, 1, 1)
-            z = torch.addcmul((bias - mean * invstd * weight).view(1, -1, 1, 1), x, s)   # recompute BN(x)
+            z = torch.addcmul((bias - mean * invstd * weight).view(1, -1, 1, 1), x, s).to(x.dtype)   # recompute BN(x)
             ga = torch.ops.aten.gelu_backward(ga, z)
-        if ctx.pre_act and grads[0] is not None: ga = ga + grads[0]
+        if ctx.pre_act and grads[0] is not None: ga = ga + grads[0].to(x.dtype)
         gx, gw, gb = torch.ops.aten.native_batch_norm_backward(ga, x, weight, None, None, mean, invstd, True, ctx.eps,
                                                                [True, True, True])
         return gx, gw, gb, None, None, None, None, None, None, None

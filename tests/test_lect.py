@@ -100,3 +100,23 @@ def test_intermediates_and_reset_classifier():
     assert m(torch.randn(1, 3, 96, 160)).shape == (1, 7)
     m.reset_classifier(0)
     assert m(torch.randn(1, 3, 96, 160)).shape == (1, 192)
+
+
+@pytest.mark.parametrize("name,size", [("lect_cifar", 32), ("lect_v2", 96)])
+def test_bf16_autocast_training_on_cpu(name, size):
+    "lect-train --amp bf16 on the CPU: BN runs on bf16 maps with float32 parameters; every gradient is finite and close to float32's."
+    torch.manual_seed(0)
+    m = create_model(name, num_classes=10, img_size=size, drop_rate=0., drop_path_rate=0.).train()   # same function in both
+    x, y = torch.randn(4, 3, size, size), torch.randint(0, 10, (4,))
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    torch.nn.functional.cross_entropy(m(x), y).backward()
+    g32 = {n: p.grad.clone() for n, p in m.named_parameters()}
+    m.load_state_dict(state); m.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = torch.nn.functional.cross_entropy(m(x), y)
+    loss.backward()
+    for n, p in m.named_parameters():
+        assert p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all(), n
+    cos = torch.nn.functional.cosine_similarity(torch.cat([p.grad.flatten() for p in m.parameters()]),
+                                                torch.cat([g.flatten() for g in g32.values()]), 0)
+    assert cos > 0.95, cos   # the same function at lower precision
