@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from .core import create_model, list_models, count_params
 
 # %% auto #0
-__all__ = ['SPEC_OPTIONS', 'OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'parse_spec', 'build', 'make_step', 'time_interleaved',
-           'model_step', 'peak_train_memory_mb', 'run_benchmark', 'lemsa_layer_memory', 'op_category',
-           'profile_breakdown', 'main']
+__all__ = ['SPEC_OPTIONS', 'OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'parse_spec', 'build', 'make_step',
+           'time_interleaved', 'model_step', 'peak_train_memory_mb', 'run_benchmark', 'lemsa_layer_memory',
+           'op_category', 'profile_breakdown', 'main']
 
 # %% ../nbs/13_benchmark.ipynb #e445dc63
 SPEC_OPTIONS = {"reference": "attn_impl='reference' (paper-literal attention)",
@@ -190,10 +190,13 @@ OP_CATEGORIES = {   # ATen op names; a trailing * matches any suffix; the first 
     "resampling + pooling": ("upsample_*", "avg_pool*", "max_pool*", "adaptive_avg_pool*", "_adaptive_avg_pool*"),
 }
 OTHER, FRAMEWORK = "other elementwise + copies", "framework (Python, autograd)"   # OTHER includes AdamW's update
+KERNELS = "fused CPU kernels (BN, GELU, dropout)"   # notebook 14's autograd functions, C code outside ATen
+_KERNEL_FUNCTIONS = ("_BNActKernel", "_BNActConvKernel", "_DropKernel")
 
 def op_category(name: str, # a profiler key, e.g. "aten::gelu"
                ) -> str:
-    "The `OP_CATEGORIES` entry an operator falls in; `OTHER` for remaining ATen ops, `FRAMEWORK` for the rest."
+    "The `OP_CATEGORIES` entry an operator falls in; `KERNELS` for notebook 14's fused kernels, `OTHER` for remaining ATen ops, `FRAMEWORK` for the rest."
+    if name.startswith(_KERNEL_FUNCTIONS): return KERNELS              # (their backward nodes too)
     if not name.startswith("aten::"): return FRAMEWORK
     op = name[len("aten::"):]
     for cat, pats in OP_CATEGORIES.items():
@@ -216,7 +219,7 @@ def profile_breakdown(spec: str, # model spec, e.g. "lect" or "lect@nodrop"
     with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
         for _ in range(steps): step()
         _sync(device)
-    ms = dict.fromkeys([*OP_CATEGORIES, OTHER, FRAMEWORK], 0.)
+    ms = dict.fromkeys([*OP_CATEGORIES, KERNELS, OTHER, FRAMEWORK], 0.)
     for ev in prof.key_averages():
         if cuda and not ev.key.startswith("aten::"): continue        # on CUDA count device kernels' time only
         ms[op_category(ev.key)] += (ev.self_device_time_total if cuda else ev.self_cpu_time_total) / 1e3 / steps

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .kernels import kernels_usable, fused_bn_act, fused_dropout
+from .kernels import kernels_usable, fused_bn_act, fused_dropout, fast_gelu, fused_bn_act_conv
 
 # %% auto #0
 __all__ = ['MODEL_FAMILIES', 'tokens_to_map', 'map_to_tokens', 'drop_path', 'DropPath', 'keep_mask', 'fast_dropout',
@@ -168,7 +168,7 @@ class BatchNormAct2d(nn.BatchNorm2d):
         if not lean:
             z = (F.batch_norm(x, None, None, self.weight, self.bias, True, 0., self.eps) if recompute
                  else super().forward(x))
-            a = fast_dropout(F.gelu(z) if self.act else z, self.drop, self.training)
+            a = fast_dropout(fast_gelu(z) if self.act else z, self.drop, self.training)
             return (z, a) if self.return_pre_act else a
         if not recompute: self.num_batches_tracked.add_(1)
         rm, rv = (None, None) if recompute else (self.running_mean, self.running_var)
@@ -187,8 +187,20 @@ class BatchNormAct2d(nn.BatchNorm2d):
         b = self.bias - self.running_mean * s
         if conv.bias is not None: b = b + conv.bias * s
         z = F.conv2d(x, conv.weight * s.view(-1, 1, 1, 1), b, conv.stride, conv.padding, conv.dilation, conv.groups)
-        a = F.gelu(z) if self.act else z
+        a = fast_gelu(z) if self.act else z                                    # the kernel at inference
         return (z, a) if self.return_pre_act else a
+
+    def then_conv(self, x: torch.Tensor, # input of this BN
+                  conv: nn.Conv2d, # the convolution applied to this BN's output
+                 ):
+        "`conv(self(x))` (`(BN(x), conv(act))` with `return_pre_act`); CPU training with the kernels does not keep the activation for backward."
+        if (self.training and torch.is_grad_enabled() and not torch.compiler.is_compiling() and x.ndim == 4
+                and self.momentum is not None and self.track_running_stats and kernels_usable(x)):
+            recompute = _RECOMPUTING[0]
+            if not recompute: self.num_batches_tracked.add_(1)
+            return fused_bn_act_conv(x, self, conv, self.act, self.drop, self.return_pre_act, update_stats=not recompute)
+        out = self(x)
+        return (out[0], conv(out[1])) if self.return_pre_act else conv(out)
 
     def extra_repr(self):
         "BatchNorm2d's repr plus the activation and dropout."

@@ -8,10 +8,11 @@ Docs: https://lect-nb.github.io/lect_nb/kernels.html.md"""
 from __future__ import annotations
 import contextlib, ctypes, hashlib, os, platform, shutil, subprocess, tempfile, threading, warnings
 import torch
+import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['KERNEL_SOURCE', 'kernel_library_path', 'load_kernels', 'use_kernels', 'kernels_usable', 'drop_threshold',
-           'fused_bn_act', 'fused_dropout']
+           'fused_bn_act', 'fused_dropout', 'fast_gelu', 'fused_bn_act_conv']
 
 # %% ../nbs/14_kernels.ipynb #e3202a40
 KERNEL_SOURCE = r"""
@@ -210,6 +211,12 @@ void bn_bwd2(const float *x, float *dz, int64_t M, int64_t C, const float *mu, c
     }
 }
 
+// y = GELU(x) elementwise over n floats (y may be x); inference, where nothing needs a gradient.
+void gelu_fwd(const float *x, float *y, int64_t n, int nt) {
+    #pragma omp parallel for simd schedule(static) num_threads(nt)
+    for (int64_t i = 0; i < n; i++) y[i] = gelu(x[i]);
+}
+
 // out = drop(x); called on the incoming gradient with the same seed, it is also the backward pass.
 void drop_fwd(const float *x, int64_t M, int64_t C, uint32_t thr, float ks, uint64_t seed, float *out, int nt) {
     #pragma omp parallel num_threads(nt)
@@ -233,7 +240,7 @@ _FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fno-trapping-ma
           "-fopenmp", "-fPIC", "-shared", "-std=c11"]      # turn the GELU clamps into selects (vectorised on AVX2), same results
 _SIGNATURES = {   # argument types of each exported C function
     "bn_stats": "PIIPPi", "bn_act_fwd": "PIIPPPiUfLPPi", "bn_act_bwd1": "PPPIIPPPiUfLPPPi",
-    "bn_bwd2": "PPIIPPPPi", "drop_fwd": "PIIUfLPi"}
+    "bn_bwd2": "PPIIPPPPi", "drop_fwd": "PIIUfLPi", "gelu_fwd": "PPIi"}
 _CTYPES = {"P": ctypes.c_void_p, "I": ctypes.c_int64, "i": ctypes.c_int, "U": ctypes.c_uint32,
            "f": ctypes.c_float, "L": ctypes.c_uint64}
 _STATE = {"lib": None, "tried": False, "error": None, "enabled": True}
@@ -323,44 +330,62 @@ def drop_threshold(p: float) -> tuple[int, float]:
 def _ptr(t): return None if t is None else t.data_ptr()
 
 # %% ../nbs/14_kernels.ipynb #72e75114
+def _bn_forward(x, weight, bias, running_mean, running_var, momentum, eps, act, p, pre_act):
+    "Statistics (and running-average update), then `a = drop(act(BN(x)))` and optionally `z = BN(x)`; returns `(z, a, saved, cfg)`."
+    lib, nt = load_kernels(), torch.get_num_threads()
+    M, C = _rows(x)
+    if M < 2: raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)}")
+    mean64, var64 = x.new_empty(C, dtype=torch.float64), x.new_empty(C, dtype=torch.float64)
+    lib.bn_stats(x.data_ptr(), M, C, mean64.data_ptr(), var64.data_ptr(), nt)
+    if running_mean is not None:
+        running_mean.mul_(1 - momentum).add_(mean64.float(), alpha=momentum)
+        running_var.mul_(1 - momentum).add_((var64 * (M / (M - 1))).float(), alpha=momentum)
+    mean, invstd = mean64.float(), (var64 + eps).rsqrt().float()
+    sc, sh = (weight.detach() * invstd).contiguous(), bias.detach().contiguous()
+    thr, ks = drop_threshold(p); seed = _seed() if thr else 0
+    cfg = (act, thr, ks, seed)
+    z = torch.empty_like(x, memory_format=torch.channels_last) if pre_act else None
+    a = _bn_apply(x, mean, sc, sh, cfg, z)
+    return z, a, (x, weight, mean, invstd, sc, sh), cfg
+
+def _bn_apply(x, mean, sc, sh, cfg, z=None):
+    "`drop(act(x * sc + sh))` with the saved statistics and dropout seed (also writes `z = BN(x)` if given)."
+    act, thr, ks, seed = cfg
+    M, C = _rows(x)
+    a = torch.empty_like(x, memory_format=torch.channels_last)
+    load_kernels().bn_act_fwd(x.data_ptr(), M, C, mean.data_ptr(), sc.data_ptr(), sh.data_ptr(), int(act), thr, ks, seed,
+                              _ptr(z), a.data_ptr(), torch.get_num_threads())
+    return a
+
+def _bn_backward(saved, cfg, ga, gz=None):
+    "Gradients `(dx, dweight, dbias)` of `_bn_forward` from the gradients of `a` and (optionally) `z`."
+    x, weight, mean, invstd, sc, sh = saved
+    act, thr, ks, seed = cfg
+    lib, nt = load_kernels(), torch.get_num_threads()
+    M, C = _rows(x)
+    ga = _dense(ga); gz = None if gz is None else _dense(gz)
+    dz = torch.empty_like(x, memory_format=torch.channels_last)
+    s_dz, s_dzx = x.new_empty(C, dtype=torch.float64), x.new_empty(C, dtype=torch.float64)
+    lib.bn_act_bwd1(x.data_ptr(), ga.data_ptr(), _ptr(gz), M, C, mean.data_ptr(), sc.data_ptr(), sh.data_ptr(),
+                    int(act), thr, ks, seed, dz.data_ptr(), s_dz.data_ptr(), s_dzx.data_ptr(), nt)
+    inv = invstd.double()
+    a = weight.detach().double() * inv                      # gx = a * dz - b - k * (x - mean), per channel
+    a, b, k = a.float(), (a * s_dz / M).float(), (a * inv * inv * s_dzx / M).float()   # (kept alive across the call)
+    lib.bn_bwd2(x.data_ptr(), dz.data_ptr(), M, C, mean.data_ptr(), a.data_ptr(), b.data_ptr(), k.data_ptr(), nt)
+    return dz, (s_dzx * inv).float(), s_dz.float()
+
 class _BNActKernel(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, act, p, pre_act):
-        lib, nt = load_kernels(), torch.get_num_threads()
-        x = _dense(x.detach()); M, C = _rows(x)
-        if M < 2: raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)}")
-        mean64, var64 = x.new_empty(C, dtype=torch.float64), x.new_empty(C, dtype=torch.float64)
-        lib.bn_stats(x.data_ptr(), M, C, mean64.data_ptr(), var64.data_ptr(), nt)
-        if running_mean is not None:
-            running_mean.mul_(1 - momentum).add_(mean64.float(), alpha=momentum)
-            running_var.mul_(1 - momentum).add_((var64 * (M / (M - 1))).float(), alpha=momentum)
-        mean, invstd = mean64.float(), (var64 + eps).rsqrt().float()
-        sc, sh = (weight.detach() * invstd).contiguous(), bias.detach().contiguous()
-        thr, ks = drop_threshold(p); seed = _seed() if thr else 0
-        a = torch.empty_like(x, memory_format=torch.channels_last)
-        z = torch.empty_like(a) if pre_act else None
-        lib.bn_act_fwd(x.data_ptr(), M, C, mean.data_ptr(), sc.data_ptr(), sh.data_ptr(), int(act), thr, ks, seed,
-                       _ptr(z), a.data_ptr(), nt)
-        ctx.save_for_backward(x, weight, mean, invstd, sc, sh)
-        ctx.cfg = (act, thr, ks, seed, pre_act)
+        z, a, saved, ctx.cfg = _bn_forward(_dense(x.detach()), weight, bias, running_mean, running_var, momentum, eps,
+                                           act, p, pre_act)
+        ctx.save_for_backward(*saved); ctx.pre_act = pre_act
         return (z, a) if pre_act else a
 
     @staticmethod
     def backward(ctx, *grads):
-        x, weight, mean, invstd, sc, sh = ctx.saved_tensors
-        act, thr, ks, seed, pre_act = ctx.cfg
-        lib, nt = load_kernels(), torch.get_num_threads()
-        M, C = _rows(x)
-        ga = _dense(grads[-1]); gz = _dense(grads[0]) if pre_act else None
-        dz = torch.empty_like(x, memory_format=torch.channels_last)
-        s_dz, s_dzx = x.new_empty(C, dtype=torch.float64), x.new_empty(C, dtype=torch.float64)
-        lib.bn_act_bwd1(x.data_ptr(), ga.data_ptr(), _ptr(gz), M, C, mean.data_ptr(), sc.data_ptr(), sh.data_ptr(),
-                        int(act), thr, ks, seed, dz.data_ptr(), s_dz.data_ptr(), s_dzx.data_ptr(), nt)
-        inv = invstd.double()
-        a = weight.detach().double() * inv                      # gx = a * dz - b - k * (x - mean), per channel
-        a, b, k = a.float(), (a * s_dz / M).float(), (a * inv * inv * s_dzx / M).float()   # (kept alive across the call)
-        lib.bn_bwd2(x.data_ptr(), dz.data_ptr(), M, C, mean.data_ptr(), a.data_ptr(), b.data_ptr(), k.data_ptr(), nt)
-        return dz, (s_dzx * inv).float(), s_dz.float(), None, None, None, None, None, None, None
+        gx, gw, gb = _bn_backward(ctx.saved_tensors, ctx.cfg, grads[-1], grads[0] if ctx.pre_act else None)
+        return gx, gw, gb, None, None, None, None, None, None, None
 
 def fused_bn_act(x: torch.Tensor, # map (B, C, H, W), float32 on CPU
                  weight: torch.Tensor, bias: torch.Tensor, # BN affine parameters (C,)
@@ -401,3 +426,57 @@ def fused_dropout(x: torch.Tensor, # float32 on CPU, any shape
     drop_threshold(p)
     if not kernels_usable(x): raise RuntimeError(f"fused_dropout: kernels unavailable for a {x.dtype} tensor on {x.device}")
     return _DropKernel.apply(x, p)
+
+def fast_gelu(x: torch.Tensor, # any shape and layout
+             ) -> torch.Tensor:
+    "Exact GELU: the kernel for dense float32 CPU tensors that need no gradient (inference), `F.gelu` otherwise."
+    dense = x.is_contiguous() or (x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last))
+    if not dense or (torch.is_grad_enabled() and x.requires_grad) or not kernels_usable(x): return F.gelu(x)
+    out = torch.empty_like(x)                        # same strides as a dense x: element i of both storages match
+    load_kernels().gelu_fwd(x.data_ptr(), out.data_ptr(), x.numel(), torch.get_num_threads())
+    return out
+
+# %% ../nbs/14_kernels.ipynb #b7c1e0a2
+class _BNActConvKernel(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, act, p, pre_act,
+                conv_weight, conv_bias, stride, padding, dilation, groups):
+        z, a, saved, ctx.cfg = _bn_forward(_dense(x.detach()), weight, bias, running_mean, running_var, momentum, eps,
+                                           act, p, pre_act)
+        y = torch.nn.functional.conv2d(a, conv_weight, conv_bias, stride, padding, dilation, groups)
+        del a                                                            # rebuilt in backward from x
+        ctx.save_for_backward(*saved, conv_weight)
+        ctx.conv = (stride, padding, dilation, groups, conv_bias is not None, conv_weight.shape[0])
+        ctx.pre_act = pre_act
+        return (z, y) if pre_act else y
+
+    @staticmethod
+    def backward(ctx, *grads):
+        *saved, cw = ctx.saved_tensors
+        x, _, mean, _, sc, sh = saved
+        stride, padding, dilation, groups, has_bias, out_ch = ctx.conv
+        gy = grads[-1].contiguous(memory_format=torch.channels_last)
+        a = _bn_apply(x, mean, sc, sh, ctx.cfg)                           # the same activation, recomputed
+        ga, gcw, gcb = torch.ops.aten.convolution_backward(gy, a, cw, [out_ch] if has_bias else None, stride, padding,
+                                                           dilation, False, [0, 0], groups, [True, True, has_bias])
+        del a
+        gx, gw, gb = _bn_backward(saved, ctx.cfg, ga, grads[0] if ctx.pre_act else None)
+        return gx, gw, gb, None, None, None, None, None, None, None, gcw, gcb, None, None, None, None
+
+def fused_bn_act_conv(x: torch.Tensor, # map (B, C, H, W), float32 on CPU
+                      bn: torch.nn.BatchNorm2d, # its weight, bias, running statistics, momentum and eps are used
+                      conv: torch.nn.Conv2d, # the convolution applied to the activation
+                      act: bool = False, # exact GELU after BN
+                      p: float = 0., # dropout after the activation
+                      pre_act: bool = False, # also return BN(x)
+                      update_stats: bool = True, # update BN's running statistics (not when re-running a checkpointed pass)
+                     ):
+    "`conv(drop(act(BN(x))))` in training mode without keeping the activation for backward; `(BN(x), conv(...))` with `pre_act`."
+    if x.ndim != 4: raise ValueError(f"fused_bn_act_conv: expected a map (B, C, H, W), got shape {tuple(x.shape)}")
+    if not kernels_usable(x): raise RuntimeError(f"fused_bn_act_conv: kernels unavailable for a {x.dtype} tensor on {x.device}")
+    if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        raise ValueError("fused_bn_act_conv: only numeric zero padding is supported")
+    rm, rv = (bn.running_mean, bn.running_var) if update_stats else (None, None)
+    return _BNActConvKernel.apply(x, bn.weight, bn.bias, rm, rv, bn.momentum, bn.eps, act, p, pre_act,
+                                  conv.weight, conv.bias, list(conv.stride), list(conv.padding), list(conv.dilation),
+                                  conv.groups)

@@ -36,7 +36,11 @@ class LeFFN(nn.Module):
                ) -> torch.Tensor: # tokens (B, N, C)
         "Tokens (B, N, C) on an (H, W) grid -> tokens (B, N, C): 1x1 expand -> BN-GELU, depthwise conv -> BN-GELU-dropout, 1x1 project -> BN-dropout."
         x = tokens_to_map(x, hw)                        # (B, C, H, W)
-        x = self.bn1.after_conv(x, self.pw1)            # (B, rC, H, W)
+        if self.training:                               # the same chain; the activations feeding dw and pw2 are
+            x = self.bn1.then_conv(self.pw1(x), self.dw)   # rebuilt in backward, not stored (CPU kernels, notebook 14)
+            x = self.bn3(self.bn2.then_conv(x, self.pw2))
+            return map_to_tokens(x)
+        x = self.bn1.after_conv(x, self.pw1)            # (B, rC, H, W); in eval each BN is folded into its conv
         x = self.bn2.after_conv(x, self.dw)             # mixes each channel's 3x3 neighbourhood
         x = self.bn3.after_conv(x, self.pw2)            # (B, C, H, W)
         return map_to_tokens(x)

@@ -48,9 +48,15 @@ class SequentialConvProjection(nn.Module):
                ):
         "Returns `v` tokens (B, N, C), full-res maps `t1` (for q), `t2` (for k), and the skip map (or None)."
         v = self.v_proj(x)                                    # (B, N, C)
-        t1, g1 = self.q_conv(tokens_to_map(v, hw))            # t1 = BN(DW(v)), g1 = GELU(t1): (B, C, H, W)
-        if not self.conv_skip: return v, t1, self.k_conv(g1), None
-        t2, skip = self.k_conv(g1)                            # t2 = BN(DW(g1)), skip = GELU(t2)
+        vm = tokens_to_map(v, hw)
+        if self.training:                                     # same function; GELU(t1) is rebuilt in backward, not stored
+            t1, k_pre = self.q_conv.bn.then_conv(self.q_conv.conv(vm), self.k_conv.conv)   # k_pre = DW(GELU(t1))
+            k_out = self.k_conv.bn(k_pre)
+        else:
+            t1, g1 = self.q_conv(vm)                          # t1 = BN(DW(v)), g1 = GELU(t1): (B, C, H, W)
+            k_out = self.k_conv(g1)
+        if not self.conv_skip: return v, t1, k_out, None
+        t2, skip = k_out                                      # t2 = BN(DW(g1)), skip = GELU(t2)
         return v, t1, t2, skip
 
 # %% ../nbs/02_projections.ipynb #60297b3c
