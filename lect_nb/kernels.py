@@ -151,11 +151,18 @@ void bn_act_fwd(const float *x, int64_t M, int64_t C, const float *mu, const flo
 INLINE void bwd_row(const float *RESTRICT xr, const float *RESTRICT gr, const float *RESTRICT gzr,
                     const float *RESTRICT mu, const float *RESTRICT sc, const float *RESTRICT sh,
                     const float *RESTRICT m, float *RESTRICT dr, float *RESTRICT s, float *RESTRICT q,
-                    int64_t C, const int act, const int drop, const int wgz) {
+                    float *RESTRICT ar, int64_t C, const int act, const int drop, const int wgz, const int wa) {
     #pragma omp simd
     for (int64_t c = 0; c < C; c++) {
+        float z = (xr[c] - mu[c]) * sc[c] + sh[c];
         float g = drop ? gr[c] * m[c] : gr[c];
-        if (act) g *= gelu_grad((xr[c] - mu[c]) * sc[c] + sh[c]);
+        float a = z;
+        if (act) {                            // GELU and its derivative share exp(-z^2/2) and Phi(z)
+            float e = fexp(-0.5f * z * z), P = phi_cdf(z, e);
+            g *= P + z * 0.39894228f * e;
+            a = z * P;
+        }
+        if (wa) ar[c] = drop ? a * m[c] : a;  // the forward activation, rebuilt (same values as the forward pass)
         if (wgz) g += gzr[c];
         dr[c] = g;
         s[c] += g; q[c] += g * (xr[c] - mu[c]);
@@ -163,11 +170,12 @@ INLINE void bwd_row(const float *RESTRICT xr, const float *RESTRICT gr, const fl
 }
 
 // First backward pass: dz = gz + act'(z) * drop(ga) (same mask as the forward pass) into dz_out, and
-// the per-channel sums of dz and of dz * (x - mu) into sum_dz, sum_dzx.
+// the per-channel sums of dz and of dz * (x - mu) into sum_dz, sum_dzx. With a_out, also rebuilds the
+// forward output drop(act(z)) there (for a following convolution's weight gradient).
 void bn_act_bwd1(const float *x, const float *ga, const float *gz, int64_t M, int64_t C,
                  const float *mu, const float *sc, const float *sh, int act, uint32_t thr, float ks,
-                 uint64_t seed, float *dz_out, double *sum_dz, double *sum_dzx, int nt) {
-    int mode = (act ? 1 : 0) | (thr ? 2 : 0) | (gz ? 4 : 0);
+                 uint64_t seed, float *dz_out, double *sum_dz, double *sum_dzx, float *a_out, int nt) {
+    int mode = (act ? 1 : 0) | (thr ? 2 : 0) | (gz ? 4 : 0) | (a_out ? 8 : 0);
     double *acc = calloc((size_t)nt * 2 * C, sizeof(double));
     #pragma omp parallel num_threads(nt)
     {
@@ -181,9 +189,10 @@ void bn_act_bwd1(const float *x, const float *ga, const float *gz, int64_t M, in
             for (int64_t r = r0; r < r1; r++) {
                 if (thr) row_mask(m, C, r, seed, thr, ks);
                 const float *xr = x + r * C, *gr = ga + r * C, *gzr = gz ? gz + r * C : 0;
-                float *dr = dz_out + r * C;
-                #define BWD(k) case k: bwd_row(xr, gr, gzr, mu, sc, sh, m, dr, ps, pq, C, k & 1, (k >> 1) & 1, (k >> 2) & 1); break;
-                switch (mode) { BWD(0) BWD(1) BWD(2) BWD(3) BWD(4) BWD(5) BWD(6) BWD(7) }
+                float *dr = dz_out + r * C, *ar = a_out ? a_out + r * C : 0;
+                #define BWD(k) case k: bwd_row(xr, gr, gzr, mu, sc, sh, m, dr, ps, pq, ar, C, k & 1, (k >> 1) & 1, (k >> 2) & 1, (k >> 3) & 1); break;
+                switch (mode) { BWD(0) BWD(1) BWD(2) BWD(3) BWD(4) BWD(5) BWD(6) BWD(7)
+                                BWD(8) BWD(9) BWD(10) BWD(11) BWD(12) BWD(13) BWD(14) BWD(15) }
                 #undef BWD
             }
             for (int64_t c = 0; c < C; c++) { s[c] += ps[c]; q[c] += pq[c]; }
@@ -239,7 +248,7 @@ void drop_fwd(const float *x, int64_t M, int64_t C, uint32_t thr, float ks, uint
 _FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fno-trapping-math", "-fno-math-errno",   # these two let gcc
           "-fopenmp", "-fPIC", "-shared", "-std=c11"]      # turn the GELU clamps into selects (vectorised on AVX2), same results
 _SIGNATURES = {   # argument types of each exported C function
-    "bn_stats": "PIIPPi", "bn_act_fwd": "PIIPPPiUfLPPi", "bn_act_bwd1": "PPPIIPPPiUfLPPPi",
+    "bn_stats": "PIIPPi", "bn_act_fwd": "PIIPPPiUfLPPi", "bn_act_bwd1": "PPPIIPPPiUfLPPPPi",
     "bn_bwd2": "PPIIPPPPi", "drop_fwd": "PIIUfLPi", "gelu_fwd": "PPIi"}
 _CTYPES = {"P": ctypes.c_void_p, "I": ctypes.c_int64, "i": ctypes.c_int, "U": ctypes.c_uint32,
            "f": ctypes.c_float, "L": ctypes.c_uint64}
@@ -357,8 +366,8 @@ def _bn_apply(x, mean, sc, sh, cfg, z=None):
                               _ptr(z), a.data_ptr(), torch.get_num_threads())
     return a
 
-def _bn_backward(saved, cfg, ga, gz=None):
-    "Gradients `(dx, dweight, dbias)` of `_bn_forward` from the gradients of `a` and (optionally) `z`."
+def _bn_backward(saved, cfg, ga, gz=None, a_out=None):
+    "Gradients `(dx, dweight, dbias)` of `_bn_forward` from the gradients of `a` and (optionally) `z`; rebuilds `a` into `a_out` if given."
     x, weight, mean, invstd, sc, sh = saved
     act, thr, ks, seed = cfg
     lib, nt = load_kernels(), torch.get_num_threads()
@@ -367,7 +376,7 @@ def _bn_backward(saved, cfg, ga, gz=None):
     dz = torch.empty_like(x, memory_format=torch.channels_last)
     s_dz, s_dzx = x.new_empty(C, dtype=torch.float64), x.new_empty(C, dtype=torch.float64)
     lib.bn_act_bwd1(x.data_ptr(), ga.data_ptr(), _ptr(gz), M, C, mean.data_ptr(), sc.data_ptr(), sh.data_ptr(),
-                    int(act), thr, ks, seed, dz.data_ptr(), s_dz.data_ptr(), s_dzx.data_ptr(), nt)
+                    int(act), thr, ks, seed, dz.data_ptr(), s_dz.data_ptr(), s_dzx.data_ptr(), _ptr(a_out), nt)
     inv = invstd.double()
     a = weight.detach().double() * inv                      # gx = a * dz - b - k * (x - mean), per channel
     a, b, k = a.float(), (a * s_dz / M).float(), (a * inv * inv * s_dzx / M).float()   # (kept alive across the call)
@@ -453,14 +462,14 @@ class _BNActConvKernel(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         *saved, cw = ctx.saved_tensors
-        x, _, mean, _, sc, sh = saved
+        x = saved[0]
         stride, padding, dilation, groups, has_bias, out_ch = ctx.conv
         gy = grads[-1].contiguous(memory_format=torch.channels_last)
-        a = _bn_apply(x, mean, sc, sh, ctx.cfg)                           # the same activation, recomputed
-        ga, gcw, gcb = torch.ops.aten.convolution_backward(gy, a, cw, [out_ch] if has_bias else None, stride, padding,
-                                                           dilation, False, [0, 0], groups, [True, True, has_bias])
-        del a
-        gx, gw, gb = _bn_backward(saved, ctx.cfg, ga, grads[0] if ctx.pre_act else None)
+        conv_args = ([out_ch] if has_bias else None, stride, padding, dilation, False, [0, 0], groups)
+        ga = torch.ops.aten.convolution_backward(gy, x, cw, *conv_args, [True, False, False])[0]   # needs no activation
+        a = torch.empty_like(x, memory_format=torch.channels_last)
+        gx, gw, gb = _bn_backward(saved, ctx.cfg, ga, grads[0] if ctx.pre_act else None, a_out=a)  # rebuilds a as well
+        _, gcw, gcb = torch.ops.aten.convolution_backward(gy, a, cw, *conv_args, [False, True, has_bias])
         return gx, gw, gb, None, None, None, None, None, None, None, gcw, gcb, None, None, None, None
 
 def fused_bn_act_conv(x: torch.Tensor, # map (B, C, H, W), float32 on CPU
