@@ -120,3 +120,36 @@ def test_bf16_autocast_training_on_cpu(name, size):
     cos = torch.nn.functional.cosine_similarity(torch.cat([p.grad.flatten() for p in m.parameters()]),
                                                 torch.cat([g.flatten() for g in g32.values()]), 0)
     assert cos > 0.95, cos   # the same function at lower precision
+
+
+def _step_grads(m, x, y, seed=1):
+    torch.manual_seed(seed)
+    torch.nn.functional.cross_entropy(m(x), y).backward()
+    return {n: p.grad.clone() for n, p in m.named_parameters()}
+
+
+@pytest.mark.parametrize("name,size", [("lect_cifar", 32), ("lect", 96), ("lect_v2", 96)])
+def test_cpu_kernels_compute_the_same_function(name, size):
+    "The fused CPU kernels (notebook 14) and the PyTorch-operator fallback give the same logits, gradients and BN statistics."
+    from lect_nb.kernels import use_kernels
+    torch.manual_seed(0)
+    ms = [create_model(name, num_classes=10, img_size=size, drop_rate=0., drop_path_rate=0.).train() for _ in range(2)]
+    ms[1].load_state_dict(ms[0].state_dict())
+    x, y = torch.randn(4, 3, size, size), torch.randint(0, 10, (4,))
+    g_on = _step_grads(ms[0], x, y)
+    with use_kernels(False): g_off = _step_grads(ms[1], x, y)
+    for n in g_on: torch.testing.assert_close(g_on[n], g_off[n], rtol=1e-3, atol=1e-5, msg=n)
+    for (n, a), b in zip(ms[0].state_dict().items(), ms[1].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=n)      # running statistics, batches tracked
+
+
+def test_checkpointing_replays_the_fused_kernels_exactly():
+    "set_grad_checkpointing with dropout on: the recomputed pass regenerates the same masks and does not update BN twice."
+    torch.manual_seed(0)
+    ms = [create_model("lect", num_classes=10, img_size=96).train() for _ in range(2)]
+    ms[1].load_state_dict(ms[0].state_dict()); ms[1].set_grad_checkpointing(True)
+    x, y = torch.randn(4, 3, 96, 96), torch.randint(0, 10, (4,))
+    g0, g1 = _step_grads(ms[0], x, y), _step_grads(ms[1], x, y)
+    for n in g0: torch.testing.assert_close(g0[n], g1[n], rtol=1e-4, atol=1e-6, msg=n)
+    for (n, a), b in zip(ms[0].state_dict().items(), ms[1].state_dict().values()):
+        torch.testing.assert_close(a, b, msg=n)
