@@ -10,6 +10,7 @@ import argparse, json, os, statistics, subprocess, sys, time
 import torch
 import torch.nn.functional as F
 from .core import create_model, list_models, count_params
+from .kernels import use_kernels
 
 # %% auto #0
 __all__ = ['SPEC_OPTIONS', 'OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'parse_spec', 'build', 'make_step',
@@ -19,7 +20,8 @@ __all__ = ['SPEC_OPTIONS', 'OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'pa
 # %% ../nbs/13_benchmark.ipynb #e445dc63
 SPEC_OPTIONS = {"reference": "attn_impl='reference' (paper-literal attention)",
                 "ckpt": "set_grad_checkpointing(True) (recompute blocks in backward)",
-                "nodrop": "drop_rate=0, drop_path_rate=0 (shows what dropout and drop path cost; LeCT models)"}
+                "nodrop": "drop_rate=0, drop_path_rate=0 (shows what dropout and drop path cost; LeCT models)",
+                "nokernels": "notebook 14's fused CPU kernels off (PyTorch operators; shows what the kernels buy)"}
 _SPEC_OVERRIDES = {"reference": {"attn_impl": "reference"}, "nodrop": {"drop_rate": 0., "drop_path_rate": 0.}}
 
 def parse_spec(spec: str) -> tuple[str, dict, set]:
@@ -39,6 +41,7 @@ def build(spec: str, img_size: int, num_classes: int = 100, device="cpu"):
     if "ckpt" in opts:
         if not hasattr(m, "set_grad_checkpointing"): raise ValueError(f"{name} has no set_grad_checkpointing")
         m.set_grad_checkpointing(True)
+    m.lect_bench_kernels = "nokernels" not in opts      # read by make_step
     return m
 
 def _sync(device):
@@ -47,17 +50,18 @@ def _sync(device):
 def make_step(model, x, y, amp_dtype=None, train=True):
     "A closure running one training step (or one inference pass)."
     dev = x.device.type
+    kernels = getattr(model, "lect_bench_kernels", True)
     if train:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
         def step():
-            with torch.autocast(dev, dtype=amp_dtype, enabled=amp_dtype is not None):
+            with use_kernels(kernels), torch.autocast(dev, dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+                opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         model.train()
     else:
         @torch.no_grad()
         def step():
-            with torch.autocast(dev, dtype=amp_dtype, enabled=amp_dtype is not None):
+            with use_kernels(kernels), torch.autocast(dev, dtype=amp_dtype, enabled=amp_dtype is not None):
                 model(x)
         model.eval()
     return step

@@ -1,0 +1,25 @@
+"""scripts/gpu_check.py (the CUDA checks run on a lent GPU) also runs on the CPU: keep it working."""
+import importlib.util, json
+from pathlib import Path
+
+def _load():
+    path = Path(__file__).parents[1] / "scripts" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+def test_gpu_check_on_cpu(tmp_path):
+    gc = _load()
+    out = tmp_path / "check.json"
+    assert gc.main(["--device", "cpu", "--backend", "eager", "--models", "lect_cifar", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    r = rows[1]
+    assert r["model"] == "lect_cifar" and r["ok"]
+    assert r["fused_vs_reference"] <= 1e-5 and r["compiled_vs_eager"] <= 1e-5
+    assert r["fp32_bad_grads"] == [] and r["bf16_bad_grads"] == []
+
+def test_gpu_check_reports_failures():
+    gc = _load()
+    r = gc.check_model("lect_cifar", "cpu", "eager", compile_=False)
+    assert r["ok"] and "compiled_vs_eager" not in r
+    assert gc._finite_grads(__import__("torch").nn.Linear(2, 2)) == ["weight", "bias"]   # no gradient yet: reported
