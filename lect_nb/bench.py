@@ -195,7 +195,7 @@ OP_CATEGORIES = {   # ATen op names; a trailing * matches any suffix; the first 
 }
 OTHER, FRAMEWORK = "other elementwise + copies", "framework (Python, autograd)"   # OTHER includes AdamW's update
 KERNELS = "fused CPU kernels (BN, GELU, dropout)"   # notebook 14's autograd functions, C code outside ATen
-_KERNEL_FUNCTIONS = ("_BNActKernel", "_BNActConvKernel", "_DropKernel")
+_KERNEL_FUNCTIONS = ("_BNActKernel", "_BNActConvKernel", "_DropKernel", "_FastGELU")
 
 def op_category(name: str, # a profiler key, e.g. "aten::gelu"
                ) -> str:
