@@ -162,21 +162,29 @@ class BatchNormAct2d(nn.BatchNorm2d):
 
     def forward(self, x):
         "Map (B, C, H, W) -> BN, then optional GELU and dropout (`(BN, act)` with `return_pre_act`); CPU training uses the memory-lean backward."
-        recompute = self.training and _RECOMPUTING[0]      # statistics were already updated by the first pass
-        lean = (self.training and torch.is_grad_enabled() and not torch.compiler.is_compiling()
-                and not x.is_cuda and self.momentum is not None and self.track_running_stats)
-        if not lean:
+        if not self._lean(x):
+            recompute = self.training and _RECOMPUTING[0]  # statistics were already updated by the first pass
             z = (F.batch_norm(x, None, None, self.weight, self.bias, True, 0., self.eps) if recompute
                  else super().forward(x))
             a = fast_dropout(fast_gelu(z) if self.act else z, self.drop, self.training)
             return (z, a) if self.return_pre_act else a
-        if not recompute: self.num_batches_tracked.add_(1)
-        rm, rv = (None, None) if recompute else (self.running_mean, self.running_var)
+        rm, rv = self._count_batch()
         if kernels_usable(x) and x.ndim == 4:               # notebook 14: two passes forward, two backward
             return fused_bn_act(x, self.weight, self.bias, rm, rv, self.momentum, self.eps,
                                 self.act, self.drop, self.return_pre_act)
         return _BNActFn.apply(x, self.weight, self.bias, rm, rv, self.momentum, self.eps,
                               self.act, self.drop, self.return_pre_act)
+
+    def _lean(self, x):
+        "Whether this call takes the memory-lean training path (CPU, gradients on, running statistics tracked)."
+        return (self.training and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+                and not x.is_cuda and self.momentum is not None and self.track_running_stats)
+
+    def _count_batch(self):
+        "Count the batch and return the running statistics to update, or `(None, None)` when a checkpointed pass re-runs."
+        if _RECOMPUTING[0]: return None, None                # statistics were already updated by the first pass
+        self.num_batches_tracked.add_(1)
+        return self.running_mean, self.running_var
 
     def after_conv(self, x: torch.Tensor, # input of `conv`
                    conv: nn.Conv2d, # the convolution this BN follows
@@ -194,11 +202,9 @@ class BatchNormAct2d(nn.BatchNorm2d):
                   conv: nn.Conv2d, # the convolution applied to this BN's output
                  ):
         "`conv(self(x))` (`(BN(x), conv(act))` with `return_pre_act`); CPU training with the kernels does not keep the activation for backward."
-        if (self.training and torch.is_grad_enabled() and not torch.compiler.is_compiling() and x.ndim == 4
-                and self.momentum is not None and self.track_running_stats and kernels_usable(x)):
-            recompute = _RECOMPUTING[0]
-            if not recompute: self.num_batches_tracked.add_(1)
-            return fused_bn_act_conv(x, self, conv, self.act, self.drop, self.return_pre_act, update_stats=not recompute)
+        if self._lean(x) and kernels_usable(x) and x.ndim == 4:
+            rm, _ = self._count_batch()
+            return fused_bn_act_conv(x, self, conv, self.act, self.drop, self.return_pre_act, update_stats=rm is not None)
         out = self(x)
         return (out[0], conv(out[1])) if self.return_pre_act else conv(out)
 
