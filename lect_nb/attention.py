@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import tokens_to_map, map_to_tokens, FastDropout, BatchNormAct2d
+from .core import tokens_to_map, map_to_tokens, FastDropout, BatchNormAct2d, rebuild_in_backward, rebuild_active
 from .projections import SequentialConvProjection, ParallelConvProjection
 
 # %% auto #0
@@ -34,13 +34,27 @@ def merge_heads(x: torch.Tensor, # (B, heads, N, d)
     return x.transpose(1, 2).reshape(B, N, H * d)
 
 # %% ../nbs/03_attention.ipynb #833c081c
+class _AvgPoolFn(torch.autograd.Function):
+    "`k x k` average pooling of a map whose sides `k` divides, keeping nothing for backward (the gradient needs only the shape)."
+    @staticmethod
+    def forward(ctx, x, k):
+        ctx.k, ctx.cl = k, x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        return F.avg_pool2d(x, k)
+    @staticmethod
+    def backward(ctx, g):                         # avg_pool2d's gradient: g / k² spread over each window
+        gx = F.interpolate(g / (ctx.k * ctx.k), scale_factor=ctx.k, mode="nearest")
+        return (gx.contiguous(memory_format=torch.channels_last) if ctx.cl else gx), None
+
 def pool_map(x: torch.Tensor, # map (B, C, H, W)
              k: int, # window and stride
              mode: str = "avg", # "avg" or "max"
             ) -> torch.Tensor: # (B, C, H/k, W/k)
-    "Non-overlapping `k x k` pooling (identity for `k == 1`)."
+    "Non-overlapping `k x k` pooling (identity for `k == 1`); average pooling keeps nothing for backward."
     if k == 1: return x
-    return F.avg_pool2d(x, k) if mode == "avg" else F.max_pool2d(x, k)
+    if mode != "avg": return F.max_pool2d(x, k)
+    if x.requires_grad and rebuild_active(x) and x.shape[-2] % k == 0 and x.shape[-1] % k == 0:
+        return _AvgPoolFn.apply(x, k)             # F.avg_pool2d would keep the full-resolution map alive
+    return F.avg_pool2d(x, k)
 
 # %% ../nbs/03_attention.ipynb #a4175540
 def resize_map(x: torch.Tensor, # map (B, C, h, w)
@@ -106,7 +120,8 @@ def lemsa_fused(q: torch.Tensor, # pooled queries (B, heads, n, dq)
                ) -> torch.Tensor: # o (B, heads, n, dv)
     "LeMSA core as standard attention over upsampled keys: same function as `lemsa_reference`, no n x N map."
     k_up = upsample_heads(k, pooled_hw, hw, mode)                      # (B, heads, N, dq)
-    return F.scaled_dot_product_attention(q, k_up, v, dropout_p=attn_drop if training else 0., scale=scale)
+    with rebuild_in_backward(k_up, lambda: upsample_heads(k.detach(), pooled_hw, hw, mode)):   # keep k, not k_up
+        return F.scaled_dot_product_attention(q, k_up, v, dropout_p=attn_drop if training else 0., scale=scale)
 
 # %% ../nbs/03_attention.ipynb #cc685e97
 class UpConvBN(nn.Module):
@@ -121,7 +136,11 @@ class UpConvBN(nn.Module):
         self.bn = BatchNormAct2d(dim)
     def forward(self, x, hw):
         "Map (B, C, h, w) -> (B, C, H, W): interpolate to `hw`, then depthwise conv and BN (folded into the conv in eval)."
-        return self.bn.after_conv(resize_map(x, hw, self.mode), self.conv)
+        up = resize_map(x, hw, self.mode)
+        if not self.training: return self.bn.after_conv(up, self.conv)
+        with rebuild_in_backward(up, lambda: resize_map(x.detach(), hw, self.mode)):   # the conv keeps x, not the upsampled map
+            y = self.conv(up)
+        return self.bn(y)
 
 # %% ../nbs/03_attention.ipynb #36f30019
 class InterpolateUp(nn.Module):

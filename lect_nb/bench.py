@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse, json, os, statistics, subprocess, sys, time
 import torch
 import torch.nn.functional as F
-from .core import create_model, list_models, count_params
+from .core import create_model, list_models, count_params, use_rebuild
 from .kernels import use_kernels
 
 # %% auto #0
@@ -21,7 +21,8 @@ __all__ = ['SPEC_OPTIONS', 'OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'pa
 SPEC_OPTIONS = {"reference": "attn_impl='reference' (paper-literal attention)",
                 "ckpt": "set_grad_checkpointing(True) (recompute blocks in backward)",
                 "nodrop": "drop_rate=0, drop_path_rate=0 (shows what dropout and drop path cost; LeCT models)",
-                "nokernels": "notebook 14's fused CPU kernels off (PyTorch operators; shows what the kernels buy)"}
+                "nokernels": "notebook 14's fused CPU kernels off (PyTorch operators; shows what the kernels buy)",
+                "norebuild": "store every tensor autograd asks for (`use_rebuild(False)`; shows what rebuilding saves)"}
 _SPEC_OVERRIDES = {"reference": {"attn_impl": "reference"}, "nodrop": {"drop_rate": 0., "drop_path_rate": 0.}}
 
 def parse_spec(spec: str) -> tuple[str, dict, set]:
@@ -42,6 +43,7 @@ def build(spec: str, img_size: int, num_classes: int = 100, device="cpu"):
         if not hasattr(m, "set_grad_checkpointing"): raise ValueError(f"{name} has no set_grad_checkpointing")
         m.set_grad_checkpointing(True)
     m.lect_bench_kernels = "nokernels" not in opts      # read by make_step
+    m.lect_bench_rebuild = "norebuild" not in opts
     return m
 
 def _sync(device):
@@ -51,10 +53,11 @@ def make_step(model, x, y, amp_dtype=None, train=True):
     "A closure running one training step (or one inference pass)."
     dev = x.device.type
     kernels = getattr(model, "lect_bench_kernels", True)
+    rebuild = getattr(model, "lect_bench_rebuild", True)
     if train:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
         def step():
-            with use_kernels(kernels), torch.autocast(dev, dtype=amp_dtype, enabled=amp_dtype is not None):
+            with use_kernels(kernels), use_rebuild(rebuild), torch.autocast(dev, dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss = F.cross_entropy(model(x), y)
                 opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         model.train()

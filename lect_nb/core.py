@@ -6,17 +6,18 @@ Docs: https://lect-nb.github.io/lect_nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #d0970c89
 from __future__ import annotations
-import fnmatch, importlib, math
+import contextlib, fnmatch, importlib, math
 from typing import Callable
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .kernels import kernels_usable, fused_bn_act, fused_dropout, fast_gelu, fused_bn_act_conv
+from .kernels import kernels_usable, fused_bn_act, fused_dropout, fast_gelu, fused_bn_act_conv, conv_gelu
 
 # %% auto #0
 __all__ = ['MODEL_FAMILIES', 'tokens_to_map', 'map_to_tokens', 'drop_path', 'DropPath', 'keep_mask', 'fast_dropout',
-           'FastDropout', 'recomputing', 'checkpoint_recompute_context', 'BatchNormAct2d', 'init_transformer_weights',
-           'check_image_input', 'ImageClassifier', 'register_model', 'list_models', 'create_model', 'count_params']
+           'FastDropout', 'recomputing', 'checkpointed', 'checkpoint_recompute_context', 'BatchNormAct2d',
+           'use_rebuild', 'rebuild_active', 'rebuild_in_backward', 'init_transformer_weights', 'check_image_input',
+           'ImageClassifier', 'register_model', 'list_models', 'create_model', 'count_params']
 
 # %% ../nbs/00_core.ipynb #09a3aae8
 def tokens_to_map(x: torch.Tensor, # tokens, (B, N, C)
@@ -135,7 +136,8 @@ class _BNActFn(torch.autograd.Function):
                                                                [True, True, True])
         return gx, gw, gb, None, None, None, None, None, None, None
 
-_RECOMPUTING = [False]
+_RECOMPUTING = [False]   # a checkpointed forward pass is being re-run
+_CHECKPOINTED = [False]  # a checkpointed forward pass is running for the first time
 
 # %% ../nbs/00_core.ipynb #a88c8d22
 class recomputing:
@@ -143,11 +145,15 @@ class recomputing:
     def __enter__(self): self.prev, _RECOMPUTING[0] = _RECOMPUTING[0], True
     def __exit__(self, *a): _RECOMPUTING[0] = self.prev
 
+class checkpointed:
+    "Context of a checkpointed forward pass's first run (checkpointing's own hooks decide what is kept there)."
+    def __enter__(self): self.prev, _CHECKPOINTED[0] = _CHECKPOINTED[0], True
+    def __exit__(self, *a): _CHECKPOINTED[0] = self.prev
+
 # %% ../nbs/00_core.ipynb #9b3bab37
 def checkpoint_recompute_context():
-    "`context_fn` for `torch.utils.checkpoint`: a no-op for the first pass, `recomputing()` for the re-run."
-    import contextlib
-    return contextlib.nullcontext(), recomputing()
+    "`context_fn` for `torch.utils.checkpoint`: `checkpointed()` for the first pass, `recomputing()` for the re-run."
+    return checkpointed(), recomputing()
 
 # %% ../nbs/00_core.ipynb #d4e40460
 class BatchNormAct2d(nn.BatchNorm2d):
@@ -194,7 +200,10 @@ class BatchNormAct2d(nn.BatchNorm2d):
         s = self.weight * (self.running_var + self.eps).rsqrt()                 # per output channel
         b = self.bias - self.running_mean * s
         if conv.bias is not None: b = b + conv.bias * s
-        z = F.conv2d(x, conv.weight * s.view(-1, 1, 1, 1), b, conv.stride, conv.padding, conv.dilation, conv.groups)
+        w = conv.weight * s.view(-1, 1, 1, 1)
+        if self.act and not self.return_pre_act:        # only GELU(z) is wanted: fused into the conv (notebook 14)
+            return conv_gelu(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+        z = F.conv2d(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
         a = fast_gelu(z) if self.act else z                                    # the kernel at inference
         return (z, a) if self.return_pre_act else a
 
@@ -211,6 +220,41 @@ class BatchNormAct2d(nn.BatchNorm2d):
     def extra_repr(self):
         "BatchNorm2d's repr plus the activation and dropout."
         return super().extra_repr() + f", act={'gelu' if self.act else None}, drop={self.drop}"
+
+# %% ../nbs/00_core.ipynb #fa6601b5
+_REBUILD = [True]
+
+@contextlib.contextmanager
+def use_rebuild(enabled: bool = True):
+    "Turn `rebuild_in_backward` (and LeMSA's pooling that keeps nothing) on or off, e.g. to measure what they save."
+    prev, _REBUILD[0] = _REBUILD[0], enabled
+    try: yield
+    finally: _REBUILD[0] = prev
+
+def rebuild_active(t: torch.Tensor) -> bool:
+    "Whether tensors marked for rebuilding are rebuilt: gradients recorded, no autocast, not compiling, not checkpointed, enabled."
+    return (_REBUILD[0] and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+            and not torch.is_autocast_enabled(t.device.type) and not _RECOMPUTING[0] and not _CHECKPOINTED[0])
+
+class _Recipe:
+    "What autograd keeps instead of a tensor marked by `rebuild_in_backward`: how to make it again."
+    __slots__ = ("rebuild", "size", "stride", "offset")
+    def __init__(self, rebuild, s): self.rebuild, self.size, self.stride, self.offset = rebuild, s.shape, s.stride(), s.storage_offset()
+    def make(self):
+        with torch.no_grad(): base = self.rebuild()
+        return base.as_strided(self.size, self.stride, self.offset)
+
+@contextlib.contextmanager
+def rebuild_in_backward(t: torch.Tensor, # a tensor the operations in the block may save for backward
+                        rebuild: Callable[[], torch.Tensor], # recomputes `t` (same values, same memory layout)
+                       ):
+    "Inside the block autograd keeps a recipe instead of `t` or any view of it; backward calls `rebuild()`."
+    if not rebuild_active(t):                          # (checkpointing's own hooks must see every saved tensor)
+        yield; return                                  # (`t` need not require grad: a conv saves its input for the weight's)
+    ptr, dtype = t.untyped_storage().data_ptr(), t.dtype
+    def pack(s): return _Recipe(rebuild, s) if s.dtype == dtype and s.untyped_storage().data_ptr() == ptr else s
+    def unpack(p): return p.make() if isinstance(p, _Recipe) else p
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack): yield
 
 # %% ../nbs/00_core.ipynb #9d019a9f
 def init_transformer_weights(m: nn.Module):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['KERNEL_SOURCE', 'kernel_library_path', 'load_kernels', 'use_kernels', 'kernels_usable', 'drop_threshold',
-           'fused_bn_act', 'fused_dropout', 'fast_gelu', 'fused_bn_act_conv']
+           'fused_bn_act', 'fused_dropout', 'fast_gelu', 'conv_gelu_fusable', 'conv_gelu', 'fused_bn_act_conv']
 
 # %% ../nbs/14_kernels.ipynb #e3202a40
 KERNEL_SOURCE = r"""
@@ -445,6 +445,28 @@ def fast_gelu(x: torch.Tensor, # any shape and layout
     with torch.profiler.record_function("_FastGELU"):   # (a ctypes call is invisible to the profiler otherwise)
         load_kernels().gelu_fwd(x.data_ptr(), out.data_ptr(), x.numel(), torch.get_num_threads())
     return out
+
+# %% ../nbs/14_kernels.ipynb #c4d2f0b4
+def _pair(v): return list(v) if isinstance(v, (tuple, list)) else [v, v]
+
+def conv_gelu_fusable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
+    "Whether `conv_gelu` can use oneDNN's GELU post-op: float32 CPU tensors, no gradient wanted, no autocast, outside `torch.compile`, kernels on."
+    return (not torch.compiler.is_compiling() and _STATE["enabled"] and os.environ.get("LECT_NB_KERNELS", "1") != "0"
+            and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and x.ndim == 4
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+            and not torch.is_autocast_enabled("cpu")
+            and not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)))
+            and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+
+def conv_gelu(x: torch.Tensor, # map (B, C, H, W)
+              weight: torch.Tensor, bias: torch.Tensor | None = None, # as for `F.conv2d`
+              stride=1, padding=0, dilation=1, groups: int = 1,
+             ) -> torch.Tensor:
+    "Exact `GELU(F.conv2d(x, weight, bias, ...))`, with the GELU fused into the convolution where `conv_gelu_fusable`."
+    if not conv_gelu_fusable(x, weight, bias):
+        return fast_gelu(F.conv2d(x, weight, bias, stride, padding, dilation, groups))
+    return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, _pair(padding), _pair(stride), _pair(dilation),
+                                                   groups, "gelu", [], "none")    # "none": erf GELU, not tanh
 
 # %% ../nbs/14_kernels.ipynb #b7c1e0a2
 class _BNActConvKernel(torch.autograd.Function):

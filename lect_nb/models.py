@@ -14,7 +14,7 @@ from torch import nn
 import torch.nn.functional as F
 from .core import (ImageClassifier, DropPath, init_transformer_weights, check_image_input, tokens_to_map,
                           map_to_tokens, register_model, create_model, list_models, count_params, FastDropout,
-                          checkpoint_recompute_context)
+                          checkpoint_recompute_context, rebuild_in_backward)
 from torch.utils.checkpoint import checkpoint
 from .patch_embed import ConvPatchEmbed
 from .projections import SequentialConvProjection
@@ -134,8 +134,14 @@ class LeCTBlock(nn.Module):
 
     def forward(self, x, hw):                                           # x: (B, N, C)
         "Tokens (B, N, C) on an (H, W) grid -> tokens (B, N, C): LN -> token mixer and LN -> LeFFN, both residual with drop path."
-        x = x + self.drop_path(self.attn(self.norm1(x), hw))
-        return x + self.drop_path(self.ffn(self.norm2(x), hw))
+        x = x + self.drop_path(self._mix(self.attn, self.norm1, x, hw))
+        return x + self.drop_path(self._mix(self.ffn, self.norm2, x, hw))
+
+    @staticmethod
+    def _mix(f, norm, x, hw):
+        "`f(norm(x), hw)`; in training autograd keeps `x` and rebuilds `norm(x)` in backward instead of storing it."
+        y = norm(x)
+        with rebuild_in_backward(y, lambda: norm(x.detach())): return f(y, hw)
 
 # %% ../nbs/05_lect.ipynb #99403a96
 class LeCTStage(nn.Module):

@@ -153,3 +153,26 @@ def test_checkpointing_replays_the_fused_kernels_exactly():
     for n in g0: torch.testing.assert_close(g0[n], g1[n], rtol=1e-4, atol=1e-6, msg=n)
     for (n, a), b in zip(ms[0].state_dict().items(), ms[1].state_dict().values()):
         torch.testing.assert_close(a, b, msg=n)
+
+
+@pytest.mark.parametrize("name,size", [("lect", 96), ("lect_v2", 96), ("lect_v3", 224), ("lect_noskip", 96), ("lect_cifar", 32)])
+def test_rebuilt_tensors_give_identical_gradients(name, size):
+    "Tensors rebuilt in backward (normalised tokens, upsampled keys and queries) instead of stored: the same step to the bit."
+    from lect_nb import core
+    torch.manual_seed(0)
+    ms = [create_model(name, num_classes=10, img_size=size).train() for _ in range(2)]
+    ms[1].load_state_dict(ms[0].state_dict())
+    x, y = torch.randn(4, 3, size, size), torch.randint(0, 10, (4,))
+    made, make = [0], core._Recipe.make
+    def counting(self): made[0] += 1; return make(self)
+    core._Recipe.make = counting
+    try:
+        g_on = _step_grads(ms[0], x, y)                   # same seed: the same dropout masks in both runs
+        n_on = made[0]
+        with core.use_rebuild(False): g_off = _step_grads(ms[1], x, y)
+    finally: core._Recipe.make = make
+    assert made[0] == n_on, "nothing may be rebuilt with use_rebuild(False)"
+    blocks = sum(len(s.blocks) for s in ms[0].stages)
+    assert n_on >= (2 if name == "lect_v2" else 3) * blocks, n_on   # two norms each, + keys and queries for LeMSA
+    for n in g_on: assert torch.equal(g_on[n], g_off[n]), n
+    for (n, a), b in zip(ms[0].state_dict().items(), ms[1].state_dict().values()): assert torch.equal(a, b), n
