@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import tokens_to_map, map_to_tokens, FastDropout, BatchNormAct2d, rebuild_in_backward, rebuild_active
+from .core import tokens_to_map, map_to_tokens, FastDropout, BatchNormAct2d, rebuild_in_backward, rebuild_active, run_conv
 from .projections import SequentialConvProjection, ParallelConvProjection
 
 # %% auto #0
@@ -139,7 +139,7 @@ class UpConvBN(nn.Module):
         up = resize_map(x, hw, self.mode)
         if not self.training: return self.bn.after_conv(up, self.conv)
         with rebuild_in_backward(up, lambda: resize_map(x.detach(), hw, self.mode)):   # the conv keeps x, not the upsampled map
-            y = self.conv(up)
+            y = run_conv(self.conv, up)
         return self.bn(y)
 
 # %% ../nbs/03_attention.ipynb #36f30019

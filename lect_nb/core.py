@@ -11,11 +11,11 @@ from typing import Callable
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .kernels import kernels_usable, fused_bn_act, fused_dropout, fast_gelu, fused_bn_act_conv, conv_gelu
+from .kernels import kernels_usable, fused_bn_act, fused_dropout, fast_gelu, fused_bn_act_conv, conv_gelu, conv2d
 
 # %% auto #0
 __all__ = ['MODEL_FAMILIES', 'tokens_to_map', 'map_to_tokens', 'drop_path', 'DropPath', 'keep_mask', 'fast_dropout',
-           'FastDropout', 'recomputing', 'checkpointed', 'checkpoint_recompute_context', 'BatchNormAct2d',
+           'FastDropout', 'recomputing', 'checkpointed', 'checkpoint_recompute_context', 'run_conv', 'BatchNormAct2d',
            'use_rebuild', 'rebuild_active', 'rebuild_in_backward', 'init_transformer_weights', 'check_image_input',
            'ImageClassifier', 'register_model', 'list_models', 'create_model', 'count_params']
 
@@ -156,6 +156,11 @@ def checkpoint_recompute_context():
     return checkpointed(), recomputing()
 
 # %% ../nbs/00_core.ipynb #d4e40460
+def run_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    "`conv(x)`; a depthwise 3x3 convolution of a float32 CPU map runs in notebook 14's kernel."
+    if conv.padding_mode != "zeros" or isinstance(conv.padding, str): return conv(x)
+    return conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
 class BatchNormAct2d(nn.BatchNorm2d):
     "BatchNorm2d, then optional GELU and dropout, with a memory-lean training backward."
     def __init__(self, num_features: int, # channels
@@ -196,14 +201,14 @@ class BatchNormAct2d(nn.BatchNorm2d):
                    conv: nn.Conv2d, # the convolution this BN follows
                   ):
         "`self(conv(x))`; in eval mode the BN is folded into the convolution's weights (one pass instead of two)."
-        if self.training or not self.track_running_stats: return self(conv(x))
+        if self.training or not self.track_running_stats: return self(run_conv(conv, x))
         s = self.weight * (self.running_var + self.eps).rsqrt()                 # per output channel
         b = self.bias - self.running_mean * s
         if conv.bias is not None: b = b + conv.bias * s
         w = conv.weight * s.view(-1, 1, 1, 1)
         if self.act and not self.return_pre_act:        # only GELU(z) is wanted: fused into the conv (notebook 14)
             return conv_gelu(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
-        z = F.conv2d(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+        z = conv2d(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)   # depthwise 3x3: notebook 14's kernel
         a = fast_gelu(z) if self.act else z                                    # the kernel at inference
         return (z, a) if self.return_pre_act else a
 

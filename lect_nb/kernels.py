@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['KERNEL_SOURCE', 'kernel_library_path', 'load_kernels', 'use_kernels', 'kernels_usable', 'drop_threshold',
-           'fused_bn_act', 'fused_dropout', 'fast_gelu', 'conv_gelu_fusable', 'conv_gelu', 'fused_bn_act_conv']
+           'fused_bn_act', 'fused_dropout', 'fast_gelu', 'conv_gelu_fusable', 'conv_gelu', 'dw3x3_ok', 'conv2d',
+           'fused_bn_act_conv']
 
 # %% ../nbs/14_kernels.ipynb #e3202a40
 KERNEL_SOURCE = r"""
@@ -24,6 +25,7 @@ KERNEL_SOURCE = r"""
 // pass recomputes.
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <math.h>
 #include <omp.h>
 #define RESTRICT __restrict__
@@ -242,6 +244,93 @@ void drop_fwd(const float *x, int64_t M, int64_t C, uint32_t thr, float ks, uint
         free(m);
     }
 }
+
+// Depthwise 3x3 convolution, stride 1, zero padding 1, on channels_last maps (B, H, W, C), with taps
+// given tap-major: wt[(3i + j) * C + c] is channel c's weight at row i, column j. The input gradient of
+// the same convolution is this one with the kernel turned by 180 degrees (the caller passes it so).
+typedef float v8 __attribute__((vector_size(32)));
+#define DW_CB 32   // channels per register block: four 8-float vectors
+INLINE v8 v8_load(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+INLINE void v8_store(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+
+void dw3_fwd(const float *x, const float *wt, const float *bias, float *y, int64_t B, int64_t H, int64_t W,
+             int64_t C, int nt) {
+    #pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t r = 0; r < B * H; r++) {            // one output row (b, h) per iteration
+        int64_t b = r / H, h = r % H;
+        for (int64_t w = 0; w < W; w++) {
+            float *yo = y + (r * W + w) * C;
+            int64_t c = 0;
+            for (; c + DW_CB <= C; c += DW_CB) {
+                v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                if (bias) { a0 = v8_load(bias + c); a1 = v8_load(bias + c + 8); a2 = v8_load(bias + c + 16); a3 = v8_load(bias + c + 24); }
+                for (int i = 0; i < 3; i++) {
+                    int64_t hh = h + i - 1; if (hh < 0 || hh >= H) continue;
+                    for (int j = 0; j < 3; j++) {
+                        int64_t ww = w + j - 1; if (ww < 0 || ww >= W) continue;
+                        const float *xi = x + ((b * H + hh) * W + ww) * C + c, *wk = wt + (3 * i + j) * C + c;
+                        a0 += v8_load(xi) * v8_load(wk); a1 += v8_load(xi + 8) * v8_load(wk + 8);
+                        a2 += v8_load(xi + 16) * v8_load(wk + 16); a3 += v8_load(xi + 24) * v8_load(wk + 24);
+                    }
+                }
+                v8_store(yo + c, a0); v8_store(yo + c + 8, a1); v8_store(yo + c + 16, a2); v8_store(yo + c + 24, a3);
+            }
+            for (; c < C; c++) {                     // channels left over from the blocks of 32
+                float a = bias ? bias[c] : 0.0f;
+                for (int i = 0; i < 3; i++) {
+                    int64_t hh = h + i - 1; if (hh < 0 || hh >= H) continue;
+                    for (int j = 0; j < 3; j++) {
+                        int64_t ww = w + j - 1; if (ww < 0 || ww >= W) continue;
+                        a += x[((b * H + hh) * W + ww) * C + c] * wt[(3 * i + j) * C + c];
+                    }
+                }
+                yo[c] = a;
+            }
+        }
+    }
+}
+
+// Weight (and bias) gradient: gw[(3i + j) * C + c] = sum over b, h, w of gy[b,h,w,c] * x[b,h+i-1,w+j-1,c],
+// gb[c] = sum of gy[..., c]. Float partial sums over one output row, added into double accumulators.
+void dw3_bwd_w(const float *x, const float *gy, double *gw, double *gb, int64_t B, int64_t H, int64_t W,
+               int64_t C, int nt) {
+    double *acc = calloc((size_t)nt * 10 * C, sizeof(double));
+    #pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        int64_t R = B * H, r0 = R * t / T, r1 = R * (t + 1) / T;
+        double *da = acc + (size_t)t * 10 * C;
+        float *pa = malloc(10 * C * sizeof(float));
+        for (int64_t r = r0; r < r1; r++) {
+            int64_t b = r / H, h = r % H;
+            for (int64_t k = 0; k < 10 * C; k++) pa[k] = 0.0f;
+            for (int64_t w = 0; w < W; w++) {
+                const float *g = gy + (r * W + w) * C;
+                for (int i = 0; i < 3; i++) {
+                    int64_t hh = h + i - 1; if (hh < 0 || hh >= H) continue;
+                    for (int j = 0; j < 3; j++) {
+                        int64_t ww = w + j - 1; if (ww < 0 || ww >= W) continue;
+                        const float *RESTRICT xi = x + ((b * H + hh) * W + ww) * C;
+                        float *RESTRICT p = pa + (3 * i + j) * C;
+                        #pragma omp simd
+                        for (int64_t c = 0; c < C; c++) p[c] += g[c] * xi[c];
+                    }
+                }
+                float *RESTRICT p = pa + 9 * C;
+                #pragma omp simd
+                for (int64_t c = 0; c < C; c++) p[c] += g[c];
+            }
+            for (int64_t k = 0; k < 10 * C; k++) da[k] += pa[k];
+        }
+        free(pa);
+    }
+    for (int64_t k = 0; k < 10 * C; k++) {
+        double s = 0;
+        for (int t = 0; t < nt; t++) s += acc[(size_t)t * 10 * C + k];
+        if (k < 9 * C) gw[k] = s; else if (gb) gb[k - 9 * C] = s;
+    }
+    free(acc);
+}
 """
 
 # %% ../nbs/14_kernels.ipynb #453b9700
@@ -249,7 +338,8 @@ _FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fno-trapping-ma
           "-fopenmp", "-fPIC", "-shared", "-std=c11"]      # turn the GELU clamps into selects (vectorised on AVX2), same results
 _SIGNATURES = {   # argument types of each exported C function
     "bn_stats": "PIIPPi", "bn_act_fwd": "PIIPPPiUfLPPi", "bn_act_bwd1": "PPPIIPPPiUfLPPPPi",
-    "bn_bwd2": "PPIIPPPPi", "drop_fwd": "PIIUfLPi", "gelu_fwd": "PPIi"}
+    "bn_bwd2": "PPIIPPPPi", "drop_fwd": "PIIUfLPi", "gelu_fwd": "PPIi",
+    "dw3_fwd": "PPPPIIIIi", "dw3_bwd_w": "PPPPIIIIi"}
 _CTYPES = {"P": ctypes.c_void_p, "I": ctypes.c_int64, "i": ctypes.c_int, "U": ctypes.c_uint32,
            "f": ctypes.c_float, "L": ctypes.c_uint64}
 _STATE = {"lib": None, "tried": False, "error": None, "enabled": True}
@@ -468,6 +558,51 @@ def conv_gelu(x: torch.Tensor, # map (B, C, H, W)
     return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, _pair(padding), _pair(stride), _pair(dilation),
                                                    groups, "gelu", [], "none")    # "none": erf GELU, not tanh
 
+# %% ../nbs/14_kernels.ipynb #d3c0a002
+def dw3x3_ok(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, dilation=1, groups: int = 1) -> bool:
+    "Whether the kernels handle this convolution: depthwise 3x3, stride 1, zero padding 1, float32 CPU map, no autocast."
+    return (x.ndim == 4 and tuple(weight.shape) == (x.shape[1], 1, 3, 3) and groups == x.shape[1]
+            and _pair(stride) == [1, 1] and _pair(padding) == [1, 1] and _pair(dilation) == [1, 1]
+            and weight.dtype == torch.float32 and kernels_usable(x) and not torch.is_autocast_enabled("cpu"))
+
+def _taps(w: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    "A (C, 1, 3, 3) depthwise kernel as (9, C), tap-major (turned by 180 degrees with `flip`)."
+    w = w.detach()
+    return (w.flip(-1, -2) if flip else w).reshape(w.shape[0], 9).t().contiguous()
+
+def _dw_fwd(x, w, b=None, flip=False):
+    x = _dense(x.detach()); B, C, H, W = x.shape
+    y = torch.empty_like(x, memory_format=torch.channels_last)
+    taps, b = _taps(w, flip), (None if b is None else b.detach().contiguous())
+    load_kernels().dw3_fwd(x.data_ptr(), taps.data_ptr(), _ptr(b), y.data_ptr(), B, H, W, C, torch.get_num_threads())
+    return y
+
+def _dw_bwd_w(x, gy, bias: bool):
+    x, gy = _dense(x.detach()), _dense(gy)
+    B, C, H, W = x.shape
+    gw = x.new_empty(9, C, dtype=torch.float64); gb = x.new_empty(C, dtype=torch.float64) if bias else None
+    load_kernels().dw3_bwd_w(x.data_ptr(), gy.data_ptr(), gw.data_ptr(), _ptr(gb), B, H, W, C, torch.get_num_threads())
+    return gw.t().reshape(C, 1, 3, 3).float(), (gb.float() if bias else None)
+
+class _DWConvKernel(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w); ctx.has_b = b is not None
+        return _dw_fwd(x, w, b)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w = ctx.saved_tensors
+        gx = _dw_fwd(gy, w, flip=True) if ctx.needs_input_grad[0] else None
+        gw, gb = _dw_bwd_w(x, gy, ctx.has_b) if ctx.needs_input_grad[1] or ctx.needs_input_grad[2] else (None, None)
+        return gx, gw, gb
+
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+           stride=1, padding=0, dilation=1, groups: int = 1) -> torch.Tensor:
+    "`F.conv2d`; depthwise 3x3 convolutions of float32 CPU maps run in the kernels (differentiable), channels_last out."
+    if dw3x3_ok(x, weight, stride, padding, dilation, groups): return _DWConvKernel.apply(x, weight, bias)
+    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
 # %% ../nbs/14_kernels.ipynb #b7c1e0a2
 class _BNActConvKernel(torch.autograd.Function):
     @staticmethod
@@ -475,7 +610,8 @@ class _BNActConvKernel(torch.autograd.Function):
                 conv_weight, conv_bias, stride, padding, dilation, groups):
         z, a, saved, ctx.cfg = _bn_forward(_dense(x.detach()), weight, bias, running_mean, running_var, momentum, eps,
                                            act, p, pre_act)
-        y = torch.nn.functional.conv2d(a, conv_weight, conv_bias, stride, padding, dilation, groups)
+        ctx.dw = dw3x3_ok(a, conv_weight, stride, padding, dilation, groups)    # depthwise 3x3: the kernels above
+        y = _dw_fwd(a, conv_weight, conv_bias) if ctx.dw else F.conv2d(a, conv_weight, conv_bias, stride, padding, dilation, groups)
         del a                                                            # rebuilt in backward from x
         ctx.save_for_backward(*saved, conv_weight)
         ctx.conv = (stride, padding, dilation, groups, conv_bias is not None, conv_weight.shape[0])
@@ -489,10 +625,12 @@ class _BNActConvKernel(torch.autograd.Function):
         stride, padding, dilation, groups, has_bias, out_ch = ctx.conv
         gy = grads[-1].contiguous(memory_format=torch.channels_last)
         conv_args = ([out_ch] if has_bias else None, stride, padding, dilation, False, [0, 0], groups)
-        ga = torch.ops.aten.convolution_backward(gy, x, cw, *conv_args, [True, False, False])[0]   # needs no activation
+        if ctx.dw: ga = _dw_fwd(gy, cw, flip=True)                         # needs no activation
+        else: ga = torch.ops.aten.convolution_backward(gy, x, cw, *conv_args, [True, False, False])[0]
         a = torch.empty_like(x, memory_format=torch.channels_last)
         gx, gw, gb = _bn_backward(saved, ctx.cfg, ga, grads[0] if ctx.pre_act else None, a_out=a)  # rebuilds a as well
-        _, gcw, gcb = torch.ops.aten.convolution_backward(gy, a, cw, *conv_args, [False, True, has_bias])
+        if ctx.dw: gcw, gcb = _dw_bwd_w(a, gy, has_bias)
+        else: _, gcw, gcb = torch.ops.aten.convolution_backward(gy, a, cw, *conv_args, [False, True, has_bias])
         return gx, gw, gb, None, None, None, None, None, None, None, gcw, gcb, None, None, None, None
 
 def fused_bn_act_conv(x: torch.Tensor, # map (B, C, H, W), float32 on CPU

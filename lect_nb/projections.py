@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import tokens_to_map, map_to_tokens, BatchNormAct2d
+from .core import tokens_to_map, map_to_tokens, BatchNormAct2d, run_conv
 
 # %% auto #0
 __all__ = ['DWConvBN', 'SequentialConvProjection', 'ParallelConvProjection']
@@ -50,7 +50,7 @@ class SequentialConvProjection(nn.Module):
         v = self.v_proj(x)                                    # (B, N, C)
         vm = tokens_to_map(v, hw)
         if self.training:                                     # same function; GELU(t1) is rebuilt in backward, not stored
-            t1, k_pre = self.q_conv.bn.then_conv(self.q_conv.conv(vm), self.k_conv.conv)   # k_pre = DW(GELU(t1))
+            t1, k_pre = self.q_conv.bn.then_conv(run_conv(self.q_conv.conv, vm), self.k_conv.conv)   # k_pre = DW(GELU(t1))
             k_out = self.k_conv.bn(k_pre)
         else:
             t1, g1 = self.q_conv(vm)                          # t1 = BN(DW(v)), g1 = GELU(t1): (B, C, H, W)
