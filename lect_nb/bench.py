@@ -197,8 +197,8 @@ OP_CATEGORIES = {   # ATen op names; a trailing * matches any suffix; the first 
     "resampling + pooling": ("upsample_*", "avg_pool*", "max_pool*", "adaptive_avg_pool*", "_adaptive_avg_pool*"),
 }
 OTHER, FRAMEWORK = "other elementwise + copies", "framework (Python, autograd)"   # OTHER includes AdamW's update
-KERNELS = "fused CPU kernels (BN, GELU, dropout)"   # notebook 14's autograd functions, C code outside ATen
-_KERNEL_FUNCTIONS = ("_BNActKernel", "_BNActConvKernel", "_DropKernel", "_FastGELU")
+KERNELS = "CPU kernels (BN, GELU, dropout, depthwise conv)"   # notebook 14's autograd functions, C code outside ATen
+_KERNEL_FUNCTIONS = ("_BNActKernel", "_BNActConvKernel", "_DropKernel", "_FastGELU", "_DWConvKernel")
 
 def op_category(name: str, # a profiler key, e.g. "aten::gelu"
                ) -> str:

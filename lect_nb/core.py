@@ -239,6 +239,7 @@ def use_rebuild(enabled: bool = True):
 def rebuild_active(t: torch.Tensor) -> bool:
     "Whether tensors marked for rebuilding are rebuilt: gradients recorded, no autocast, not compiling, not checkpointed, enabled."
     return (_REBUILD[0] and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+            and t.device.type in ("cpu", "cuda")                 # (not on meta tensors: FLOP counting)
             and not torch.is_autocast_enabled(t.device.type) and not _RECOMPUTING[0] and not _CHECKPOINTED[0])
 
 class _Recipe:
