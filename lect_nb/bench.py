@@ -107,7 +107,9 @@ def _start_peak() -> float:
 
 def _rss_peak_since(base: float) -> float: return _proc_status_mb("VmHWM") - base
 
-def peak_train_memory_mb(spec: str, img_size: int, batch: int, device="cpu", threads: int | None = None) -> float:
+def peak_train_memory_mb(spec: str, img_size: int, batch: int, device="cpu", threads: int | None = None,
+                         runs: int = 3, # fresh processes on the CPU; the median is returned
+                        ) -> float:
     "Extra peak memory (MB) of two training steps over the model-and-batch baseline."
     if torch.device(device).type == "cuda":
         step = model_step(spec, img_size, batch, device); torch.cuda.synchronize()
@@ -116,8 +118,9 @@ def peak_train_memory_mb(spec: str, img_size: int, batch: int, device="cpu", thr
         return (torch.cuda.max_memory_allocated() - base) / 2**20
     code = ("import torch, json; from lect_nb.bench import _measure_rss_child; "
             f"print(json.dumps(_measure_rss_child({spec!r}, {img_size}, {batch}, {threads!r})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    peaks = [json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                       check=True).stdout.strip().splitlines()[-1]) for _ in range(max(1, runs))]
+    return statistics.median(peaks)
 
 def _measure_rss_child(spec, img_size, batch, threads):
     if threads: torch.set_num_threads(threads)
@@ -204,6 +207,7 @@ def op_category(name: str, # a profiler key, e.g. "aten::gelu"
                ) -> str:
     "The `OP_CATEGORIES` entry an operator falls in; `KERNELS` for notebook 14's fused kernels, `OTHER` for remaining ATen ops, `FRAMEWORK` for the rest."
     if name.startswith(_KERNEL_FUNCTIONS): return KERNELS              # (their backward nodes too)
+    if name.startswith("mkldnn::_convolution"): return "convolution"  # oneDNN convolution with a fused GELU
     if not name.startswith("aten::"): return FRAMEWORK
     op = name[len("aten::"):]
     for cat, pats in OP_CATEGORIES.items():
