@@ -5,6 +5,7 @@
 For every LeCT model it checks, on `--device`:
 - fused attention == paper-literal attention (float32, eval, same weights), max |diff| <= 1e-5;
 - a float32 training step: finite loss, a finite gradient for every parameter;
+- the same step with tensors rebuilt in backward (`use_rebuild`) and stored: max |grad diff| <= 1e-4;
 - bf16 autocast (and fp16 with a GradScaler on CUDA): forward + backward, finite gradients;
 - channels_last input gives the same logits as contiguous input;
 - `torch.compile(fullgraph=True)` with `--backend` (inductor by default) agrees with eager (eval).
@@ -14,7 +15,7 @@ from __future__ import annotations
 import argparse, json, math, sys, time, traceback
 import torch
 import torch.nn.functional as F
-from lect_nb.core import create_model, list_models
+from lect_nb.core import create_model, list_models, use_rebuild
 
 def _max_diff(a, b): return (a.float() - b.float()).abs().max().item()
 
@@ -40,6 +41,12 @@ def check_model(name: str, device: str, backend: str, compile_: bool) -> dict:
     m.train()
     loss = F.cross_entropy(m(x), y); loss.backward()
     r["fp32_loss"], r["fp32_bad_grads"] = loss.item(), _finite_grads(m)
+    grads = {}                  # tensors rebuilt in backward (notebook 00) against stored: the same gradients
+    for on in (True, False):
+        m.zero_grad(set_to_none=True); torch.manual_seed(1)
+        with use_rebuild(on): F.cross_entropy(m(x), y).backward()
+        grads[on] = [p.grad.clone() for p in m.parameters()]
+    r["rebuild_vs_stored"] = max(_max_diff(a, b) for a, b in zip(grads[True], grads[False]))
     amps = [("bf16", torch.bfloat16)] + ([("fp16", torch.float16)] if device.startswith("cuda") else [])
     for tag, dt in amps:
         m.zero_grad(set_to_none=True)
@@ -56,6 +63,7 @@ def check_model(name: str, device: str, backend: str, compile_: bool) -> dict:
         with torch.no_grad(): out = cm(x)
         r["compile_s"], r["compiled_vs_eager"] = time.perf_counter() - t, _max_diff(out, eager)
     r["ok"] = (r["fused_vs_reference"] <= 1e-5 and r["channels_last_vs_contiguous"] <= 1e-4
+               and r["rebuild_vs_stored"] <= 1e-4     # (CUDA's interpolation backward adds atomically)
                and all(not r[f"{t}_bad_grads"] and math.isfinite(r[f"{t}_loss"]) for t in ["fp32"] + [a for a, _ in amps])
                and (not compile_ or r["compiled_vs_eager"] <= 1e-3))
     return r

@@ -17,6 +17,7 @@ def test_gpu_check_on_cpu(tmp_path):
     assert r["model"] == "lect_cifar" and r["ok"]
     assert r["fused_vs_reference"] <= 1e-5 and r["compiled_vs_eager"] <= 1e-5
     assert r["fp32_bad_grads"] == [] and r["bf16_bad_grads"] == []
+    assert r["rebuild_vs_stored"] == 0.   # on the CPU: identical to the bit
 
 def test_gpu_check_reports_failures():
     gc = _load()
