@@ -541,8 +541,7 @@ def _pair(v): return list(v) if isinstance(v, (tuple, list)) else [v, v]
 
 def conv_gelu_fusable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
     "Whether `conv_gelu` can use oneDNN's GELU post-op: float32 CPU tensors, no gradient wanted, no autocast, outside `torch.compile`, kernels on."
-    return (not torch.compiler.is_compiling() and _STATE["enabled"] and os.environ.get("LECT_NB_KERNELS", "1") != "0"
-            and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and x.ndim == 4
+    return (kernels_usable(x) and weight.dtype == torch.float32 and x.ndim == 4   # (the kernels' own switch and checks)
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and not torch.is_autocast_enabled("cpu")
             and not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)))
