@@ -206,11 +206,10 @@ class BatchNormAct2d(nn.BatchNorm2d):
         b = self.bias - self.running_mean * s
         if conv.bias is not None: b = b + conv.bias * s
         w = conv.weight * s.view(-1, 1, 1, 1)
-        if self.act and not self.return_pre_act:        # only GELU(z) is wanted: fused into the conv (notebook 14)
-            return conv_gelu(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+        if self.act:                                    # the GELU fused into the convolution where it can be (notebook 14)
+            return conv_gelu(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups, pre_act=self.return_pre_act)
         z = conv2d(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)   # depthwise 3x3: notebook 14's kernel
-        a = fast_gelu(z) if self.act else z                                    # the kernel at inference
-        return (z, a) if self.return_pre_act else a
+        return (z, z) if self.return_pre_act else z
 
     def then_conv(self, x: torch.Tensor, # input of this BN
                   conv: nn.Conv2d, # the convolution applied to this BN's output

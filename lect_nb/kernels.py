@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['KERNEL_SOURCE', 'kernel_library_path', 'load_kernels', 'use_kernels', 'kernels_usable', 'drop_threshold',
-           'fused_bn_act', 'fused_dropout', 'fast_gelu', 'conv_gelu_fusable', 'conv_gelu', 'dw3x3_ok', 'conv2d',
+           'fused_bn_act', 'fused_dropout', 'fast_gelu', 'dw3x3_ok', 'conv2d', 'conv_gelu_fusable', 'conv_gelu',
            'fused_bn_act_conv']
 
 # %% ../nbs/14_kernels.ipynb #e3202a40
@@ -253,13 +253,15 @@ typedef float v8 __attribute__((vector_size(32)));
 INLINE v8 v8_load(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
 INLINE void v8_store(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
-void dw3_fwd(const float *x, const float *wt, const float *bias, float *y, int64_t B, int64_t H, int64_t W,
-             int64_t C, int nt) {
+// With `ya` non-NULL it also writes ya = GELU(y) from the registers (inference: the activation that
+// follows a BN folded into the convolution costs no pass of its own); `y` may then be NULL.
+void dw3_fwd(const float *x, const float *wt, const float *bias, float *y, float *ya, int64_t B, int64_t H,
+             int64_t W, int64_t C, int nt) {
     #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t r = 0; r < B * H; r++) {            // one output row (b, h) per iteration
         int64_t b = r / H, h = r % H;
         for (int64_t w = 0; w < W; w++) {
-            float *yo = y + (r * W + w) * C;
+            float *yo = y ? y + (r * W + w) * C : NULL, *ao = ya ? ya + (r * W + w) * C : NULL;
             int64_t c = 0;
             for (; c + DW_CB <= C; c += DW_CB) {
                 v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
@@ -273,7 +275,13 @@ void dw3_fwd(const float *x, const float *wt, const float *bias, float *y, int64
                         a2 += v8_load(xi + 16) * v8_load(wk + 16); a3 += v8_load(xi + 24) * v8_load(wk + 24);
                     }
                 }
-                v8_store(yo + c, a0); v8_store(yo + c + 8, a1); v8_store(yo + c + 16, a2); v8_store(yo + c + 24, a3);
+                if (yo) { v8_store(yo + c, a0); v8_store(yo + c + 8, a1); v8_store(yo + c + 16, a2); v8_store(yo + c + 24, a3); }
+                if (ao) {
+                    float t[DW_CB];
+                    v8_store(t, a0); v8_store(t + 8, a1); v8_store(t + 16, a2); v8_store(t + 24, a3);
+                    #pragma omp simd
+                    for (int k = 0; k < DW_CB; k++) ao[c + k] = gelu(t[k]);
+                }
             }
             for (; c < C; c++) {                     // channels left over from the blocks of 32
                 float a = bias ? bias[c] : 0.0f;
@@ -284,7 +292,8 @@ void dw3_fwd(const float *x, const float *wt, const float *bias, float *y, int64
                         a += x[((b * H + hh) * W + ww) * C + c] * wt[(3 * i + j) * C + c];
                     }
                 }
-                yo[c] = a;
+                if (yo) yo[c] = a;
+                if (ao) ao[c] = gelu(a);
             }
         }
     }
@@ -339,7 +348,7 @@ _FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fno-trapping-ma
 _SIGNATURES = {   # argument types of each exported C function
     "bn_stats": "PIIPPi", "bn_act_fwd": "PIIPPPiUfLPPi", "bn_act_bwd1": "PPPIIPPPiUfLPPPPi",
     "bn_bwd2": "PPIIPPPPi", "drop_fwd": "PIIUfLPi", "gelu_fwd": "PPIi",
-    "dw3_fwd": "PPPPIIIIi", "dw3_bwd_w": "PPPPIIIIi"}
+    "dw3_fwd": "PPPPPIIIIi", "dw3_bwd_w": "PPPPIIIIi"}
 _CTYPES = {"P": ctypes.c_void_p, "I": ctypes.c_int64, "i": ctypes.c_int, "U": ctypes.c_uint32,
            "f": ctypes.c_float, "L": ctypes.c_uint64}
 _STATE = {"lib": None, "tried": False, "error": None, "enabled": True}
@@ -536,28 +545,9 @@ def fast_gelu(x: torch.Tensor, # any shape and layout
         load_kernels().gelu_fwd(x.data_ptr(), out.data_ptr(), x.numel(), torch.get_num_threads())
     return out
 
-# %% ../nbs/14_kernels.ipynb #c4d2f0b4
+# %% ../nbs/14_kernels.ipynb #d3c0a002
 def _pair(v): return list(v) if isinstance(v, (tuple, list)) else [v, v]
 
-def conv_gelu_fusable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
-    "Whether `conv_gelu` can use oneDNN's GELU post-op: float32 CPU tensors, no gradient wanted, no autocast, outside `torch.compile`, kernels on."
-    return (kernels_usable(x) and weight.dtype == torch.float32 and x.ndim == 4   # (the kernels' own switch and checks)
-            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
-            and not torch.is_autocast_enabled("cpu")
-            and not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)))
-            and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
-
-def conv_gelu(x: torch.Tensor, # map (B, C, H, W)
-              weight: torch.Tensor, bias: torch.Tensor | None = None, # as for `F.conv2d`
-              stride=1, padding=0, dilation=1, groups: int = 1,
-             ) -> torch.Tensor:
-    "Exact `GELU(F.conv2d(x, weight, bias, ...))`, with the GELU fused into the convolution where `conv_gelu_fusable`."
-    if not conv_gelu_fusable(x, weight, bias):
-        return fast_gelu(F.conv2d(x, weight, bias, stride, padding, dilation, groups))
-    return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, _pair(padding), _pair(stride), _pair(dilation),
-                                                   groups, "gelu", [], "none")    # "none": erf GELU, not tanh
-
-# %% ../nbs/14_kernels.ipynb #d3c0a002
 def dw3x3_ok(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, dilation=1, groups: int = 1) -> bool:
     "Whether the kernels handle this convolution: depthwise 3x3, stride 1, zero padding 1, float32 CPU map, no autocast."
     return (x.ndim == 4 and tuple(weight.shape) == (x.shape[1], 1, 3, 3) and groups == x.shape[1]
@@ -569,13 +559,17 @@ def _taps(w: torch.Tensor, flip: bool = False) -> torch.Tensor:
     w = w.detach()
     return (w.flip(-1, -2) if flip else w).reshape(w.shape[0], 9).t().contiguous()
 
-def _dw_fwd(x, w, b=None, flip=False):
+def _dw_fwd(x, w, b=None, flip=False,
+            act: str | None = None, # None: the convolution y; "gelu": GELU(y) only; "both": (y, GELU(y))
+           ):
     x = _dense(x.detach()); B, C, H, W = x.shape
-    y = torch.empty_like(x, memory_format=torch.channels_last)
+    y = None if act == "gelu" else torch.empty_like(x, memory_format=torch.channels_last)
+    a = torch.empty_like(x, memory_format=torch.channels_last) if act else None
     taps, b = _taps(w, flip), (None if b is None else b.detach().contiguous())
     with torch.profiler.record_function("_DWConvKernel.fwd"):     # (ctypes calls are invisible to the profiler)
-        load_kernels().dw3_fwd(x.data_ptr(), taps.data_ptr(), _ptr(b), y.data_ptr(), B, H, W, C, torch.get_num_threads())
-    return y
+        load_kernels().dw3_fwd(x.data_ptr(), taps.data_ptr(), _ptr(b), _ptr(y), _ptr(a), B, H, W, C,
+                               torch.get_num_threads())
+    return y if act is None else a if act == "gelu" else (y, a)
 
 def _dw_bwd_w(x, gy, bias: bool):
     x, gy = _dense(x.detach()), _dense(gy)
@@ -603,6 +597,31 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     "`F.conv2d`; depthwise 3x3 convolutions of float32 CPU maps run in the kernels (differentiable), channels_last out."
     if dw3x3_ok(x, weight, stride, padding, dilation, groups): return _DWConvKernel.apply(x, weight, bias)
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+# %% ../nbs/14_kernels.ipynb #c4d2f0b4
+def conv_gelu_fusable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
+    "Whether `conv_gelu` can use oneDNN's GELU post-op: float32 CPU tensors, no gradient wanted, no autocast, outside `torch.compile`, kernels on."
+    return (kernels_usable(x) and weight.dtype == torch.float32 and x.ndim == 4   # (the kernels' own switch and checks)
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+            and not torch.is_autocast_enabled("cpu")
+            and not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)))
+            and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+
+def conv_gelu(x: torch.Tensor, # map (B, C, H, W)
+              weight: torch.Tensor, bias: torch.Tensor | None = None, # as for `F.conv2d`
+              stride=1, padding=0, dilation=1, groups: int = 1,
+              pre_act: bool = False, # return `(conv, GELU(conv))`
+             ):
+    "Exact `GELU(F.conv2d(x, weight, bias, ...))` (or the pair with `pre_act`), the GELU fused into the convolution where `conv_gelu_fusable`."
+    if conv_gelu_fusable(x, weight, bias):
+        if dw3x3_ok(x, weight, stride, padding, dilation, groups):    # depthwise 3x3: GELU from the kernel's registers
+            return _dw_fwd(x, weight, bias, act="both" if pre_act else "gelu")
+        if not pre_act:
+            return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, _pair(padding), _pair(stride), _pair(dilation),
+                                                           groups, "gelu", [], "none")    # "none": erf GELU, not tanh
+    z = conv2d(x, weight, bias, stride, padding, dilation, groups)
+    a = fast_gelu(z)
+    return (z, a) if pre_act else a
 
 # %% ../nbs/14_kernels.ipynb #b7c1e0a2
 class _BNActConvKernel(torch.autograd.Function):
