@@ -10,7 +10,7 @@ import argparse, json, os, statistics, subprocess, sys, time
 import torch
 import torch.nn.functional as F
 from .core import create_model, list_models, count_params, use_rebuild
-from .kernels import use_kernels
+from .kernels import use_kernels, tune_malloc, malloc_tuned
 
 # %% auto #0
 __all__ = ['SPEC_OPTIONS', 'OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'parse_spec', 'build', 'make_step',
@@ -109,6 +109,7 @@ def _rss_peak_since(base: float) -> float: return _proc_status_mb("VmHWM") - bas
 
 def peak_train_memory_mb(spec: str, img_size: int, batch: int, device="cpu", threads: int | None = None,
                          runs: int = 3, # fresh processes on the CPU; the median is returned
+                         malloc: bool = True, # `tune_malloc()` in each process first (notebook 14)
                         ) -> float:
     "Extra peak memory (MB) of two training steps over the model-and-batch baseline."
     if torch.device(device).type == "cuda":
@@ -117,12 +118,13 @@ def peak_train_memory_mb(spec: str, img_size: int, batch: int, device="cpu", thr
         step(); step(); torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
     code = ("import torch, json; from lect_nb.bench import _measure_rss_child; "
-            f"print(json.dumps(_measure_rss_child({spec!r}, {img_size}, {batch}, {threads!r})))")
+            f"print(json.dumps(_measure_rss_child({spec!r}, {img_size}, {batch}, {threads!r}, {malloc!r})))")
     peaks = [json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                        check=True).stdout.strip().splitlines()[-1]) for _ in range(max(1, runs))]
     return statistics.median(peaks)
 
-def _measure_rss_child(spec, img_size, batch, threads):
+def _measure_rss_child(spec, img_size, batch, threads, malloc=True):
+    if malloc: tune_malloc()
     if threads: torch.set_num_threads(threads)
     torch.manual_seed(0)
     step = model_step(spec, img_size, batch)
@@ -136,8 +138,11 @@ def run_benchmark(models=("lect", "lect@reference", "resnet"), # model specs
                   repeats: int = 7, warmup: int = 2, threads: int | None = None,
                   amp: bool = False, # also time bf16 autocast
                   compiled: bool = False, # also time torch.compile (inductor)
-                  memory: bool = True, baseline: str = "resnet", seed: int = 0) -> list[dict]:
+                  memory: bool = True, baseline: str = "resnet", seed: int = 0,
+                  malloc: bool = True, # `tune_malloc()` first: process-wide, so every model runs under it
+                 ) -> list[dict]:
     "Measure every model side by side; one dict per (model, mode) with ratios to `baseline`."
+    if malloc: tune_malloc()
     if threads: torch.set_num_threads(threads)
     if batch <= 0 or img_size <= 0: raise ValueError("batch and img_size must be positive")
     torch.manual_seed(seed)
@@ -157,13 +162,14 @@ def run_benchmark(models=("lect", "lect@reference", "resnet"), # model specs
             med = time_interleaved(steps, repeats, warmup, device)
             for spec in models:
                 rows.append(dict(model=spec, mode=mode, variant=vname, img_size=img_size, batch=batch, device=device,
-                                 threads=torch.get_num_threads(), median_s=med[spec], images_per_s=batch / med[spec],
+                                 threads=torch.get_num_threads(), malloc="tuned" if malloc_tuned() else "default",
+                                 median_s=med[spec], images_per_s=batch / med[spec],
                                  ratio_to_baseline=med[spec] / med[baseline] if baseline in med else None))
     if memory:
-        mem = {spec: peak_train_memory_mb(spec, img_size, batch, device, threads) for spec in models}
+        mem = {spec: peak_train_memory_mb(spec, img_size, batch, device, threads, malloc=malloc) for spec in models}
         for spec in models:
             rows.append(dict(model=spec, mode="train_peak_memory", variant="fp32", img_size=img_size, batch=batch,
-                             device=device, peak_mb=mem[spec],
+                             device=device, peak_mb=mem[spec], malloc="tuned" if malloc else "default",
                              ratio_to_baseline=mem[spec] / mem[baseline] if baseline in mem else None))
     return rows
 
@@ -255,13 +261,15 @@ def main(argv=None):
     p.add_argument("--lemsa-memory", action="store_true", help="peak memory of one LeMSA layer at 448x448, fused vs reference")
     p.add_argument("--profile", action="store_true", help="also print each model's time per operator category")
     p.add_argument("--baseline", default="resnet")
+    p.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                   help="tuned: tune_malloc() first (glibc keeps large freed blocks; every model runs under it)")
     a = p.parse_args(argv)
     try:
         for spec in a.models: parse_spec(spec)
         if a.baseline not in a.models: raise ValueError(f"baseline {a.baseline!r} must be one of --models")
         if a.device.startswith("cuda") and not torch.cuda.is_available(): raise ValueError("--device cuda but CUDA is not available")
         rows = run_benchmark(a.models, a.img_size, a.batch, a.device, a.repeats, a.warmup, a.threads, a.amp, a.compile,
-                             not a.no_memory, a.baseline)
+                             not a.no_memory, a.baseline, malloc=a.malloc == "tuned")
     except ValueError as e:
         print(f"lect-bench: error: {e}", file=sys.stderr); return 2
     for r in rows: print(json.dumps(r))

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['KERNEL_SOURCE', 'kernel_library_path', 'load_kernels', 'use_kernels', 'kernels_usable', 'drop_threshold',
-           'fused_bn_act', 'fused_dropout', 'fast_gelu', 'dw3x3_ok', 'conv2d', 'conv_gelu_fusable', 'conv_gelu',
-           'fused_bn_act_conv']
+__all__ = ['KERNEL_SOURCE', 'M_TRIM_THRESHOLD', 'M_MMAP_THRESHOLD', 'kernel_library_path', 'load_kernels', 'use_kernels',
+           'kernels_usable', 'drop_threshold', 'fused_bn_act', 'fused_dropout', 'fast_gelu', 'dw3x3_ok', 'conv2d',
+           'conv_gelu_fusable', 'conv_gelu', 'fused_bn_act_conv', 'tune_malloc', 'malloc_tuned']
 
 # %% ../nbs/14_kernels.ipynb #e3202a40
 KERNEL_SOURCE = r"""
@@ -670,3 +670,22 @@ def fused_bn_act_conv(x: torch.Tensor, # map (B, C, H, W), float32 on CPU
     return _BNActConvKernel.apply(x, bn.weight, bn.bias, rm, rv, bn.momentum, bn.eps, act, p, pre_act,
                                   conv.weight, conv.bias, list(conv.stride), list(conv.padding), list(conv.dilation),
                                   conv.groups)
+
+# %% ../nbs/14_kernels.ipynb #a110c002
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3      # glibc's mallopt parameters (malloc.h)
+
+def tune_malloc(threshold: int = 1 << 30, # bytes: blocks below this come from the heap; free heap above it goes back
+               ) -> bool: # whether glibc took the setting
+    "Let glibc keep and reuse large freed blocks instead of returning them to the kernel (fewer page faults per step)."
+    if os.environ.get("LECT_NB_MALLOC", "tuned") == "default" or platform.system() != "Linux": return False
+    try: libc = ctypes.CDLL("libc.so.6")
+    except OSError: return False                 # not glibc (musl, ...)
+    if not hasattr(libc, "mallopt"): return False
+    for t in (threshold, 32 << 20):              # older glibc caps the mmap threshold at 32 MB on 64-bit machines
+        if libc.mallopt(M_MMAP_THRESHOLD, t) == 1 and libc.mallopt(M_TRIM_THRESHOLD, t) == 1:
+            _STATE["malloc"] = True; return True
+    return False
+
+def malloc_tuned() -> bool:
+    "Whether `tune_malloc` has changed this process's allocator settings."
+    return _STATE.get("malloc", False)

@@ -18,6 +18,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from .core import create_model, list_models
+from .kernels import tune_malloc
 from .data import DATASETS, build_datasets, dataset_info
 
 # %% auto #0
@@ -740,6 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, # arguments (default: sys.argv[1:])
         ) -> int: # exit status
     "Entry point of `lect-train`."
+    tune_malloc()                      # glibc keeps large freed blocks for reuse (notebook 14); LECT_NB_MALLOC=default: not
     p = build_parser()
     a = p.parse_args(argv)
     kw = vars(a)
