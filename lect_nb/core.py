@@ -56,6 +56,14 @@ class DropPath(nn.Module):
     def forward(self, x):
         "`drop_path(x, p)` while training; identity in eval."
         return drop_path(x, self.p, self.training)
+    def add(self, x: torch.Tensor, # the residual stream
+            branch: torch.Tensor, # the residual branch, batch first, same shape
+           ) -> torch.Tensor:
+        "`x + self(branch)` in one pass: the per-sample mask scales the branch inside the add (`torch.addcmul`); the same random draws as `self(branch)`."
+        if self.p == 0. or not self.training: return x + branch
+        keep = 1. - self.p
+        mask = branch.new_empty((branch.shape[0],) + (1,) * (branch.ndim - 1)).bernoulli_(keep)
+        return torch.addcmul(x, branch, mask.div_(keep))
     def extra_repr(self):
         "`p=...` for the module's repr."
         return f"p={self.p}"

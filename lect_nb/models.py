@@ -134,8 +134,8 @@ class LeCTBlock(nn.Module):
 
     def forward(self, x, hw):                                           # x: (B, N, C)
         "Tokens (B, N, C) on an (H, W) grid -> tokens (B, N, C): LN -> token mixer and LN -> LeFFN, both residual with drop path."
-        x = x + self.drop_path(self._mix(self.attn, self.norm1, x, hw))
-        return x + self.drop_path(self._mix(self.ffn, self.norm2, x, hw))
+        x = self.drop_path.add(x, self._mix(self.attn, self.norm1, x, hw))      # x + drop_path(...), one pass
+        return self.drop_path.add(x, self._mix(self.ffn, self.norm2, x, hw))
 
     @staticmethod
     def _mix(f, norm, x, hw):
