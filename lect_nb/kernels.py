@@ -1,4 +1,4 @@
-"""BatchNorm + GELU + dropout in two passes over the data instead of a dozen, dropout whose mask is recomputed instead of stored, a depthwise 3x3 convolution, and GELU fused into the convolution at inference: the kernels behind LeCT's speed on CPU.
+"""BatchNorm + GELU + dropout in two passes over the data instead of a dozen, dropout whose mask is recomputed instead of stored, a depthwise 3x3 convolution, GELU fused into the convolution at inference, and an allocator setting that spares LeCT's large maps page faults: what makes LeCT fast on the CPU.
 
 Docs: https://lect-nb.github.io/lect_nb/kernels.html.md"""
 
