@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['KERNEL_SOURCE', 'M_TRIM_THRESHOLD', 'M_MMAP_THRESHOLD', 'kernel_library_path', 'load_kernels', 'use_kernels',
-           'kernels_usable', 'drop_threshold', 'fused_bn_act', 'fused_dropout', 'fast_gelu', 'dw3x3_ok', 'conv2d',
-           'conv_gelu_fusable', 'conv_gelu', 'fused_bn_act_conv', 'tune_malloc', 'malloc_tuned']
+__all__ = ['KERNEL_SOURCE', 'kernel_library_path', 'load_kernels', 'use_kernels', 'kernels_usable', 'drop_threshold',
+           'fused_bn_act', 'fused_dropout', 'fast_gelu', 'dw3x3_ok', 'conv2d', 'conv_gelu_fusable', 'conv_gelu',
+           'fused_bn_act_conv', 'tune_malloc', 'malloc_tuned']
 
 # %% ../nbs/14_kernels.ipynb #e3202a40
 KERNEL_SOURCE = r"""
@@ -612,13 +612,13 @@ def conv_gelu(x: torch.Tensor, # map (B, C, H, W)
               stride=1, padding=0, dilation=1, groups: int = 1,
               pre_act: bool = False, # return `(conv, GELU(conv))`
              ):
-    "Exact `GELU(F.conv2d(x, weight, bias, ...))` (or the pair with `pre_act`), the GELU fused into the convolution where `conv_gelu_fusable`."
-    if conv_gelu_fusable(x, weight, bias):
-        if dw3x3_ok(x, weight, stride, padding, dilation, groups):    # depthwise 3x3: GELU from the kernel's registers
-            return _dw_fwd(x, weight, bias, act="both" if pre_act else "gelu")
-        if not pre_act:
-            return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, _pair(padding), _pair(stride), _pair(dilation),
-                                                           groups, "gelu", [], "none")    # "none": erf GELU, not tanh
+    "Exact `GELU(F.conv2d(x, weight, bias, ...))` (or the pair with `pre_act`), the GELU fused into the convolution where no gradient is wanted."
+    no_grad = not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)))
+    if no_grad and dw3x3_ok(x, weight, stride, padding, dilation, groups):   # depthwise 3x3: GELU from the registers
+        return _dw_fwd(x, weight, bias, act="both" if pre_act else "gelu")
+    if not pre_act and conv_gelu_fusable(x, weight, bias):
+        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, _pair(padding), _pair(stride), _pair(dilation),
+                                                       groups, "gelu", [], "none")    # "none": erf GELU, not tanh
     z = conv2d(x, weight, bias, stride, padding, dilation, groups)
     a = fast_gelu(z)
     return (z, a) if pre_act else a
@@ -672,7 +672,7 @@ def fused_bn_act_conv(x: torch.Tensor, # map (B, C, H, W), float32 on CPU
                                   conv.groups)
 
 # %% ../nbs/14_kernels.ipynb #a110c002
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3      # glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3    # glibc's mallopt parameters (malloc.h)
 
 def tune_malloc(threshold: int = 1 << 30, # bytes: blocks below this come from the heap; free heap above it goes back
                ) -> bool: # whether glibc took the setting
@@ -682,7 +682,7 @@ def tune_malloc(threshold: int = 1 << 30, # bytes: blocks below this come from t
     except OSError: return False                 # not glibc (musl, ...)
     if not hasattr(libc, "mallopt"): return False
     for t in (threshold, 32 << 20):              # older glibc caps the mmap threshold at 32 MB on 64-bit machines
-        if libc.mallopt(M_MMAP_THRESHOLD, t) == 1 and libc.mallopt(M_TRIM_THRESHOLD, t) == 1:
+        if libc.mallopt(_M_MMAP_THRESHOLD, t) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, t) == 1:
             _STATE["malloc"] = True; return True
     return False
 
