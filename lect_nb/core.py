@@ -43,9 +43,12 @@ def drop_path(x: torch.Tensor, # the residual branch, batch first
              ) -> torch.Tensor:
     "Drop the whole branch for random samples, scaling the kept ones by `1/(1-p)`."
     if p == 0. or not training: return x
+    return x * _sample_mask(x, p)
+
+def _sample_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    "One Bernoulli(1-p) draw per sample, scaled by `1/(1-p)`, shaped `(B, 1, ..., 1)` to broadcast over `x`."
     keep = 1. - p
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-    return x * mask.div_(keep)
+    return x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep).div_(keep)
 
 # %% ../nbs/00_core.ipynb #b1a95fe4
 class DropPath(nn.Module):
@@ -61,9 +64,7 @@ class DropPath(nn.Module):
            ) -> torch.Tensor:
         "`x + self(branch)` in one pass: the per-sample mask scales the branch inside the add (`torch.addcmul`); the same random draws as `self(branch)`."
         if self.p == 0. or not self.training: return x + branch
-        keep = 1. - self.p
-        mask = branch.new_empty((branch.shape[0],) + (1,) * (branch.ndim - 1)).bernoulli_(keep)
-        return torch.addcmul(x, branch, mask.div_(keep))
+        return torch.addcmul(x, branch, _sample_mask(branch, self.p))
     def extra_repr(self):
         "`p=...` for the module's repr."
         return f"p={self.p}"

@@ -351,7 +351,7 @@ _SIGNATURES = {   # argument types of each exported C function
     "dw3_fwd": "PPPPPIIIIi", "dw3_bwd_w": "PPPPIIIIi"}
 _CTYPES = {"P": ctypes.c_void_p, "I": ctypes.c_int64, "i": ctypes.c_int, "U": ctypes.c_uint32,
            "f": ctypes.c_float, "L": ctypes.c_uint64}
-_STATE = {"lib": None, "tried": False, "error": None, "enabled": True}
+_STATE = {"lib": None, "tried": False, "error": None, "enabled": True, "malloc": False}
 _LOCK = threading.Lock()
 
 def _cpu_flags() -> str:
@@ -604,8 +604,9 @@ def conv_gelu_fusable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     return (kernels_usable(x) and weight.dtype == torch.float32 and x.ndim == 4   # (the kernels' own switch and checks)
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and not torch.is_autocast_enabled("cpu")
-            and not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)))
-            and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+            and not _grad_wanted(x, weight, bias) and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+
+def _grad_wanted(*ts) -> bool: return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
 
 def conv_gelu(x: torch.Tensor, # map (B, C, H, W)
               weight: torch.Tensor, bias: torch.Tensor | None = None, # as for `F.conv2d`
@@ -613,8 +614,7 @@ def conv_gelu(x: torch.Tensor, # map (B, C, H, W)
               pre_act: bool = False, # return `(conv, GELU(conv))`
              ):
     "Exact `GELU(F.conv2d(x, weight, bias, ...))` (or the pair with `pre_act`), the GELU fused into the convolution where no gradient is wanted."
-    no_grad = not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)))
-    if no_grad and dw3x3_ok(x, weight, stride, padding, dilation, groups):   # depthwise 3x3: GELU from the registers
+    if not _grad_wanted(x, weight, bias) and dw3x3_ok(x, weight, stride, padding, dilation, groups):   # depthwise 3x3: GELU from the registers
         return _dw_fwd(x, weight, bias, act="both" if pre_act else "gelu")
     if not pre_act and conv_gelu_fusable(x, weight, bias):
         return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, _pair(padding), _pair(stride), _pair(dilation),
@@ -688,4 +688,4 @@ def tune_malloc(threshold: int = 1 << 30, # bytes: blocks below this come from t
 
 def malloc_tuned() -> bool:
     "Whether `tune_malloc` has changed this process's allocator settings."
-    return _STATE.get("malloc", False)
+    return _STATE["malloc"]
