@@ -1,4 +1,4 @@
-"""Locally enhanced multi-head self-attention: attend from pooled queries over bilinearly upsampled key logits, then upsample the queries back. First the paper-literal form, then a fused form that computes the same function without ever building the attention map.
+"""Locally enhanced multi-head self-attention: attend from pooled queries over bilinearly upsampled key logits, then upsample the queries back. First the paper-literal form, then the same function through PyTorch's scaled-dot-product attention, which never builds the attention map; LeCTv2's frequency-ramp mixer at the end.
 
 Docs: https://lect-nb.github.io/lect_nb/attention.html.md"""
 
@@ -10,13 +10,13 @@ import math
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import tokens_to_map, map_to_tokens, FastDropout, BatchNormAct2d, rebuild_in_backward, rebuild_active, run_conv
+from .core import tokens_to_map, map_to_tokens
 from .projections import SequentialConvProjection, ParallelConvProjection
 
 # %% auto #0
 __all__ = ['QUERY_UPSAMPLES', 'split_heads', 'merge_heads', 'pool_map', 'resize_map', 'pooled_heads', 'lemsa_reference',
-           'upsample_heads', 'lemsa_fused', 'UpConvBN', 'InterpolateUp', 'ConvTransposeUp', 'SpatiallyVaryingUp',
-           'make_query_upsample', 'LocallyEnhancedAttention']
+           'upsample_heads', 'lemsa_fused', 'pooled_attention', 'UpConvBN', 'InterpolateUp', 'ConvTransposeUp',
+           'SpatiallyVaryingUp', 'make_query_upsample', 'LocallyEnhancedAttention', 'FrequencyRampAttention']
 
 # %% ../nbs/03_attention.ipynb #633555fd
 def split_heads(x: torch.Tensor, # tokens (B, N, C)
@@ -34,27 +34,13 @@ def merge_heads(x: torch.Tensor, # (B, heads, N, d)
     return x.transpose(1, 2).reshape(B, N, H * d)
 
 # %% ../nbs/03_attention.ipynb #833c081c
-class _AvgPoolFn(torch.autograd.Function):
-    "`k x k` average pooling of a map whose sides `k` divides, keeping nothing for backward (the gradient needs only the shape)."
-    @staticmethod
-    def forward(ctx, x, k):
-        ctx.k, ctx.cl = k, x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-        return F.avg_pool2d(x, k)
-    @staticmethod
-    def backward(ctx, g):                         # avg_pool2d's gradient: g / k² spread over each window
-        gx = F.interpolate(g / (ctx.k * ctx.k), scale_factor=ctx.k, mode="nearest")
-        return (gx.contiguous(memory_format=torch.channels_last) if ctx.cl else gx), None
-
 def pool_map(x: torch.Tensor, # map (B, C, H, W)
              k: int, # window and stride
              mode: str = "avg", # "avg" or "max"
             ) -> torch.Tensor: # (B, C, H/k, W/k)
-    "Non-overlapping `k x k` pooling (identity for `k == 1`); average pooling keeps nothing for backward."
+    "Non-overlapping `k x k` pooling (identity for `k == 1`)."
     if k == 1: return x
-    if mode != "avg": return F.max_pool2d(x, k)
-    if x.requires_grad and rebuild_active(x) and x.shape[-2] % k == 0 and x.shape[-1] % k == 0:
-        return _AvgPoolFn.apply(x, k)             # F.avg_pool2d would keep the full-resolution map alive
-    return F.avg_pool2d(x, k)
+    return F.avg_pool2d(x, k) if mode == "avg" else F.max_pool2d(x, k)
 
 # %% ../nbs/03_attention.ipynb #a4175540
 def resize_map(x: torch.Tensor, # map (B, C, h, w)
@@ -120,8 +106,44 @@ def lemsa_fused(q: torch.Tensor, # pooled queries (B, heads, n, dq)
                ) -> torch.Tensor: # o (B, heads, n, dv)
     "LeMSA core as standard attention over upsampled keys: same function as `lemsa_reference`, no n x N map."
     k_up = upsample_heads(k, pooled_hw, hw, mode)                      # (B, heads, N, dq)
-    with rebuild_in_backward(k_up, lambda: upsample_heads(k.detach(), pooled_hw, hw, mode)):   # keep k, not k_up
-        return F.scaled_dot_product_attention(q, k_up, v, dropout_p=attn_drop if training else 0., scale=scale)
+    return F.scaled_dot_product_attention(q, k_up, v, dropout_p=attn_drop if training else 0., scale=scale)
+
+# %% ../nbs/03_attention.ipynb #4ad2ef5e
+def _softmax_attention(q, k, v, scale, attn_drop, training):
+    "Plain `softmax(q kᵀ · scale) v`, returning `(o, A)`."
+    attn = (q @ k.transpose(-2, -1) * scale).softmax(-1)
+    return F.dropout(attn, attn_drop, training) @ v, attn
+
+def pooled_attention(v: torch.Tensor, # full-resolution values, tokens (B, N, C_v)
+                     t1: torch.Tensor, # map the queries are pooled from, (B, C, H, W)
+                     t2: torch.Tensor, # map the keys are pooled from, (B, C, H, W)
+                     hw: tuple[int, int], # the full grid (H, W)
+                     sr_ratio: int, # K: pooling window and stride
+                     num_heads: int,
+                     scale: float, # logit scale (LeCT: C ** -0.5)
+                     pooling: str = "avg", # "avg", "max" or "avg_max"
+                     key_upsample: str = "bilinear", # key-axis interpolation, or "none" (pooled keys and values)
+                     attn_drop: float = 0., # dropout on the attention weights
+                     training: bool = False,
+                     impl: str = "fused", # "fused" (SDPA) or "reference" (paper-literal)
+                     return_attn: bool = False, # also return the weights (runs the reference form)
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]: # (o map (B, C_v, H/K, W/K), A or None)
+    "LeMSA's attention core (eqs. 7-10): pooled q and k, key-axis upsampled logits, softmax, `A v`."
+    K = sr_ratio
+    phw = (hw[0] // K, hw[1] // K)                                     # the pooled grid (h, w)
+    q = pooled_heads(t1, K, num_heads, pooling)                        # eq. 7: (B, heads, n, d)
+    k = pooled_heads(t2, K, num_heads, pooling)                        # eq. 8: (B, heads, n, d)
+    reference = impl == "reference" or return_attn
+    if key_upsample == "none":                                         # PVT-style: pooled values too
+        v = pooled_heads(tokens_to_map(v, hw), K, num_heads)           # (B, heads, n, d)
+        if reference: o, attn = _softmax_attention(q, k, v, scale, attn_drop, training)
+        else: o, attn = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=attn_drop if training else 0., scale=scale), None
+    else:
+        v = split_heads(v, num_heads)                                  # (B, heads, N, d)
+        args = (q, k, v, phw, hw, scale, key_upsample, attn_drop, training)
+        o, attn = lemsa_reference(*args) if reference else (lemsa_fused(*args), None)   # eqs. 10-11, 1
+    return tokens_to_map(merge_heads(o), phw), attn                    # (B, C_v, h, w)
 
 # %% ../nbs/03_attention.ipynb #cc685e97
 class UpConvBN(nn.Module):
@@ -133,14 +155,10 @@ class UpConvBN(nn.Module):
         super().__init__()
         self.mode = mode
         self.conv = nn.Conv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim, bias=False)
-        self.bn = BatchNormAct2d(dim)
+        self.bn = nn.BatchNorm2d(dim)
     def forward(self, x, hw):
-        "Map (B, C, h, w) -> (B, C, H, W): interpolate to `hw`, then depthwise conv and BN (folded into the conv in eval)."
-        up = resize_map(x, hw, self.mode)
-        if not self.training: return self.bn.after_conv(up, self.conv)
-        with rebuild_in_backward(up, lambda: resize_map(x.detach(), hw, self.mode)):   # the conv keeps x, not the upsampled map
-            y = run_conv(self.conv, up)
-        return self.bn(y)
+        "Map (B, C, h, w) -> (B, C, H, W): interpolate to `hw`, then depthwise conv and BN."
+        return self.bn(self.conv(resize_map(x, hw, self.mode)))
 
 # %% ../nbs/03_attention.ipynb #36f30019
 class InterpolateUp(nn.Module):
@@ -158,7 +176,7 @@ class ConvTransposeUp(nn.Module):
     def __init__(self, dim: int, sr_ratio: int):
         super().__init__()
         self.convt = nn.ConvTranspose2d(dim, dim, sr_ratio, sr_ratio, groups=dim)
-        self.bn = BatchNormAct2d(dim)
+        self.bn = nn.BatchNorm2d(dim)
     def forward(self, x, hw):
         "Map (B, C, h, w) -> (B, C, h*K, w*K): strided depthwise transposed conv, then BN; `hw` is not used."
         return self.bn(self.convt(x))
@@ -224,7 +242,7 @@ class LocallyEnhancedAttention(nn.Module):
                  projection: str = "sequential", # "sequential" (LeCT) or "parallel" (ablation)
                  conv_skip: bool = True, # add the convolutional skip
                  query_upsample: str = "bilinear_conv", # see `QUERY_UPSAMPLES`
-                 key_upsample: str = "bilinear", # key-axis interpolation; "none": attend pooled keys and pooled values (PVT-style)
+                 key_upsample: str = "bilinear", # key-axis interpolation; "none": pooled keys and values (PVT)
                  pooling: str = "avg", # q/k pooling: "avg", "max" or "avg_max"
                  pooled_hw: tuple[int, int] | None = None, # needed only by "spatially_varying"
                  reduction: float = 0.1, # channel reduction of "spatially_varying"
@@ -232,48 +250,77 @@ class LocallyEnhancedAttention(nn.Module):
                 ):
         super().__init__()
         if dim % num_heads: raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
-        if attn_impl not in ("fused", "reference"): raise ValueError(f"attn_impl must be 'fused' or 'reference', got {attn_impl!r}")
+        if attn_impl not in ("fused", "reference"):
+            raise ValueError(f"attn_impl must be 'fused' or 'reference', got {attn_impl!r}")
         if key_upsample not in ("bilinear", "bicubic", "nearest", "none"):
             raise ValueError(f"key_upsample must be 'bilinear', 'bicubic', 'nearest' or 'none', got {key_upsample!r}")
-        self.num_heads, self.sr_ratio, self.attn_impl, self.key_upsample = num_heads, sr_ratio, attn_impl, key_upsample
-        self.pooling = pooling
-        self.scale = dim ** -0.5                       # the authors scale by the full width C
-        self.attn_drop = attn_drop
         proj_cls = {"sequential": SequentialConvProjection, "parallel": ParallelConvProjection}
-        if projection not in proj_cls: raise ValueError(f"projection must be 'sequential' or 'parallel', got {projection!r}")
+        if projection not in proj_cls:
+            raise ValueError(f"projection must be 'sequential' or 'parallel', got {projection!r}")
+        self.num_heads, self.sr_ratio, self.attn_impl, self.key_upsample = num_heads, sr_ratio, attn_impl, key_upsample
+        self.pooling, self.attn_drop = pooling, attn_drop
+        self.scale = dim ** -0.5                       # the authors scale by the full width C
         self.qkv = proj_cls[projection](dim, kernel_size, qkv_bias, conv_skip)
         self.q_up = make_query_upsample(query_upsample, dim, sr_ratio, pooled_hw, reduction)
         self.proj = nn.Linear(dim, dim)
-        self.proj_drop = FastDropout(proj_drop)
+        self.proj_drop = nn.Dropout(proj_drop)
         self.store_attn, self.last_attn = False, None
 
     def forward(self, x: torch.Tensor, # tokens (B, N, C)
                 hw: tuple[int, int], # their grid (H, W)
                ) -> torch.Tensor: # tokens (B, N, C)
-        "Tokens (B, N, C) on an (H, W) grid -> tokens (B, N, C): conv projections, q/k pooled by K, key-axis upsampled attention (pooled keys and values with `key_upsample='none'`), query-axis upsampling, conv skip, output Linear."
+        "Tokens (B, N, C) on an (H, W) grid -> tokens (B, N, C): LeMSA, eqs. 1-12 of the report."
         H, W = hw; K = self.sr_ratio
         if H % K or W % K:
             raise ValueError(f"LeMSA: a {H}x{W} map is not divisible by its spatial-reduction ratio {K}")
-        phw = (H // K, W // K)
-        v, t1, t2, skip = self.qkv(x, hw)                              # v (B, N, C); maps (B, C, H, W)
-        q = pooled_heads(t1, K, self.num_heads, self.pooling)          # (B, heads, n, d)
-        k = pooled_heads(t2, K, self.num_heads, self.pooling)          # (B, heads, n, d)
-        if self.key_upsample == "none":                                # PVT-style: pooled keys and values
-            v = pooled_heads(tokens_to_map(v, hw), K, self.num_heads)  # (B, heads, n, d)
-            o = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0., scale=self.scale)
-            if self.store_attn: self.last_attn = (q @ k.transpose(-2, -1) * self.scale).softmax(-1).detach()
-            return self._finish(o, phw, hw, skip)
-        v = split_heads(v, self.num_heads)                             # (B, heads, N, d)
-        args = (q, k, v, phw, hw, self.scale, self.key_upsample, self.attn_drop, self.training)
-        if self.attn_impl == "reference" or self.store_attn:
-            o, attn = lemsa_reference(*args)
-            if self.store_attn: self.last_attn = attn.detach()
-        else:
-            o = lemsa_fused(*args)
-        return self._finish(o, phw, hw, skip)
+        v, t1, t2, skip = self.qkv(x, hw)                              # eqs. 2, 4-6: v (B, N, C), maps (B, C, H, W)
+        o, attn = pooled_attention(v, t1, t2, hw, K, self.num_heads, self.scale, self.pooling, self.key_upsample,
+                                   self.attn_drop, self.training, self.attn_impl, self.store_attn)   # (B, C, H/K, W/K)
+        if self.store_attn: self.last_attn = attn.detach()
+        o = self.q_up(o, hw)                                           # step 11: (B, C, H, W)
+        if skip is not None: o = o + skip                              # step 12: convolutional skip
+        return self.proj_drop(self.proj(map_to_tokens(o)))             # step 12: Linear, dropout; (B, N, C)
 
-    def _finish(self, o, phw, hw, skip):
-        "Query-axis upsampling, convolutional skip, output projection."
-        o = self.q_up(tokens_to_map(merge_heads(o), phw), hw)          # (B, C, H, W)
-        if skip is not None: o = o + skip
-        return self.proj_drop(self.proj(map_to_tokens(o)))
+# %% ../nbs/03_attention.ipynb #0dcc532e
+class FrequencyRampAttention(nn.Module):
+    "LeCTv2 token mixer: conv path on a high-frequency channel slice, pooled LeMSA on the rest, concat, project."
+    def __init__(self, dim: int, # channels C
+                 num_heads: int, # heads of the attention path
+                 sr_ratio: int, # pooling window K
+                 high_ratio: float, # fraction of channels on the conv path
+                 qkv_bias: bool = False, attn_drop: float = 0., proj_drop: float = 0.,
+                 attn_impl: str = "fused", # "fused" or "reference"
+                 upsample_mode: str = "bilinear", # key- and query-axis interpolation
+                 kernel_size: int = 3,
+                ):
+        super().__init__()
+        self.dim_high = int(dim * high_ratio); self.dim_low = dim - self.dim_high
+        if self.dim_low % num_heads:
+            raise ValueError(f"{self.dim_low} attention channels not divisible by {num_heads} heads")
+        if attn_impl not in ("fused", "reference"):
+            raise ValueError(f"attn_impl must be 'fused' or 'reference', got {attn_impl!r}")
+        self.num_heads, self.sr_ratio, self.attn_impl, self.mode = num_heads, sr_ratio, attn_impl, upsample_mode
+        self.scale, self.attn_drop = dim ** -0.5, attn_drop    # full-width scale, as in LeCT
+        self.high = SequentialConvProjection(self.dim_high, kernel_size, qkv_bias, conv_skip=True)
+        self.low = SequentialConvProjection(self.dim_low, kernel_size, qkv_bias, conv_skip=False)
+        self.q_up = UpConvBN(self.dim_low, upsample_mode)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.store_attn, self.last_attn = False, None
+
+    def forward(self, x: torch.Tensor, # tokens (B, N, C)
+                hw: tuple[int, int], # their grid (H, W)
+               ) -> torch.Tensor: # tokens (B, N, C)
+        "High channel slice through the conv path, the rest through avg+max pooled attention; concat, project."
+        H, W = hw; K = self.sr_ratio
+        if H % K or W % K:
+            raise ValueError(f"LeCTv2: a {H}x{W} map is not divisible by its spatial-reduction ratio {K}")
+        x_high, x_low = x.split([self.dim_high, self.dim_low], -1)     # (B, N, C_h), (B, N, C_l)
+        high = self.high(x_high.contiguous(), hw)[3]                    # conv path GELU(t2): (B, C_h, H, W)
+        v, t1, t2, _ = self.low(x_low.contiguous(), hw)                 # attention path projections
+        o, attn = pooled_attention(v, t1, t2, hw, K, self.num_heads, self.scale, "avg_max", self.mode,
+                                   self.attn_drop, self.training, self.attn_impl, self.store_attn)
+        if self.store_attn: self.last_attn = attn.detach()
+        low = self.q_up(o, hw)                                          # (B, C_l, H, W)
+        y = torch.cat([map_to_tokens(high), map_to_tokens(low)], -1)   # (B, N, C)
+        return self.proj_drop(self.proj(y))

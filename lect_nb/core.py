@@ -1,4 +1,4 @@
-"""Drop path, weight initialisation, token <-> map reshapes, input checks, the model API base class and the model registry: the pieces every later notebook uses.
+"""Token <-> map reshapes, drop path, weight initialisation, input checks, the model API base class and the model registry: the pieces every later notebook uses.
 
 Docs: https://lect-nb.github.io/lect_nb/core.html.md"""
 
@@ -6,18 +6,15 @@ Docs: https://lect-nb.github.io/lect_nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #d0970c89
 from __future__ import annotations
-import contextlib, fnmatch, importlib, math
+import fnmatch, importlib
 from typing import Callable
 import torch
 from torch import nn
-import torch.nn.functional as F
-from .kernels import kernels_usable, fused_bn_act, fused_dropout, fast_gelu, fused_bn_act_conv, conv_gelu, conv2d
 
 # %% auto #0
-__all__ = ['MODEL_FAMILIES', 'tokens_to_map', 'map_to_tokens', 'drop_path', 'DropPath', 'keep_mask', 'fast_dropout',
-           'FastDropout', 'recomputing', 'checkpointed', 'checkpoint_recompute_context', 'run_conv', 'BatchNormAct2d',
-           'use_rebuild', 'rebuild_active', 'rebuild_in_backward', 'init_transformer_weights', 'check_image_input',
-           'ImageClassifier', 'register_model', 'list_models', 'create_model', 'count_params']
+__all__ = ['DEFAULT_CFG', 'MODEL_FAMILIES', 'tokens_to_map', 'map_to_tokens', 'drop_path', 'DropPath', 'init_transformer_weights',
+           'check_image_input', 'ImageClassifier', 'register_model', 'list_models', 'model_default_cfg', 'create_model',
+           'count_params']
 
 # %% ../nbs/00_core.ipynb #09a3aae8
 def tokens_to_map(x: torch.Tensor, # tokens, (B, N, C)
@@ -43,12 +40,9 @@ def drop_path(x: torch.Tensor, # the residual branch, batch first
              ) -> torch.Tensor:
     "Drop the whole branch for random samples, scaling the kept ones by `1/(1-p)`."
     if p == 0. or not training: return x
-    return x * _sample_mask(x, p)
-
-def _sample_mask(x: torch.Tensor, p: float) -> torch.Tensor:
-    "One Bernoulli(1-p) draw per sample, scaled by `1/(1-p)`, shaped `(B, 1, ..., 1)` to broadcast over `x`."
     keep = 1. - p
-    return x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep).div_(keep)
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)   # (B, 1, ..., 1)
+    return x * mask.div_(keep)
 
 # %% ../nbs/00_core.ipynb #b1a95fe4
 class DropPath(nn.Module):
@@ -59,216 +53,9 @@ class DropPath(nn.Module):
     def forward(self, x):
         "`drop_path(x, p)` while training; identity in eval."
         return drop_path(x, self.p, self.training)
-    def add(self, x: torch.Tensor, # the residual stream
-            branch: torch.Tensor, # the residual branch, batch first, same shape
-           ) -> torch.Tensor:
-        "`x + self(branch)` in one pass: the per-sample mask scales the branch inside the add (`torch.addcmul`); the same random draws as `self(branch)`."
-        if self.p == 0. or not self.training: return x + branch
-        return torch.addcmul(x, branch, _sample_mask(branch, self.p))
     def extra_repr(self):
         "`p=...` for the module's repr."
         return f"p={self.p}"
-
-# %% ../nbs/00_core.ipynb #bcd34049
-def keep_mask(shape: tuple, # mask shape
-              p: float, # drop probability, 0 <= p < 1
-              device=None,
-             ) -> tuple[torch.Tensor, float]: # (boolean keep-mask, 1/keep)
-    "Bernoulli keep-mask from 31 random bits per element, and the scale `1/P(keep)`."
-    n = math.prod(shape)
-    thr = round(p * 2 ** 31)
-    bits = torch.empty((n + 1) // 2, dtype=torch.int64, device=device).random_().view(torch.int32)[:n]
-    bits.bitwise_and_(0x7FFFFFFF)              # the top bit of each int64 is always 0: use 31 bits per word
-    return (bits >= thr).view(shape), 1. / (1. - thr / 2 ** 31)
-
-# %% ../nbs/00_core.ipynb #9c44412d
-class _MaskedScale(torch.autograd.Function):
-    "y = x * mask * scale, saving the mask as booleans (1 byte per element instead of 4)."
-    @staticmethod
-    def forward(ctx, x, mask, scale):
-        ctx.save_for_backward(mask); ctx.scale = scale
-        return x * mask.to(x.dtype).mul_(scale)
-    @staticmethod
-    def backward(ctx, g):
-        (mask,) = ctx.saved_tensors
-        return g * mask.to(g.dtype).mul_(ctx.scale), None, None
-
-# %% ../nbs/00_core.ipynb #17a73985
-def fast_dropout(x: torch.Tensor, # input
-                 p: float = 0.5, # drop probability
-                 training: bool = True,
-                ) -> torch.Tensor:
-    "Dropout on CPU by the fused kernel (mask recomputed, not stored) or from integer random bits with a 1-byte saved mask; `F.dropout` on CUDA and under `torch.compile`."
-    if not training or p == 0.: return x
-    if not 0. <= p < 1.: raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-    if x.is_cuda or torch.compiler.is_compiling(): return F.dropout(x, p, True)
-    if kernels_usable(x): return fused_dropout(x, p)             # notebook 14: one pass, nothing saved
-    mask, scale = keep_mask(tuple(x.shape), p, x.device)
-    return _MaskedScale.apply(x, mask, scale)
-
-# %% ../nbs/00_core.ipynb #7052a8c5
-class FastDropout(nn.Module):
-    "Module form of `fast_dropout` (a drop-in `nn.Dropout`)."
-    def __init__(self, p: float = 0.5):
-        super().__init__()
-        self.p = p
-    def forward(self, x):
-        "`fast_dropout(x, p)` while training; identity in eval."
-        return fast_dropout(x, self.p, self.training)
-    def extra_repr(self):
-        "`p=...` for the module's repr."
-        return f"p={self.p}"
-
-# %% ../nbs/00_core.ipynb #5b488455
-class _BNActFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, act, drop_p, pre_act):
-        z, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
-        a = F.gelu(z) if act else z
-        mask, scale = keep_mask(tuple(a.shape), drop_p, a.device) if drop_p > 0 else (None, 1.)
-        if mask is not None: a = a * mask.to(a.dtype).mul_(scale)
-        ctx.save_for_backward(x, weight, bias, mean, invstd, mask)   # running stats are not needed by a train-mode backward
-        ctx.eps, ctx.act, ctx.scale, ctx.pre_act = eps, act, scale, pre_act
-        return (z, a) if pre_act else a
-
-    @staticmethod
-    def backward(ctx, *grads):
-        x, weight, bias, mean, invstd, mask = ctx.saved_tensors
-        ga = grads[-1].to(x.dtype)          # under autocast: bf16/fp16 maps, float32 parameters and statistics
-        if mask is not None: ga = ga * mask.to(ga.dtype).mul_(ctx.scale)
-        if ctx.act:
-            s = (invstd * weight).view(1, -1, 1, 1)
-            z = torch.addcmul((bias - mean * invstd * weight).view(1, -1, 1, 1), x, s).to(x.dtype)   # recompute BN(x)
-            ga = torch.ops.aten.gelu_backward(ga, z)
-        if ctx.pre_act and grads[0] is not None: ga = ga + grads[0].to(x.dtype)
-        gx, gw, gb = torch.ops.aten.native_batch_norm_backward(ga, x, weight, None, None, mean, invstd, True, ctx.eps,
-                                                               [True, True, True])
-        return gx, gw, gb, None, None, None, None, None, None, None
-
-_RECOMPUTING = [False]   # a checkpointed forward pass is being re-run
-_CHECKPOINTED = [False]  # a checkpointed forward pass is running for the first time
-
-# %% ../nbs/00_core.ipynb #a88c8d22
-class recomputing:
-    "Context in which activation checkpointing re-runs a forward pass: BN must not update its running stats again."
-    def __enter__(self): self.prev, _RECOMPUTING[0] = _RECOMPUTING[0], True
-    def __exit__(self, *a): _RECOMPUTING[0] = self.prev
-
-class checkpointed:
-    "Context of a checkpointed forward pass's first run (checkpointing's own hooks decide what is kept there)."
-    def __enter__(self): self.prev, _CHECKPOINTED[0] = _CHECKPOINTED[0], True
-    def __exit__(self, *a): _CHECKPOINTED[0] = self.prev
-
-# %% ../nbs/00_core.ipynb #9b3bab37
-def checkpoint_recompute_context():
-    "`context_fn` for `torch.utils.checkpoint`: `checkpointed()` for the first pass, `recomputing()` for the re-run."
-    return checkpointed(), recomputing()
-
-# %% ../nbs/00_core.ipynb #d4e40460
-def run_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    "`conv(x)`; a depthwise 3x3 convolution of a float32 CPU map runs in notebook 14's kernel."
-    if conv.padding_mode != "zeros" or isinstance(conv.padding, str): return conv(x)
-    return conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-
-class BatchNormAct2d(nn.BatchNorm2d):
-    "BatchNorm2d, then optional GELU and dropout, with a memory-lean training backward."
-    def __init__(self, num_features: int, # channels
-                 act: bool = False, # apply GELU after BN
-                 drop: float = 0., # dropout after the activation
-                 return_pre_act: bool = False, # return `(BN(x), act(BN(x)))`
-                ):
-        super().__init__(num_features)
-        self.act, self.drop, self.return_pre_act = act, drop, return_pre_act
-
-    def forward(self, x):
-        "Map (B, C, H, W) -> BN, then optional GELU and dropout (`(BN, act)` with `return_pre_act`); CPU training uses the memory-lean backward."
-        if not self._lean(x):
-            recompute = self.training and _RECOMPUTING[0]  # statistics were already updated by the first pass
-            z = (F.batch_norm(x, None, None, self.weight, self.bias, True, 0., self.eps) if recompute
-                 else super().forward(x))
-            a = fast_dropout(fast_gelu(z) if self.act else z, self.drop, self.training)
-            return (z, a) if self.return_pre_act else a
-        rm, rv = self._count_batch()
-        if kernels_usable(x) and x.ndim == 4:               # notebook 14: two passes forward, two backward
-            return fused_bn_act(x, self.weight, self.bias, rm, rv, self.momentum, self.eps,
-                                self.act, self.drop, self.return_pre_act)
-        return _BNActFn.apply(x, self.weight, self.bias, rm, rv, self.momentum, self.eps,
-                              self.act, self.drop, self.return_pre_act)
-
-    def _lean(self, x):
-        "Whether this call takes the memory-lean training path (CPU, gradients on, running statistics tracked)."
-        return (self.training and torch.is_grad_enabled() and not torch.compiler.is_compiling()
-                and not x.is_cuda and self.momentum is not None and self.track_running_stats)
-
-    def _count_batch(self):
-        "Count the batch and return the running statistics to update, or `(None, None)` when a checkpointed pass re-runs."
-        if _RECOMPUTING[0]: return None, None                # statistics were already updated by the first pass
-        self.num_batches_tracked.add_(1)
-        return self.running_mean, self.running_var
-
-    def after_conv(self, x: torch.Tensor, # input of `conv`
-                   conv: nn.Conv2d, # the convolution this BN follows
-                  ):
-        "`self(conv(x))`; in eval mode the BN is folded into the convolution's weights (one pass instead of two)."
-        if self.training or not self.track_running_stats: return self(run_conv(conv, x))
-        s = self.weight * (self.running_var + self.eps).rsqrt()                 # per output channel
-        b = self.bias - self.running_mean * s
-        if conv.bias is not None: b = b + conv.bias * s
-        w = conv.weight * s.view(-1, 1, 1, 1)
-        if self.act:                                    # the GELU fused into the convolution where it can be (notebook 14)
-            return conv_gelu(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups, pre_act=self.return_pre_act)
-        z = conv2d(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)   # depthwise 3x3: notebook 14's kernel
-        return (z, z) if self.return_pre_act else z
-
-    def then_conv(self, x: torch.Tensor, # input of this BN
-                  conv: nn.Conv2d, # the convolution applied to this BN's output
-                 ):
-        "`conv(self(x))` (`(BN(x), conv(act))` with `return_pre_act`); CPU training with the kernels does not keep the activation for backward."
-        if self._lean(x) and kernels_usable(x) and x.ndim == 4:
-            rm, _ = self._count_batch()
-            return fused_bn_act_conv(x, self, conv, self.act, self.drop, self.return_pre_act, update_stats=rm is not None)
-        out = self(x)
-        return (out[0], conv(out[1])) if self.return_pre_act else conv(out)
-
-    def extra_repr(self):
-        "BatchNorm2d's repr plus the activation and dropout."
-        return super().extra_repr() + f", act={'gelu' if self.act else None}, drop={self.drop}"
-
-# %% ../nbs/00_core.ipynb #fa6601b5
-_REBUILD = [True]
-
-@contextlib.contextmanager
-def use_rebuild(enabled: bool = True):
-    "Turn `rebuild_in_backward` (and LeMSA's pooling that keeps nothing) on or off, e.g. to measure what they save."
-    prev, _REBUILD[0] = _REBUILD[0], enabled
-    try: yield
-    finally: _REBUILD[0] = prev
-
-def rebuild_active(t: torch.Tensor) -> bool:
-    "Whether tensors marked for rebuilding are rebuilt: gradients recorded, no autocast, not compiling, not checkpointed, enabled."
-    return (_REBUILD[0] and torch.is_grad_enabled() and not torch.compiler.is_compiling()
-            and t.device.type in ("cpu", "cuda")                 # (not on meta tensors: FLOP counting)
-            and not torch.is_autocast_enabled(t.device.type) and not _RECOMPUTING[0] and not _CHECKPOINTED[0])
-
-class _Recipe:
-    "What autograd keeps instead of a tensor marked by `rebuild_in_backward`: how to make it again."
-    __slots__ = ("rebuild", "size", "stride", "offset")
-    def __init__(self, rebuild, s): self.rebuild, self.size, self.stride, self.offset = rebuild, s.shape, s.stride(), s.storage_offset()
-    def make(self):
-        with torch.no_grad(): base = self.rebuild()
-        return base.as_strided(self.size, self.stride, self.offset)
-
-@contextlib.contextmanager
-def rebuild_in_backward(t: torch.Tensor, # a tensor the operations in the block may save for backward
-                        rebuild: Callable[[], torch.Tensor], # recomputes `t` (same values, same memory layout)
-                       ):
-    "Inside the block autograd keeps a recipe instead of `t` or any view of it; backward calls `rebuild()`."
-    if not rebuild_active(t):                          # (checkpointing's own hooks must see every saved tensor)
-        yield; return                                  # (`t` need not require grad: a conv saves its input for the weight's)
-    ptr, dtype = t.untyped_storage().data_ptr(), t.dtype
-    def pack(s): return _Recipe(rebuild, s) if s.dtype == dtype and s.untyped_storage().data_ptr() == ptr else s
-    def unpack(p): return p.make() if isinstance(p, _Recipe) else p
-    with torch.autograd.graph.saved_tensors_hooks(pack, unpack): yield
 
 # %% ../nbs/00_core.ipynb #9d019a9f
 def init_transformer_weights(m: nn.Module):
@@ -280,6 +67,10 @@ def init_transformer_weights(m: nn.Module):
         nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
 
 # %% ../nbs/00_core.ipynb #2c18b48d
+def _tracing() -> bool:
+    "Whether the model is being traced symbolically (torch.fx, TorchScript), where shapes are not numbers."
+    return torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_tracing()
+
 def check_image_input(x: torch.Tensor, # the batch given to the model
                       in_chans: int, # channels the model was built for
                       multiple: int = 1, # height and width must be multiples of this
@@ -287,6 +78,7 @@ def check_image_input(x: torch.Tensor, # the batch given to the model
                       name: str = "model", # how to call the model in messages
                      ):
     "Raise a `ValueError` naming the problem if `x` is not an image batch this model can take."
+    if _tracing(): return
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError(f"{name}: expected an image batch (B, C, H, W), got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
@@ -296,9 +88,9 @@ def check_image_input(x: torch.Tensor, # the batch given to the model
     if fixed_size is not None and (H, W) != tuple(fixed_size):
         raise ValueError(f"{name}: this model only supports {fixed_size[0]}x{fixed_size[1]} inputs, got {H}x{W}")
     if H % multiple or W % multiple or H == 0 or W == 0:
+        near = lambda s: max(multiple, round(s / multiple) * multiple)
         raise ValueError(f"{name}: image size {H}x{W} is not a multiple of {multiple} "
-                         f"(required by its strides and pooling); try {max(multiple, round(H / multiple) * multiple)}"
-                         f"x{max(multiple, round(W / multiple) * multiple)}")
+                         f"(required by its strides and pooling); try {near(H)}x{near(W)}")
 
 # %% ../nbs/00_core.ipynb #68b2e20b
 class ImageClassifier(nn.Module):
@@ -341,13 +133,25 @@ class ImageClassifier(nn.Module):
         raise NotImplementedError
 
 # %% ../nbs/00_core.ipynb #a736f683
+DEFAULT_CFG = dict(input_size=(3, 224, 224), # (channels, height, width) the model is built for by default
+                   num_classes=100, # classifier outputs by default (CIFAR-100)
+                   mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761), # CIFAR-100's statistics
+                   interpolation="bilinear", crop_pct=1.0, # resize, no centre crop (the report's recipe)
+                   first_conv="", classifier="head") # parameter names of the first conv and the head
+
 _MODEL_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_DEFAULT_CFGS: dict[str, dict] = {}
 MODEL_FAMILIES = ["lect_nb.models", "lect_nb.baselines", "lect_nb.related", "lect_nb.ablations"]
 
-def register_model(name: str): # the name `create_model` will know it by
+def register_model(name: str, # the name `create_model` will know it by
+                   **default_cfg, # changes to `DEFAULT_CFG` for this model, e.g. `input_size=(3, 32, 32)`
+                  ):
     "Decorator registering a builder `fn(num_classes, img_size, in_chans, **overrides) -> nn.Module`."
+    unknown = set(default_cfg) - set(DEFAULT_CFG)
+    if unknown: raise ValueError(f"register_model({name!r}): unknown default_cfg key(s) {sorted(unknown)}")
     def deco(fn):
         _MODEL_REGISTRY[name] = fn      # the latest definition wins (re-running a notebook cell re-registers)
+        _DEFAULT_CFGS[name] = {**DEFAULT_CFG, **default_cfg}
         return fn
     return deco
 
@@ -366,18 +170,30 @@ def list_models(pattern: str = "*", # shell-style filter, e.g. "lect*"
     return sorted(n for n in _MODEL_REGISTRY if fnmatch.fnmatch(n, pattern))
 
 # %% ../nbs/00_core.ipynb #1aaee340
-def create_model(name: str, # a name from `list_models()`
-                 num_classes: int = 100, # classifier outputs (0: no classifier)
-                 img_size: int | tuple[int, int] = 224, # input size the model is built for
-                 in_chans: int = 3, # input channels
-                 **overrides, # config fields to change, e.g. `drop_path_rate=0.`, `attn_impl="reference"`
-                ) -> nn.Module:
-    "Build a registered model by name."
+def model_default_cfg(name: str) -> dict:
+    "A copy of the default configuration `name` was registered with."
     _load_families()
     if name not in _MODEL_REGISTRY:
         close = [n for n in _MODEL_REGISTRY if name.split("_")[0] in n]
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(_MODEL_REGISTRY))}"
                          + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return dict(_DEFAULT_CFGS[name])
+
+def create_model(name: str, # a name from `list_models()`
+                 pretrained: bool = False, # no pretrained weights are published: must stay False
+                 num_classes: int | None = None, # classifier outputs (0: no classifier); default from the config
+                 img_size: int | tuple[int, int] | None = None, # input size; default: the model's own
+                 in_chans: int | None = None, # input channels; default: the model's own (3)
+                 **overrides, # config fields to change, e.g. `drop_path_rate=0.`, `attn_impl="reference"`
+                ) -> nn.Module:
+    "Build a registered model by name; its resolved default configuration is `model.pretrained_cfg`."
+    cfg = model_default_cfg(name)
+    if pretrained:
+        raise ValueError(f"{name}: no pretrained weights are published for lect_nb's models; train one with "
+                         "lect-train and load its checkpoint with model.load_state_dict")
+    num_classes = cfg["num_classes"] if num_classes is None else num_classes
+    in_chans = cfg["input_size"][0] if in_chans is None else in_chans
+    img_size = tuple(cfg["input_size"][1:]) if img_size is None else img_size
     if not isinstance(num_classes, int) or num_classes < 0:
         raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
     if not isinstance(in_chans, int) or in_chans <= 0:
@@ -385,7 +201,10 @@ def create_model(name: str, # a name from `list_models()`
     size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     if len(size) != 2 or any((not isinstance(s, int)) or s <= 0 for s in size):
         raise ValueError(f"img_size must be a positive int or (H, W), got {img_size!r}")
-    return _MODEL_REGISTRY[name](num_classes=num_classes, img_size=size, in_chans=in_chans, **overrides)
+    model = _MODEL_REGISTRY[name](num_classes=num_classes, img_size=size, in_chans=in_chans, **overrides)
+    model.pretrained_cfg = {**cfg, "architecture": name, "input_size": (in_chans, *size), "num_classes": num_classes}
+    model.default_cfg = model.pretrained_cfg
+    return model
 
 # %% ../nbs/00_core.ipynb #86a60053
 def count_params(model: nn.Module, trainable_only: bool = True) -> int:

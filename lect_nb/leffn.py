@@ -8,8 +8,7 @@ Docs: https://lect-nb.github.io/lect_nb/leffn.html.md"""
 from __future__ import annotations
 import torch
 from torch import nn
-import torch.nn.functional as F
-from .core import tokens_to_map, map_to_tokens, BatchNormAct2d
+from .core import tokens_to_map, map_to_tokens
 
 # %% auto #0
 __all__ = ['LeFFN']
@@ -25,22 +24,22 @@ class LeFFN(nn.Module):
         super().__init__()
         hidden = int(dim * mlp_ratio)
         self.pw1 = nn.Conv2d(dim, hidden, 1)
-        self.bn1 = BatchNormAct2d(hidden, act=True)               # BN -> GELU
+        self.bn1 = nn.BatchNorm2d(hidden)
+        self.act1 = nn.GELU()
         self.dw = nn.Conv2d(hidden, hidden, kernel_size, 1, kernel_size // 2, groups=hidden)
-        self.bn2 = BatchNormAct2d(hidden, act=True, drop=drop)    # BN -> GELU -> Dropout
+        self.bn2 = nn.BatchNorm2d(hidden)
+        self.act2 = nn.GELU()
+        self.drop1 = nn.Dropout(drop)
         self.pw2 = nn.Conv2d(hidden, dim, 1)
-        self.bn3 = BatchNormAct2d(dim, drop=drop)                 # BN -> Dropout
+        self.bn3 = nn.BatchNorm2d(dim)
+        self.drop2 = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor, # tokens (B, N, C)
                 hw: tuple[int, int], # their grid (H, W)
                ) -> torch.Tensor: # tokens (B, N, C)
-        "Tokens (B, N, C) on an (H, W) grid -> tokens (B, N, C): 1x1 expand -> BN-GELU, depthwise conv -> BN-GELU-dropout, 1x1 project -> BN-dropout."
-        x = tokens_to_map(x, hw)                        # (B, C, H, W)
-        if self.training:                               # the same chain; the activations feeding dw and pw2 are
-            x = self.bn1.then_conv(self.pw1(x), self.dw)   # rebuilt in backward, not stored (CPU kernels, notebook 14)
-            x = self.bn3(self.bn2.then_conv(x, self.pw2))
-            return map_to_tokens(x)
-        x = self.bn1.after_conv(x, self.pw1)            # (B, rC, H, W); in eval each BN is folded into its conv
-        x = self.bn2.after_conv(x, self.dw)             # mixes each channel's 3x3 neighbourhood
-        x = self.bn3.after_conv(x, self.pw2)            # (B, C, H, W)
-        return map_to_tokens(x)
+        "Tokens (B, N, C) on an (H, W) grid -> tokens (B, N, C): the LeFFN chain above."
+        x = tokens_to_map(x, hw)                              # (B, C, H, W)
+        x = self.act1(self.bn1(self.pw1(x)))                  # 1x1 conv -> BN -> GELU: (B, rC, H, W)
+        x = self.drop1(self.act2(self.bn2(self.dw(x))))       # DWConv3x3 -> BN -> GELU -> Dropout: (B, rC, H, W)
+        x = self.drop2(self.bn3(self.pw2(x)))                 # 1x1 conv -> BN -> Dropout: (B, C, H, W)
+        return map_to_tokens(x)                               # (B, N, C)

@@ -6,25 +6,21 @@ Docs: https://lect-nb.github.io/lect_nb/lect.html.md"""
 
 # %% ../nbs/05_lect.ipynb #d65e7a80
 from __future__ import annotations
-import math, re
+import contextlib, math, re
 from collections import OrderedDict
-from dataclasses import dataclass, replace, asdict, field
+from dataclasses import dataclass, replace, asdict
 import torch
 from torch import nn
-import torch.nn.functional as F
-from .core import (ImageClassifier, DropPath, init_transformer_weights, check_image_input, tokens_to_map,
-                          map_to_tokens, register_model, create_model, list_models, count_params, FastDropout,
-                          checkpoint_recompute_context, rebuild_in_backward)
 from torch.utils.checkpoint import checkpoint
+from .core import (ImageClassifier, DropPath, init_transformer_weights, check_image_input, tokens_to_map,
+                          register_model, create_model)
 from .patch_embed import ConvPatchEmbed
-from .projections import SequentialConvProjection
-from .attention import (LocallyEnhancedAttention, UpConvBN, split_heads, merge_heads, pooled_heads,
-                               lemsa_reference, lemsa_fused)
+from .attention import LocallyEnhancedAttention, FrequencyRampAttention
 from .leffn import LeFFN
 
 # %% auto #0
-__all__ = ['LECT_CONFIGS', 'LeCTConfig', 'stage_map_sizes', 'derive_sr_ratios', 'FrequencyRampAttention', 'LeCTBlock',
-           'LeCTStage', 'LeCT', 'convert_authors_state_dict']
+__all__ = ['LECT_CONFIGS', 'LeCTConfig', 'stage_map_sizes', 'derive_sr_ratios', 'LeCTBlock', 'LeCTStage', 'LeCT',
+           'convert_authors_state_dict']
 
 # %% ../nbs/05_lect.ipynb #fa2e5499
 @dataclass
@@ -77,50 +73,6 @@ def derive_sr_ratios(map_sizes: list[tuple[int, int]], # per-stage map sizes
         out.append(max(ks) if ks else 1)
     return tuple(out)
 
-# %% ../nbs/05_lect.ipynb #d8bc7496
-class FrequencyRampAttention(nn.Module):
-    "LeCTv2 token mixer: conv path on a high-frequency channel slice, pooled LeMSA on the rest, concat, project."
-    def __init__(self, dim: int, # channels C
-                 num_heads: int, # heads of the attention path
-                 sr_ratio: int, # pooling window K
-                 high_ratio: float, # fraction of channels on the conv path
-                 qkv_bias: bool = False, attn_drop: float = 0., proj_drop: float = 0.,
-                 attn_impl: str = "fused", # "fused" or "reference"
-                 upsample_mode: str = "bilinear", # key- and query-axis interpolation
-                 kernel_size: int = 3,
-                ):
-        super().__init__()
-        self.dim_high = int(dim * high_ratio); self.dim_low = dim - self.dim_high
-        if self.dim_low % num_heads: raise ValueError(f"{self.dim_low} attention channels not divisible by {num_heads} heads")
-        self.num_heads, self.sr_ratio, self.attn_impl, self.mode = num_heads, sr_ratio, attn_impl, upsample_mode
-        self.scale, self.attn_drop = dim ** -0.5, attn_drop    # full-width scale, as in LeCT
-        self.high = SequentialConvProjection(self.dim_high, kernel_size, qkv_bias, conv_skip=True)
-        self.low = SequentialConvProjection(self.dim_low, kernel_size, qkv_bias, conv_skip=False)
-        self.q_up = UpConvBN(self.dim_low, upsample_mode)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = FastDropout(proj_drop)
-        self.store_attn, self.last_attn = False, None
-
-    def forward(self, x, hw):
-        "Tokens (B, N, C) on an (H, W) grid -> (B, N, C): high channel slice through the conv path, the rest through avg+max pooled attention and query upsampling, concatenated and projected."
-        H, W = hw; K = self.sr_ratio
-        if H % K or W % K: raise ValueError(f"LeCTv2: a {H}x{W} map is not divisible by its spatial-reduction ratio {K}")
-        phw = (H // K, W // K)
-        x_high, x_low = x.split([self.dim_high, self.dim_low], -1)
-        high = self.high(x_high.contiguous(), hw)[3]                    # (B, C_h, H, W)
-        v, t1, t2, _ = self.low(x_low.contiguous(), hw)
-        q, k = pooled_heads(t1, K, self.num_heads, "avg_max"), pooled_heads(t2, K, self.num_heads, "avg_max")   # (B, heads, n, 2d)
-        v = split_heads(v, self.num_heads)
-        args = (q, k, v, phw, hw, self.scale, self.mode, self.attn_drop, self.training)
-        if self.attn_impl == "reference" or self.store_attn:
-            o, attn = lemsa_reference(*args)
-            if self.store_attn: self.last_attn = attn.detach()
-        else:
-            o = lemsa_fused(*args)
-        low = self.q_up(tokens_to_map(merge_heads(o), phw), hw)         # (B, C_l, H, W)
-        y = torch.cat([map_to_tokens(high), map_to_tokens(low)], -1)
-        return self.proj_drop(self.proj(y))
-
 # %% ../nbs/05_lect.ipynb #e5f5f7ac
 class LeCTBlock(nn.Module):
     "Pre-norm block: token mixer (LeMSA or the v2 mixer) and LeFFN, both residual with drop path."
@@ -128,22 +80,29 @@ class LeCTBlock(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = attn
-        self.drop_path = DropPath(drop_path)
+        self.drop_path1 = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.ffn = LeFFN(dim, mlp_ratio, drop)
+        self.drop_path2 = DropPath(drop_path)
 
-    def forward(self, x, hw):                                           # x: (B, N, C)
-        "Tokens (B, N, C) on an (H, W) grid -> tokens (B, N, C): LN -> token mixer and LN -> LeFFN, both residual with drop path."
-        x = self.drop_path.add(x, self._mix(self.attn, self.norm1, x, hw))      # x + drop_path(...), one pass
-        return self.drop_path.add(x, self._mix(self.ffn, self.norm2, x, hw))
-
-    @staticmethod
-    def _mix(f, norm, x, hw):
-        "`f(norm(x), hw)`; in training autograd keeps `x` and rebuilds `norm(x)` in backward instead of storing it."
-        y = norm(x)
-        with rebuild_in_backward(y, lambda: norm(x.detach())): return f(y, hw)
+    def forward(self, x, hw):                                           # x: tokens (B, N, C) on an (H, W) grid
+        "Tokens (B, N, C) -> tokens (B, N, C): `x + DropPath(mixer(LN(x)))`, then `x + DropPath(LeFFN(LN(x)))`."
+        x = x + self.drop_path1(self.attn(self.norm1(x), hw))          # (B, N, C)
+        x = x + self.drop_path2(self.ffn(self.norm2(x), hw))           # (B, N, C)
+        return x
 
 # %% ../nbs/05_lect.ipynb #99403a96
+class _KeepBatchNormStats:
+    "Context for a checkpointed block's re-run in backward: its BatchNorms' running statistics are put back."
+    def __init__(self, module: nn.Module):
+        self.bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    def __enter__(self):
+        self.saved = [[b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in self.bns]
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            for m, saved in zip(self.bns, self.saved):
+                for buf, old in zip((m.running_mean, m.running_var, m.num_batches_tracked), saved): buf.copy_(old)
+
 class LeCTStage(nn.Module):
     "Conv patch embedding, blocks, final LayerNorm; map in, map out."
     def __init__(self, embed: nn.Module, blocks: list[nn.Module], dim: int):
@@ -153,15 +112,16 @@ class LeCTStage(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.grad_checkpointing = False
 
-    def forward(self, x):                                               # (B, C_in, H_in, W_in)
-        "Map (B, C_in, H_in, W_in) -> map (B, C, H, W): conv patch embedding, blocks (gradient-checkpointed if enabled), LayerNorm."
-        x, hw = self.embed(x)                                           # tokens (B, N, C)
+    def forward(self, x):                                               # map (B, C_in, H_in, W_in)
+        "Map (B, C_in, H_in, W_in) -> map (B, C, H, W): patch embedding, blocks (checkpointed if enabled), LayerNorm."
+        x, hw = self.embed(x)                                           # tokens (B, N, C), N = H*W
         for blk in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(blk, x, hw, use_reentrant=False, context_fn=checkpoint_recompute_context)
+                x = checkpoint(blk, x, hw, use_reentrant=False,         # the re-run must not count the batch again
+                               context_fn=lambda blk=blk: (contextlib.nullcontext(), _KeepBatchNormStats(blk)))
             else:
                 x = blk(x, hw)
-        return tokens_to_map(self.norm(x), hw)                          # (B, C, H, W), channels_last
+        return tokens_to_map(self.norm(x), hw)                          # (B, C, H, W)
 
 # %% ../nbs/05_lect.ipynb #c71ad370
 class LeCT(ImageClassifier):
@@ -195,27 +155,29 @@ class LeCT(ImageClassifier):
         for i in range(n):
             dim = cfg.embed_dims[i]
             embed = ConvPatchEmbed(c_in, dim, cfg.stem_kernel if i == 0 else 3, cfg.strides[i])
-            blocks = [LeCTBlock(dim, self._mixer(i, dim, sr[i], maps[i]), cfg.mlp_ratios[i], cfg.drop_rate, dpr[cur + j])
-                      for j in range(cfg.depths[i])]
+            blocks = [LeCTBlock(dim, self._mixer(i, dim, sr[i], maps[i]), cfg.mlp_ratios[i], cfg.drop_rate,
+                                dpr[cur + j]) for j in range(cfg.depths[i])]
             stages.append(LeCTStage(embed, blocks, dim)); cur += cfg.depths[i]; c_in = dim
         self.stages = nn.ModuleList(stages)
         self.num_features = cfg.embed_dims[-1]
-        self.feature_info = [dict(num_chs=cfg.embed_dims[i], reduction=strides[i], module=f"stages.{i}") for i in range(n)]
+        self.feature_info = [dict(num_chs=cfg.embed_dims[i], reduction=strides[i], module=f"stages.{i}")
+                             for i in range(n)]
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(init_transformer_weights)
 
     def _mixer(self, i, dim, k, hw):
         cfg = self.cfg
         if cfg.high_ratios is not None:
-            return FrequencyRampAttention(dim, cfg.num_heads[i], k, cfg.high_ratios[i], cfg.qkv_bias, cfg.attn_drop_rate,
-                                          cfg.drop_rate, cfg.attn_impl, _per_stage(cfg.key_upsample, i))
+            return FrequencyRampAttention(dim, cfg.num_heads[i], k, cfg.high_ratios[i], cfg.qkv_bias,
+                                          cfg.attn_drop_rate, cfg.drop_rate, cfg.attn_impl,
+                                          _per_stage(cfg.key_upsample, i))
         return LocallyEnhancedAttention(
             dim, cfg.num_heads[i], k, cfg.qkv_bias, cfg.attn_drop_rate, cfg.drop_rate, cfg.attn_impl, cfg.projection,
             cfg.conv_skip, _per_stage(cfg.query_upsample, i), _per_stage(cfg.key_upsample, i),
             cfg.pooling, (hw[0] // k, hw[1] // k), cfg.reduction)
 
     def check_input(self, x):
-        "Raise a `ValueError` unless `x` has `in_chans` channels, sides a multiple of `input_multiple`, and the built size if `fixed_size`."
+        "Raise a `ValueError` unless `x` has `in_chans` channels, sides a multiple of `input_multiple` (and the built size with `fixed_size`)."
         check_image_input(x, self.in_chans, self.input_multiple, self.fixed_img_size, name=type(self).__name__)
 
     def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -232,7 +194,8 @@ class LeCT(ImageClassifier):
 
     def set_attn_impl(self, impl: str): # "fused" or "reference"
         "Switch every attention layer between the fused and the paper-literal implementation."
-        if impl not in ("fused", "reference"): raise ValueError(f"attn_impl must be 'fused' or 'reference', got {impl!r}")
+        if impl not in ("fused", "reference"):
+            raise ValueError(f"attn_impl must be 'fused' or 'reference', got {impl!r}")
         for m in self.modules():
             if hasattr(m, "attn_impl"): m.attn_impl = impl
 
@@ -276,7 +239,9 @@ def _builder(name):
     build.__doc__ = f"Build `{name}` (see `LECT_CONFIGS`)."
     return build
 
-for _name in LECT_CONFIGS: register_model(_name)(_builder(_name))
+_DEFAULT_CFGS = {"lect_cifar": dict(input_size=(3, 32, 32))}   # every other variant: 224x224
+for _name in LECT_CONFIGS:
+    register_model(_name, first_conv="stages.0.embed.proj", **_DEFAULT_CFGS.get(_name, {}))(_builder(_name))
 
 # %% ../nbs/05_lect.ipynb #2d8cb1d4
 _COMMON_RULES = [

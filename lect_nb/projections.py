@@ -8,26 +8,24 @@ Docs: https://lect-nb.github.io/lect_nb/projections.html.md"""
 from __future__ import annotations
 import torch
 from torch import nn
-import torch.nn.functional as F
-from .core import tokens_to_map, map_to_tokens, BatchNormAct2d, run_conv
+from .core import tokens_to_map
 
 # %% auto #0
 __all__ = ['DWConvBN', 'SequentialConvProjection', 'ParallelConvProjection']
 
 # %% ../nbs/02_projections.ipynb #f91f3ad3
 class DWConvBN(nn.Module):
-    "Depthwise `k x k` convolution (no bias) followed by BatchNorm; with `act`, returns `(BN, GELU(BN))`."
+    "Depthwise `k x k` convolution (no bias) followed by BatchNorm: `BN(DWConv(x))`."
     def __init__(self, dim: int, # channels
                  kernel_size: int = 3, # depthwise kernel
                  bias: bool = False, # conv bias (the authors tie it to `qkv_bias`, False)
-                 act: bool = False, # also return GELU of the output
                 ):
         super().__init__()
         self.conv = nn.Conv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim, bias=bias)
-        self.bn = BatchNormAct2d(dim, act=act, return_pre_act=act)
+        self.bn = nn.BatchNorm2d(dim)
     def forward(self, x):
-        "Map (B, C, H, W) -> BN(depthwise conv(x)) (B, C, H, W), or `(BN, GELU(BN))` with `act`."
-        return self.bn.after_conv(x, self.conv)
+        "Map (B, C, H, W) -> BN(depthwise conv(x)), (B, C, H, W)."
+        return self.bn(self.conv(x))
 
 # %% ../nbs/02_projections.ipynb #088f03dd
 class SequentialConvProjection(nn.Module):
@@ -40,23 +38,19 @@ class SequentialConvProjection(nn.Module):
         super().__init__()
         self.conv_skip = conv_skip
         self.v_proj = nn.Linear(dim, dim, bias=qkv_bias)
-        self.q_conv = DWConvBN(dim, kernel_size, qkv_bias, act=True)
-        self.k_conv = DWConvBN(dim, kernel_size, qkv_bias, act=conv_skip)
+        self.q_conv = DWConvBN(dim, kernel_size, qkv_bias)
+        self.q_act = nn.GELU()
+        self.k_conv = DWConvBN(dim, kernel_size, qkv_bias)
+        self.skip_act = nn.GELU() if conv_skip else None
 
     def forward(self, x: torch.Tensor, # tokens (B, N, C)
                 hw: tuple[int, int], # their grid
                ):
         "Returns `v` tokens (B, N, C), full-res maps `t1` (for q), `t2` (for k), and the skip map (or None)."
-        v = self.v_proj(x)                                    # (B, N, C)
-        vm = tokens_to_map(v, hw)
-        if self.training:                                     # same function; GELU(t1) is rebuilt in backward, not stored
-            t1, k_pre = self.q_conv.bn.then_conv(run_conv(self.q_conv.conv, vm), self.k_conv.conv)   # k_pre = DW(GELU(t1))
-            k_out = self.k_conv.bn(k_pre)
-        else:
-            t1, g1 = self.q_conv(vm)                          # t1 = BN(DW(v)), g1 = GELU(t1): (B, C, H, W)
-            k_out = self.k_conv(g1)
-        if not self.conv_skip: return v, t1, k_out, None
-        t2, skip = k_out                                      # t2 = BN(DW(g1)), skip = GELU(t2)
+        v = self.v_proj(x)                                    # eq. 2: (B, N, C)
+        t1 = self.q_conv(tokens_to_map(v, hw))                # eq. 4: BN(DWConv(v)), (B, C, H, W)
+        t2 = self.k_conv(self.q_act(t1))                      # eq. 5: BN(DWConv(GELU(t1))), (B, C, H, W)
+        skip = self.skip_act(t2) if self.conv_skip else None  # eq. 6: GELU(t2), (B, C, H, W)
         return v, t1, t2, skip
 
 # %% ../nbs/02_projections.ipynb #60297b3c
@@ -71,13 +65,15 @@ class ParallelConvProjection(nn.Module):
         self.conv_skip = conv_skip
         self.v_proj = nn.Linear(dim, dim, bias=qkv_bias)
         self.q_conv = DWConvBN(dim, kernel_size, qkv_bias)
-        self.k_conv = DWConvBN(dim, kernel_size, qkv_bias, act=conv_skip)
+        self.k_conv = DWConvBN(dim, kernel_size, qkv_bias)
+        self.skip_act = nn.GELU() if conv_skip else None
 
     def forward(self, x: torch.Tensor, # tokens (B, N, C)
                 hw: tuple[int, int], # their grid
                ):
         "Same outputs as `SequentialConvProjection`, computed independently from `x`."
-        xm = tokens_to_map(x, hw)
-        t1 = self.q_conv(xm)
-        t2, skip = self.k_conv(xm) if self.conv_skip else (self.k_conv(xm), None)
+        xm = tokens_to_map(x, hw)                             # (B, C, H, W)
+        t1 = self.q_conv(xm)                                  # BN(DWConv(x))
+        t2 = self.k_conv(xm)                                  # BN(DWConv(x)), its own weights
+        skip = self.skip_act(t2) if self.conv_skip else None
         return self.v_proj(x), t1, t2, skip
