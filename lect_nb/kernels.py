@@ -1,4 +1,4 @@
-"""BatchNorm + GELU + dropout in two passes over the data instead of a dozen, dropout whose mask is recomputed instead of stored, a depthwise 3x3 convolution, GELU fused into the convolution at inference, and an allocator setting that spares LeCT's large maps page faults: what makes LeCT fast on the CPU.
+"""BatchNorm + GELU + dropout in two passes over the data instead of a dozen, dropout whose mask is recomputed instead of stored, a depthwise 3x3 convolution, and GELU fused into the convolution at inference: the C code under the speed layer (notebook 15).
 
 Docs: https://lect-nb.github.io/lect_nb/kernels.html.md"""
 
@@ -6,14 +6,14 @@ Docs: https://lect-nb.github.io/lect_nb/kernels.html.md"""
 
 # %% ../nbs/14_kernels.ipynb #12d1e69b
 from __future__ import annotations
-import contextlib, ctypes, hashlib, os, platform, shutil, subprocess, tempfile, threading, warnings
+import contextlib, contextvars, ctypes, functools, hashlib, os, platform, shutil, subprocess, tempfile
 import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['KERNEL_SOURCE', 'kernel_library_path', 'load_kernels', 'use_kernels', 'kernels_usable', 'drop_threshold',
-           'fused_bn_act', 'fused_dropout', 'fast_gelu', 'dw3x3_ok', 'conv2d', 'conv_gelu_fusable', 'conv_gelu',
-           'fused_bn_act_conv', 'tune_malloc', 'malloc_tuned']
+__all__ = ['KERNEL_SOURCE', 'kernel_library_path', 'load_kernels', 'kernels_unavailable_reason', 'use_kernels', 'kernels_usable',
+           'drop_threshold', 'fused_bn_act', 'fused_dropout', 'fast_gelu', 'dw3x3_ok', 'conv2d', 'conv_gelu_fusable',
+           'conv_gelu', 'fused_bn_act_conv', 'kernel_dropout_mask']
 
 # %% ../nbs/14_kernels.ipynb #e3202a40
 KERNEL_SOURCE = r"""
@@ -351,9 +351,6 @@ _SIGNATURES = {   # argument types of each exported C function
     "dw3_fwd": "PPPPPIIIIi", "dw3_bwd_w": "PPPPIIIIi"}
 _CTYPES = {"P": ctypes.c_void_p, "I": ctypes.c_int64, "i": ctypes.c_int, "U": ctypes.c_uint32,
            "f": ctypes.c_float, "L": ctypes.c_uint64}
-_STATE = {"lib": None, "tried": False, "error": None, "enabled": True, "malloc": False}
-_LOCK = threading.Lock()
-
 def _cpu_flags() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -377,41 +374,46 @@ def kernel_library_path(cc: str | None = None) -> str:
     root = os.environ.get("LECT_NB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "lect_nb")
     return os.path.join(root, f"kernels-{key.hexdigest()[:16]}.so")
 
+@functools.cache
+def _load_library() -> tuple[ctypes.CDLL | None, str | None]:
+    "Build the kernels (first use only) and load them: `(library, None)`, or `(None, why not)`."
+    try:
+        cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+        if cc is None: raise RuntimeError("no C compiler found (set $CC or install gcc)")
+        path = kernel_library_path(cc)
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _build(cc, path)
+        lib = ctypes.CDLL(path)
+        for name, sig in _SIGNATURES.items():
+            fn = getattr(lib, name); fn.argtypes = [_CTYPES[c] for c in sig]; fn.restype = None
+        return lib, None
+    except Exception as e:
+        return None, f"{type(e).__name__}: {e}"
+
 def load_kernels():
     "The compiled kernels (a `ctypes.CDLL`), building them on first use; `None` if disabled or unavailable."
     if os.environ.get("LECT_NB_KERNELS", "1") == "0": return None
-    if _STATE["tried"]: return _STATE["lib"]
-    with _LOCK:
-        if _STATE["tried"]: return _STATE["lib"]
-        try:
-            cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-            if cc is None: raise RuntimeError("no C compiler found (set $CC or install gcc)")
-            path = kernel_library_path(cc)
-            if not os.path.exists(path):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                _build(cc, path)
-            lib = ctypes.CDLL(path)
-            for name, sig in _SIGNATURES.items():
-                fn = getattr(lib, name); fn.argtypes = [_CTYPES[c] for c in sig]; fn.restype = None
-            _STATE["lib"] = lib
-        except Exception as e:
-            _STATE["error"] = f"{type(e).__name__}: {e}"
-            warnings.warn(f"lect_nb: fused CPU kernels unavailable ({_STATE['error']}); "
-                          "using PyTorch operators instead (same results, slower)")
-        _STATE["tried"] = True
-        return _STATE["lib"]
+    return _load_library()[0]
+
+def kernels_unavailable_reason() -> str | None:
+    "Why `load_kernels()` returns `None` (`LECT_NB_KERNELS=0`, no compiler, a failed build), or `None` if it does not."
+    if os.environ.get("LECT_NB_KERNELS", "1") == "0": return "disabled by LECT_NB_KERNELS=0"
+    return _load_library()[1]
 
 # %% ../nbs/14_kernels.ipynb #4cb35439
+_USE_KERNELS = contextvars.ContextVar("lect_nb_use_kernels", default=True)
+
 @contextlib.contextmanager
 def use_kernels(enabled: bool = True):
-    "Context manager turning the fused kernels on or off (callers then use PyTorch operators)."
-    prev, _STATE["enabled"] = _STATE["enabled"], enabled
+    "Context manager turning the fused kernels on or off in this block (callers then use PyTorch operators)."
+    token = _USE_KERNELS.set(enabled)
     try: yield
-    finally: _STATE["enabled"] = prev
+    finally: _USE_KERNELS.reset(token)
 
 def kernels_usable(x: torch.Tensor) -> bool:
     "Whether the fused kernels can process `x`: float32 on CPU, outside `torch.compile`, kernels enabled and built."
-    return (_STATE["enabled"] and x.device.type == "cpu" and x.dtype == torch.float32
+    return (_USE_KERNELS.get() and x.device.type == "cpu" and x.dtype == torch.float32
             and not torch.compiler.is_compiling() and load_kernels() is not None)
 
 # %% ../nbs/14_kernels.ipynb #1e49e3e2
@@ -671,21 +673,36 @@ def fused_bn_act_conv(x: torch.Tensor, # map (B, C, H, W), float32 on CPU
                                   conv.weight, conv.bias, list(conv.stride), list(conv.padding), list(conv.dilation),
                                   conv.groups)
 
-# %% ../nbs/14_kernels.ipynb #a110c002
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3    # glibc's mallopt parameters (malloc.h)
+# %% ../nbs/14_kernels.ipynb #9efd2f8e
+_GOLDEN, _MIX1, _MIX2 = (0x9E3779B97F4A7C15 - (1 << 64), 0xBF58476D1CE4E5B9 - (1 << 64),
+                         0x94D049BB133111EB - (1 << 64))   # the SplitMix64 constants as signed 64-bit integers
 
-def tune_malloc(threshold: int = 1 << 30, # bytes: blocks below this come from the heap; free heap above it goes back
-               ) -> bool: # whether glibc took the setting
-    "Let glibc keep and reuse large freed blocks instead of returning them to the kernel (fewer page faults per step)."
-    if os.environ.get("LECT_NB_MALLOC", "tuned") == "default" or platform.system() != "Linux": return False
-    try: libc = ctypes.CDLL("libc.so.6")
-    except OSError: return False                 # not glibc (musl, ...)
-    if not hasattr(libc, "mallopt"): return False
-    for t in (threshold, 32 << 20):              # older glibc caps the mmap threshold at 32 MB on 64-bit machines
-        if libc.mallopt(_M_MMAP_THRESHOLD, t) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, t) == 1:
-            _STATE["malloc"] = True; return True
-    return False
+def _shr(z: torch.Tensor, n: int) -> torch.Tensor:
+    "Logical right shift of int64 values seen as unsigned."
+    return (z >> n) & ((1 << (64 - n)) - 1)
 
-def malloc_tuned() -> bool:
-    "Whether `tune_malloc` has changed this process's allocator settings."
-    return _STATE["malloc"]
+def _splitmix64(seed: int, i: torch.Tensor) -> torch.Tensor:
+    "The i-th output of the SplitMix64 stream started at `seed`, as int64 bit patterns."
+    z = (i + 1) * _GOLDEN + seed                    # int64 arithmetic wraps modulo 2^64, like uint64_t in C
+    z = (z ^ _shr(z, 30)) * _MIX1
+    z = (z ^ _shr(z, 27)) * _MIX2
+    return z ^ _shr(z, 31)
+
+def kernel_dropout_mask(x: torch.Tensor, # the tensor the kernels would drop (map or any shape)
+                        p: float, # drop probability
+                        seed: int, # the seed the kernel call drew (`_seed()`)
+                       ) -> torch.Tensor: # `1/(1-p)` where kept, 0 where dropped; x's shape
+    "The scaled keep-mask the fused kernels apply for this seed (same layout rules: rows x channels)."
+    thr, ks = drop_threshold(p)
+    d = _dense(x); M, C = _rows(d)
+    r = torch.arange(M, dtype=torch.int64).view(M, 1)
+    if C % 2 == 0:
+        u = _splitmix64(seed, r * (C // 2) + torch.arange(C // 2, dtype=torch.int64))
+        draws = torch.cat([u & 0xFFFFFFFF, _shr(u, 32)], 1)          # low halves: channels < C/2
+    else:
+        draws = _shr(_splitmix64(seed, r * C + torch.arange(C, dtype=torch.int64)), 32)
+    m = (draws >= thr).to(torch.float32) * ks                        # (M, C) rows x channels
+    if x.ndim == 4:
+        B, _, H, W = x.shape
+        return m.view(B, H, W, C).permute(0, 3, 1, 2)
+    return m.view(x.shape)
