@@ -69,7 +69,7 @@ def init_transformer_weights(m: nn.Module):
 # %% ../nbs/00_core.ipynb #2c18b48d
 def _tracing() -> bool:
     "Whether the model is being traced symbolically (torch.fx, TorchScript), where shapes are not numbers."
-    return torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_tracing()
+    return torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_symbolic_tracing()
 
 def check_image_input(x: torch.Tensor, # the batch given to the model
                       in_chans: int, # channels the model was built for

@@ -117,11 +117,14 @@ class LeCTStage(nn.Module):
         x, hw = self.embed(x)                                           # tokens (B, N, C), N = H*W
         for blk in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(blk, x, hw, use_reentrant=False,         # the re-run must not count the batch again
-                               context_fn=lambda blk=blk: (contextlib.nullcontext(), _KeepBatchNormStats(blk)))
+                x = checkpoint(blk, x, hw, use_reentrant=False, context_fn=lambda blk=blk: self.checkpoint_contexts(blk))
             else:
                 x = blk(x, hw)
         return tokens_to_map(self.norm(x), hw)                          # (B, C, H, W)
+
+    def checkpoint_contexts(self, blk: nn.Module):
+        "`context_fn` of `torch.utils.checkpoint`: nothing around the first pass; the re-run keeps BN statistics."
+        return contextlib.nullcontext(), _KeepBatchNormStats(blk)
 
 # %% ../nbs/05_lect.ipynb #c71ad370
 class LeCT(ImageClassifier):
