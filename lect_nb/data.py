@@ -6,7 +6,7 @@ Docs: https://lect-nb.github.io/lect_nb/data.html.md"""
 
 # %% ../nbs/08_data.ipynb #3f32f015
 from __future__ import annotations
-import gzip, io, math, os, struct
+import gzip, io, math, os, pickle, struct, tarfile, urllib.error, zlib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -18,9 +18,9 @@ import torchvision
 from torchvision import transforms as T
 
 # %% auto #0
-__all__ = ['FASHION_CLASSES', 'FASHION_MEAN', 'FASHION_STD', 'DATASETS', 'FASHION_FILES', 'SAMPLE_FILE', 'DEFAULT_DATA_DIR',
-           'DatasetInfo', 'dataset_info', 'read_idx', 'load_fashion_dir', 'load_sample', 'ArrayDataset',
-           'build_transforms', 'build_datasets']
+__all__ = ['FASHION_CLASSES', 'FASHION_MEAN', 'FASHION_STD', 'DATASETS', 'FASHION_FILES', 'SAMPLE_FILE', 'TORCHVISION_DATASETS',
+           'DEFAULT_DATA_DIR', 'DatasetInfo', 'dataset_info', 'read_idx', 'load_fashion_dir', 'load_sample',
+           'ArrayDataset', 'build_transforms', 'DatasetFilesError', 'DatasetFiles', 'dataset_files', 'build_datasets']
 
 # %% ../nbs/08_data.ipynb #49e863c1
 @dataclass(frozen=True)
@@ -134,6 +134,158 @@ def build_transforms(info: DatasetInfo, # the dataset, for its size, padding and
     tfms += [T.ToTensor(), T.Normalize(info.mean, info.std)]
     return T.Compose(tfms)
 
+# %% ../nbs/08_data.ipynb #de4548c1
+class DatasetFilesError(ValueError):
+    "A dataset's files are missing, incomplete, unreadable or not where torchvision reads them."
+
+TORCHVISION_DATASETS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10",
+                        "fashion_mnist": "FashionMNIST"}
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    "Where torchvision keeps a dataset in the data directory, and the archives its files come from."
+    name: str # a key of `TORCHVISION_DATASETS`
+    folder: str # the folder, inside the data directory, that holds the files
+    files: tuple # (file name, MD5 or None) pairs that torchvision checks before reading
+    archives: tuple # (url, file name, MD5) of the downloads
+    archive_dir: str = "" # where torchvision looks for (and saves) the archives
+    optional: tuple = () # files read when present (STL10's class names)
+
+def dataset_files(name: str, # a key of `TORCHVISION_DATASETS`
+                 ) -> DatasetFiles:
+    "The on-disk layout torchvision expects for `name`, read from torchvision's own dataset class."
+    if name not in TORCHVISION_DATASETS:
+        raise ValueError(f"{name!r} is not read through torchvision; those are: "
+                         f"{', '.join(TORCHVISION_DATASETS)}")
+    cls = getattr(torchvision.datasets, TORCHVISION_DATASETS[name])
+    if name == "fashion_mnist":  # four gzip files, downloaded into FashionMNIST/raw, unpacked there
+        raw = f"{cls.__name__}/raw"
+        files = tuple((f.removesuffix(".gz"), None) for f, _ in cls.resources)
+        archives = tuple((cls.mirrors[0] + f, f, md5) for f, md5 in cls.resources)
+        return DatasetFiles(name, raw, files, archives, raw)
+    files = [tuple(f) for f in cls.train_list + cls.test_list]
+    if hasattr(cls, "meta"): files.append((cls.meta["filename"], cls.meta["md5"]))
+    optional = (cls.class_names_file,) if hasattr(cls, "class_names_file") else ()
+    archives = ((cls.url, cls.filename, cls.tgz_md5),)
+    return DatasetFiles(name, cls.base_folder, tuple(files), archives, optional=optional)
+
+# %% ../nbs/08_data.ipynb #5478ccdf
+def _intact(path, md5):  # torchvision's own check: the file exists and, if an MD5 is given, has it
+    return torchvision.datasets.utils.check_integrity(path, md5)
+
+def _one_line(e: BaseException, n: int = 240) -> str:
+    text = " ".join(str(e.reason if isinstance(e, urllib.error.URLError) else e).split())
+    return f"{type(e).__name__}: {text[:n]}{'...' if len(text) > n else ''}"
+
+def _find_elsewhere(root: Path, # the data directory
+                    spec: DatasetFiles, # what is expected in it
+                    max_depth: int = 3, # how deep below `root` to look
+                    max_dirs: int = 2000, # stop after this many folders
+                   ) -> list[Path]:
+    "Folders in `root` (or `root` itself), not `spec.folder`, with half the expected files or more."
+    names, want, found = [f for f, _ in spec.files], (root / spec.folder).resolve(), []
+    for i, (d, subdirs, files) in enumerate(os.walk(root)):
+        if i >= max_dirs: break
+        deep = len(Path(d).relative_to(root).parts) >= max_depth
+        subdirs[:] = [] if deep else sorted(s for s in subdirs if not s.startswith("."))
+        n = sum(f in files for f in names)
+        if n and 2 * n >= len(names) and Path(d).resolve() != want: found.append(Path(d))
+    return found
+
+def _files_error(name: str, # the dataset
+                 root: Path, # the data directory
+                 download: bool, # whether downloads were allowed
+                 cause: str | None = None, # what went wrong, if known (failed download, read error)
+                 elsewhere: list[Path] = (), # folders holding the files under another name
+                ) -> DatasetFilesError:
+    "One line: the dataset, the directory, the files expected there, what is wrong, how to fix it."
+    spec = dataset_files(name)
+    folder, adir = root / spec.folder, root / spec.archive_dir
+    names = [f for f, _ in spec.files]
+    missing = [f for f in names if not (folder / f).is_file()]
+    empty = [f for f in names if f not in missing and (folder / f).stat().st_size == 0]
+    bad = [f for f, md5 in spec.files if f not in missing + empty and md5 and not _intact(folder / f, md5)]
+    state = []
+    if missing:
+        state.append("all missing" if missing == names else f"missing: {', '.join(missing)}")
+    if empty: state.append(f"empty: {', '.join(empty)}")
+    if bad: state.append(f"incomplete or corrupt (MD5 not torchvision's): {', '.join(bad)}")
+    msg = [f"{name}: not usable from {root}: torchvision reads {folder}/ holding {', '.join(names)}"
+           + (f" ({'; '.join(state)})" if state else "")]
+    for d in elsewhere:
+        held = ", ".join(f for f in names if (d / f).is_file())
+        fix = ("give its parent as the data directory" if d.resolve() == root.resolve()
+               else f"move or rename that folder to {folder}")
+        msg.append(f"{d} holds {held}: {fix}")
+    for url, fname, md5 in spec.archives:
+        a = adir / fname
+        if a.is_file() and not _intact(a, md5):
+            msg.append(f"the archive {a} is incomplete or corrupt ({a.stat().st_size:,} bytes, "
+                       "MD5 not torchvision's): delete it")
+        elif a.is_file() and not download:
+            msg.append(f"the archive {a} is complete but not extracted: allow downloads "
+                       "(it is then extracted, offline) or extract it yourself")
+    if cause: msg.append(cause)
+    if name == "fashion_mnist":
+        site = spec.archives[0][0].rsplit("/", 1)[0]
+        how = (f"download {', '.join(f for _, f, _ in spec.archives)} from {site}/ where the "
+               f"internet is reachable and copy them into {root}/ (read as they are, offline)")
+    else:
+        how = (f"download {spec.archives[0][0]} where the internet is reachable and copy it into "
+               f"{adir}/ (the next run checks and extracts it, offline), or extract it yourself so "
+               f"that {folder}/ holds the files above")
+    how += ("; or run with network access" if download
+            else "; or allow downloads (download=True, as lect-train does)")
+    msg[1:] = [m[0].upper() + m[1:] for m in msg[1:]]
+    return DatasetFilesError(". ".join(msg) + f". To provide it: {how}")
+
+# %% ../nbs/08_data.ipynb #8b7e0954
+_READ_ERRORS = (OSError, RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError,
+                tarfile.TarError, zlib.error)
+_NO_DOWNLOAD = "downloads are disabled (download=False)"
+
+def _labels(ds) -> np.ndarray:
+    y = getattr(ds, "targets", None)
+    return np.asarray(ds.labels if y is None else y)
+
+def _torchvision_datasets(info: DatasetInfo, root: Path, tf_train, tf_eval, download: bool):
+    "torchvision's train and test sets of `info.name` in `root`, or one `DatasetFilesError`."
+    name, spec = info.name, dataset_files(info.name)
+    folder = root / spec.folder
+    present = all((folder / f).is_file() for f, _ in spec.files)
+    if not present:
+        elsewhere = _find_elsewhere(root, spec) if root.is_dir() else []
+        if elsewhere: raise _files_error(name, root, download, None, elsewhere)  # no download
+        if not download: raise _files_error(name, root, download, _NO_DOWNLOAD)
+    parts = [Path(p).parts for p in (spec.folder, spec.archive_dir)]
+    dirs = {root} | {root.joinpath(*p[:i]) for p in parts for i in range(1, len(p) + 1)}
+    new_dirs = sorted((d for d in dirs if not d.exists()), key=lambda d: len(d.parts), reverse=True)
+    cls = getattr(torchvision.datasets, TORCHVISION_DATASETS[name])
+    def split(train):
+        return {"split": ("test", "train")[train]} if name == "stl10" else {"train": train}
+    try:
+        if download: root.mkdir(parents=True, exist_ok=True)
+        tr = cls(root, transform=tf_train, download=download, **split(True))
+        te = cls(root, transform=tf_eval, download=download, **split(False))
+    except _READ_ERRORS as e:
+        for d in new_dirs:  # deepest first; only the folders this call made, if still empty
+            if d.is_dir() and not any(d.iterdir()): d.rmdir()
+        if isinstance(e, urllib.error.URLError) or (download and not present):
+            cause = f"the download failed ({_one_line(e)})"
+        elif not download and isinstance(e, RuntimeError): cause = _NO_DOWNLOAD
+        else: cause = f"reading them failed ({_one_line(e)})"
+        raise _files_error(name, root, download, cause) from e
+    classes = tuple(getattr(tr, "classes", None) or ())
+    if classes and len(classes) != info.num_classes:
+        raise DatasetFilesError(f"{name}: {folder} names {len(classes)} classes, "
+                                f"expected {info.num_classes}")
+    for ds, which in ((tr, "training"), (te, "test")):
+        y = _labels(ds)
+        if len(y) and (y.min() < 0 or y.max() >= info.num_classes):
+            raise DatasetFilesError(f"{name}: the {which} labels in {folder} run from {y.min()} to "
+                                    f"{y.max()}, expected 0 to {info.num_classes - 1}")
+    return tr, te, classes
+
 # %% ../nbs/08_data.ipynb #b8ffaa01
 DEFAULT_DATA_DIR = "data"
 
@@ -144,7 +296,7 @@ def build_datasets(name: str, # a key of `DATASETS`
                    data_dir: str | Path | None = None, # where the data is or goes; None = "data/"
                    img_size: int | tuple[int, int] | None = None, # model input; None = native
                    augment: bool = True, # apply the paper's training augmentation
-                   download: bool = True, # let torchvision download a missing dataset
+                   download: bool = True, # let torchvision download (or unpack) a missing dataset
                    limit_train: int | None = None, # keep only the first N training images
                    limit_val: int | None = None, # keep only the first N test images
                   ) -> tuple[Dataset, Dataset, DatasetInfo]:
@@ -177,14 +329,7 @@ def build_datasets(name: str, # a key of `DATASETS`
     elif name == "fashion_mnist" and all((root / f).is_file() for f in FASHION_FILES["train"] + FASHION_FILES["test"]):
         tr = ArrayDataset(*load_fashion_dir(root, "train"), tf_train, info.classes)
         te = ArrayDataset(*load_fashion_dir(root, "test"), tf_eval, info.classes)
-    else:
-        if download: root.mkdir(parents=True, exist_ok=True)
-        if name == "stl10":
-            tr = torchvision.datasets.STL10(root, split="train", transform=tf_train, download=download)
-            te = torchvision.datasets.STL10(root, split="test", transform=tf_eval, download=download)
-        else:
-            cls = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100,
-                   "fashion_mnist": torchvision.datasets.FashionMNIST}[name]
-            tr = cls(root, train=True, transform=tf_train, download=download)
-            te = cls(root, train=False, transform=tf_eval, download=download)
+    else:  # torchvision's files; one DatasetFilesError if they are missing and cannot be downloaded
+        tr, te, classes = _torchvision_datasets(info, root, tf_train, tf_eval, download)
+        if classes and not info.classes: info = replace(info, classes=classes)
     return _limit(tr, limit_train), _limit(te, limit_val), info
