@@ -6,44 +6,49 @@ Docs: https://lect-nb.github.io/lect_nb/benchmark.html.md"""
 
 # %% ../nbs/13_benchmark.ipynb #365ced72
 from __future__ import annotations
-import argparse, json, os, statistics, subprocess, sys, time
+import argparse, json, statistics, subprocess, sys, time
 import torch
 import torch.nn.functional as F
-from .core import create_model, list_models, count_params, use_rebuild
-from .kernels import use_kernels, tune_malloc, malloc_tuned
+from .core import create_model, list_models
+from .fast import accelerate
 
 # %% auto #0
 __all__ = ['SPEC_OPTIONS', 'OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'parse_spec', 'build', 'make_step',
-           'time_interleaved', 'model_step', 'peak_train_memory_mb', 'run_benchmark', 'lemsa_layer_memory',
-           'op_category', 'profile_breakdown', 'main']
+           'time_interleaved', 'model_step', 'peak_train_memory_mb', 'ab_processes', 'run_benchmark',
+           'lemsa_layer_memory', 'op_category', 'profile_breakdown', 'main']
 
 # %% ../nbs/13_benchmark.ipynb #e445dc63
-SPEC_OPTIONS = {"reference": "attn_impl='reference' (paper-literal attention)",
+SPEC_OPTIONS = {"plain": "the plain model of notebooks 00-05 (no speed layer)",
+                "nokernels": "the speed layer without its C kernels (shows what they buy)",
+                "norebuild": "the speed layer storing every tensor autograd asks for (shows what rebuilding saves)",
+                "nofold": "the speed layer without BN folding at inference",
+                "reference": "attn_impl='reference' (paper-literal attention)",
                 "ckpt": "set_grad_checkpointing(True) (recompute blocks in backward)",
-                "nodrop": "drop_rate=0, drop_path_rate=0 (shows what dropout and drop path cost; LeCT models)",
-                "nokernels": "notebook 14's fused CPU kernels off (PyTorch operators; shows what the kernels buy)",
-                "norebuild": "store every tensor autograd asks for (`use_rebuild(False)`; shows what rebuilding saves)"}
+                "nodrop": "drop_rate=0, drop_path_rate=0 (shows what dropout and drop path cost; LeCT models)"}
 _SPEC_OVERRIDES = {"reference": {"attn_impl": "reference"}, "nodrop": {"drop_rate": 0., "drop_path_rate": 0.}}
+_SPEC_EXCLUDE = {"nokernels": "kernels", "norebuild": "rebuild", "nofold": "fold"}
 
 def parse_spec(spec: str) -> tuple[str, dict, set]:
-    "`'lect@reference+ckpt'` -> `('lect', {'attn_impl': 'reference'}, {'ckpt'})`."
+    "`'lect@reference+ckpt'` -> `('lect', {'attn_impl': 'reference'}, {'ckpt', 'reference'})`."
     name, _, opts = spec.partition("@")
     if name not in list_models(): raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
     opts = set(opts.split("+")) - {""}
     bad = opts - set(SPEC_OPTIONS)
     if bad: raise ValueError(f"unknown option(s) {sorted(bad)} in {spec!r}; known: {sorted(SPEC_OPTIONS)}")
+    if "plain" in opts and opts & set(_SPEC_EXCLUDE):
+        raise ValueError(f"{spec!r}: 'plain' has no speed layer to leave parts out of")
     kw = {k: v for o in sorted(opts) for k, v in _SPEC_OVERRIDES.get(o, {}).items()}
     return name, kw, opts
 
 def build(spec: str, img_size: int, num_classes: int = 100, device="cpu"):
-    "Model for `spec` at `img_size` on `device`."
+    "Model for `spec` at `img_size` on `device` (through the speed layer on the CPU unless `plain`)."
     name, kw, opts = parse_spec(spec)
     m = create_model(name, num_classes=num_classes, img_size=img_size, **kw).to(device)
     if "ckpt" in opts:
         if not hasattr(m, "set_grad_checkpointing"): raise ValueError(f"{name} has no set_grad_checkpointing")
         m.set_grad_checkpointing(True)
-    m.lect_bench_kernels = "nokernels" not in opts      # read by make_step
-    m.lect_bench_rebuild = "norebuild" not in opts
+    if torch.device(device).type == "cpu" and "plain" not in opts:
+        accelerate(m, exclude=tuple(_SPEC_EXCLUDE[o] for o in sorted(opts) if o in _SPEC_EXCLUDE))
     return m
 
 def _sync(device):
@@ -52,20 +57,17 @@ def _sync(device):
 def make_step(model, x, y, amp_dtype=None, train=True):
     "A closure running one training step (or one inference pass)."
     dev = x.device.type
-    kernels = getattr(model, "lect_bench_kernels", True)
-    rebuild = getattr(model, "lect_bench_rebuild", True)
     if train:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
         def step():
-            with use_kernels(kernels), use_rebuild(rebuild), torch.autocast(dev, dtype=amp_dtype, enabled=amp_dtype is not None):
+            with torch.autocast(dev, dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss = F.cross_entropy(model(x), y)
-                opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         model.train()
     else:
         @torch.no_grad()
         def step():
-            with use_kernels(kernels), torch.autocast(dev, dtype=amp_dtype, enabled=amp_dtype is not None):
-                model(x)
+            with torch.autocast(dev, dtype=amp_dtype, enabled=amp_dtype is not None): model(x)
         model.eval()
     return step
 
@@ -92,7 +94,6 @@ def model_step(spec: str, img_size: int, batch: int, device="cpu", train: bool =
     y = torch.randint(0, 100, (batch,), device=device)
     return make_step(m, x, y, train=train)
 
-
 # %% ../nbs/13_benchmark.ipynb #a3cfbd1d
 def _proc_status_mb(key: str) -> float:
     "A memory field of /proc/self/status (VmRSS: current, VmHWM: peak), in MB."
@@ -109,7 +110,6 @@ def _rss_peak_since(base: float) -> float: return _proc_status_mb("VmHWM") - bas
 
 def peak_train_memory_mb(spec: str, img_size: int, batch: int, device="cpu", threads: int | None = None,
                          runs: int = 3, # fresh processes on the CPU; the median is returned
-                         malloc: bool = True, # `tune_malloc()` in each process first (notebook 14)
                         ) -> float:
     "Extra peak memory (MB) of two training steps over the model-and-batch baseline."
     if torch.device(device).type == "cuda":
@@ -118,19 +118,55 @@ def peak_train_memory_mb(spec: str, img_size: int, batch: int, device="cpu", thr
         step(); step(); torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
     code = ("import torch, json; from lect_nb.bench import _measure_rss_child; "
-            f"print(json.dumps(_measure_rss_child({spec!r}, {img_size}, {batch}, {threads!r}, {malloc!r})))")
+            f"print(json.dumps(_measure_rss_child({spec!r}, {img_size}, {batch}, {threads!r})))")
     peaks = [json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                        check=True).stdout.strip().splitlines()[-1]) for _ in range(max(1, runs))]
     return statistics.median(peaks)
 
-def _measure_rss_child(spec, img_size, batch, threads, malloc=True):
-    if malloc: tune_malloc()
+def _measure_rss_child(spec, img_size, batch, threads):
     if threads: torch.set_num_threads(threads)
     torch.manual_seed(0)
     step = model_step(spec, img_size, batch)
     base = _start_peak()
     step(); step()
     return _rss_peak_since(base)
+
+def ab_processes(spec_a: str, spec_b: str, # the two model specs compared
+                 img_size: int = 224, batch: int = 16,
+                 pairs: int = 5, # pairs of fresh processes; the medians over pairs are reported
+                 steps: int = 3, # timed training steps (and inference passes) per process, after one warm-up
+                 threads: int | None = 2,
+                ) -> dict:
+    "A/B in fresh processes, run in pairs (order alternating): median train step, inference pass and peak memory."
+    runs = {spec_a: [], spec_b: []}
+    for i in range(pairs):
+        for spec in ((spec_a, spec_b) if i % 2 == 0 else (spec_b, spec_a)):
+            code = ("import json; from lect_nb.bench import _ab_child; "
+                    f"print(json.dumps(_ab_child({spec!r}, {img_size}, {batch}, {steps}, {threads!r})))")
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            runs[spec].append(json.loads(r.stdout.strip().splitlines()[-1]))
+    med = {s: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for s, rs in runs.items()}
+    return dict(mode="ab", a=spec_a, b=spec_b, img_size=img_size, batch=batch, pairs=pairs, threads=threads,
+                a_median=med[spec_a], b_median=med[spec_b],
+                ratio_b_over_a={k: med[spec_b][k] / med[spec_a][k] for k in med[spec_a]})
+
+def _ab_child(spec, img_size, batch, steps, threads):
+    if threads: torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    m = build(spec, img_size)
+    x, y = torch.randn(batch, 3, img_size, img_size), torch.randint(0, 100, (batch,))
+    train, infer = make_step(m, x, y, train=True), None
+    base = _start_peak()
+    train()                                                 # warm-up (and the peak memory of a step)
+    ts = []
+    for _ in range(steps):
+        t = time.perf_counter(); train(); ts.append(time.perf_counter() - t)
+    peak = _rss_peak_since(base)
+    infer = make_step(m, x, y, train=False); infer()
+    ti = []
+    for _ in range(steps):
+        t = time.perf_counter(); infer(); ti.append(time.perf_counter() - t)
+    return dict(train_s=statistics.median(ts), infer_s=statistics.median(ti), peak_mb=peak)
 
 # %% ../nbs/13_benchmark.ipynb #285c0b0d
 def run_benchmark(models=("lect", "lect@reference", "resnet"), # model specs
@@ -139,10 +175,8 @@ def run_benchmark(models=("lect", "lect@reference", "resnet"), # model specs
                   amp: bool = False, # also time bf16 autocast
                   compiled: bool = False, # also time torch.compile (inductor)
                   memory: bool = True, baseline: str = "resnet", seed: int = 0,
-                  malloc: bool = True, # `tune_malloc()` first: process-wide, so every model runs under it
                  ) -> list[dict]:
     "Measure every model side by side; one dict per (model, mode) with ratios to `baseline`."
-    if malloc: tune_malloc()
     if threads: torch.set_num_threads(threads)
     if batch <= 0 or img_size <= 0: raise ValueError("batch and img_size must be positive")
     torch.manual_seed(seed)
@@ -162,14 +196,13 @@ def run_benchmark(models=("lect", "lect@reference", "resnet"), # model specs
             med = time_interleaved(steps, repeats, warmup, device)
             for spec in models:
                 rows.append(dict(model=spec, mode=mode, variant=vname, img_size=img_size, batch=batch, device=device,
-                                 threads=torch.get_num_threads(), malloc="tuned" if malloc_tuned() else "default",
-                                 median_s=med[spec], images_per_s=batch / med[spec],
+                                 threads=torch.get_num_threads(), median_s=med[spec], images_per_s=batch / med[spec],
                                  ratio_to_baseline=med[spec] / med[baseline] if baseline in med else None))
     if memory:
-        mem = {spec: peak_train_memory_mb(spec, img_size, batch, device, threads, malloc=malloc) for spec in models}
+        mem = {spec: peak_train_memory_mb(spec, img_size, batch, device, threads) for spec in models}
         for spec in models:
             rows.append(dict(model=spec, mode="train_peak_memory", variant="fp32", img_size=img_size, batch=batch,
-                             device=device, peak_mb=mem[spec], malloc="tuned" if malloc else "default",
+                             device=device, peak_mb=mem[spec],
                              ratio_to_baseline=mem[spec] / mem[baseline] if baseline in mem else None))
     return rows
 
@@ -246,30 +279,38 @@ def profile_breakdown(spec: str, # model spec, e.g. "lect" or "lect@nodrop"
 # %% ../nbs/13_benchmark.ipynb #ba6f00db
 def main(argv=None):
     "Entry point of `lect-bench`."
-    p = argparse.ArgumentParser("lect-bench", description="Side-by-side throughput and memory of registered models.")
-    p.add_argument("--models", nargs="+", default=["lect", "lect@reference", "resnet"],
+    p = argparse.ArgumentParser("lect-bench", description="Side-by-side throughput and memory of registered models "
+                                "(on the CPU through the speed layer unless a spec says @plain).")
+    p.add_argument("--models", nargs="+", default=["lect", "lect@reference", "resnet"], metavar="SPEC",
                    help="model specs: name[@option[+option]], options: " + ", ".join(SPEC_OPTIONS))
-    p.add_argument("--img-size", type=int, default=224)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--img-size", type=int, default=224, help="input height and width")
+    p.add_argument("--batch", type=int, default=16, help="images per step")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=7, help="timed steps per model (the median is reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
     p.add_argument("--amp", action="store_true", help="also time bf16 autocast")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (inductor)")
-    p.add_argument("--no-memory", action="store_true")
-    p.add_argument("--lemsa-memory", action="store_true", help="peak memory of one LeMSA layer at 448x448, fused vs reference")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    p.add_argument("--lemsa-memory", action="store_true",
+                   help="peak memory of one LeMSA layer at 448x448, fused vs reference")
     p.add_argument("--profile", action="store_true", help="also print each model's time per operator category")
-    p.add_argument("--baseline", default="resnet")
-    p.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
-                   help="tuned: tune_malloc() first (glibc keeps large freed blocks; every model runs under it)")
+    p.add_argument("--baseline", default="resnet", help="the spec every ratio is taken to (one of --models)")
+    p.add_argument("--ab", nargs=2, metavar=("SPEC_A", "SPEC_B"),
+                   help="instead: A/B of two specs in pairs of fresh processes (CPU; ratios B/A)")
+    p.add_argument("--pairs", type=int, default=5, help="process pairs of --ab")
     a = p.parse_args(argv)
     try:
+        if a.ab:
+            for spec in a.ab: parse_spec(spec)
+            print(json.dumps(ab_processes(*a.ab, a.img_size, a.batch, a.pairs, threads=a.threads or 2)))
+            return 0
         for spec in a.models: parse_spec(spec)
         if a.baseline not in a.models: raise ValueError(f"baseline {a.baseline!r} must be one of --models")
-        if a.device.startswith("cuda") and not torch.cuda.is_available(): raise ValueError("--device cuda but CUDA is not available")
-        rows = run_benchmark(a.models, a.img_size, a.batch, a.device, a.repeats, a.warmup, a.threads, a.amp, a.compile,
-                             not a.no_memory, a.baseline, malloc=a.malloc == "tuned")
+        if a.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError("--device cuda but CUDA is not available")
+        rows = run_benchmark(a.models, a.img_size, a.batch, a.device, a.repeats, a.warmup, a.threads, a.amp,
+                             a.compile, not a.no_memory, a.baseline)
     except ValueError as e:
         print(f"lect-bench: error: {e}", file=sys.stderr); return 2
     for r in rows: print(json.dumps(r))
