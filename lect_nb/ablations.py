@@ -6,13 +6,12 @@ Docs: https://lect-nb.github.io/lect_nb/ablations.html.md"""
 
 # %% ../nbs/11_ablations.ipynb #475d3ba0
 from __future__ import annotations
-import json, math, os, statistics
+import json, os, statistics
 from dataclasses import dataclass, replace, asdict
 from pathlib import Path
 import torch
 from .core import register_model, create_model, list_models, count_params
-from .models import LeCT, LeCTConfig, LECT_CONFIGS, stage_map_sizes, derive_sr_ratios
-from .attention import LocallyEnhancedAttention
+from .models import LeCT, LeCTConfig, LECT_CONFIGS
 
 # %% auto #0
 __all__ = ['ABLATIONS', 'ABLATION_BASES', 'EXISTING_NAMES', 'STUDY_MODELS', 'STUDY_SETTINGS', 'PAPER_TABLE3', 'PAPER_DATASETS',

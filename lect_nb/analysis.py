@@ -13,8 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel, SDPBackend
 from torch.utils.flop_counter import FlopCounterMode
-from .core import tokens_to_map, map_to_tokens
-from .attention import LocallyEnhancedAttention, pooled_heads, split_heads, merge_heads, lemsa_reference
+from .attention import LocallyEnhancedAttention, pooled_heads
 
 # %% auto #0
 __all__ = ['COST_LAYERS', 'COST_SIDES', 'lemsa_paths', 'capture_lemsa_inputs', 'model_lemsa_paths', 'load_trained',
@@ -28,23 +27,25 @@ def lemsa_paths(attn: LocallyEnhancedAttention, # a LeMSA layer (eval mode for a
                 x: torch.Tensor, # its input tokens (B, N, C)
                 hw: tuple[int, int], # their grid (H, W)
                ) -> dict:
-    "The inside of one LeMSA forward: pooled attention, upsampled attention, attention path, skip, output."
-    if not isinstance(attn, LocallyEnhancedAttention): raise ValueError(f"expected a LocallyEnhancedAttention, got {type(attn).__name__}")
-    H, W = hw; K = attn.sr_ratio; heads = attn.num_heads
-    phw = (H // K, W // K)
-    v, t1, t2, skip = attn.qkv(x, hw)                                    # v (B, N, C); maps (B, C, H, W)
+    "The inside of one LeMSA forward, read with forward hooks: pooled and upsampled attention, attention path, skip, output."
+    if not isinstance(attn, LocallyEnhancedAttention):
+        raise ValueError(f"expected a LocallyEnhancedAttention, got {type(attn).__name__}")
+    seen = {}
+    hooks = [attn.qkv.register_forward_hook(lambda m, i, o: seen.__setitem__("qkv", o)),        # (v, t1, t2, skip)
+             attn.q_up.register_forward_hook(lambda m, i, o: seen.__setitem__("attn_path", o))]  # (B, C, H, W)
+    store = attn.store_attn
+    attn.store_attn = True                                   # the layer keeps its attention weights (reference core)
+    try: out = attn(x, hw)                                   # (B, N, C) (dropout: eval)
+    finally:
+        for h in hooks: h.remove()
+        attn.store_attn, weights, attn.last_attn = store, attn.last_attn, None
+    v, t1, t2, skip = seen["qkv"]
+    K, heads = attn.sr_ratio, attn.num_heads
     q, k = pooled_heads(t1, K, heads, attn.pooling), pooled_heads(t2, K, heads, attn.pooling)   # (B, heads, n, d)
     pooled_attn = (q @ k.transpose(-2, -1) * attn.scale).softmax(-1)    # (B, heads, n, n): softmax over pooled keys
-    if attn.key_upsample == "none":
-        vp = pooled_heads(tokens_to_map(v, hw), K, heads)                # PVT-style: pooled values
-        o, up_attn = pooled_attn @ vp, None
-    else:
-        o, up_attn = lemsa_reference(q, k, split_heads(v, heads), phw, hw, attn.scale, attn.key_upsample)  # (B, heads, n, N)
-    attn_path = attn.q_up(tokens_to_map(merge_heads(o), phw), hw)       # (B, C, H, W)
-    out = attn_path + skip if skip is not None else attn_path
-    out = attn.proj(map_to_tokens(out))                                  # (B, N, C) (dropout: eval)
-    return dict(q=q, k=k, pooled_attn=pooled_attn, attn=up_attn, attn_path=attn_path, skip=skip, out=out,
-                pooled_hw=phw, hw=tuple(hw))
+    up_attn = None if attn.key_upsample == "none" else weights           # (B, heads, n, N)
+    return dict(q=q, k=k, pooled_attn=pooled_attn, attn=up_attn, attn_path=seen["attn_path"], skip=skip, out=out,
+                pooled_hw=(hw[0] // K, hw[1] // K), hw=tuple(hw))
 
 # %% ../nbs/12_analysis.ipynb #b8cbcbec
 @torch.no_grad()
@@ -97,6 +98,7 @@ def plot_query_attention(image: torch.Tensor, # (C, H, W) normalised image, show
                          axes=None, # two matplotlib axes per head (default: a new figure)
                         ):
     "Per head: the softmax over pooled keys and the softmax after key-axis upsampling, for one pooled query."
+    import matplotlib.pyplot as plt
     (h, w), (H, W) = paths["pooled_hw"], paths["hw"]
     heads = paths["pooled_attn"].shape[1]
     if not 0 <= query < h * w: raise ValueError(f"query {query} is outside the {h}x{w} pooled grid")
@@ -255,6 +257,7 @@ def plot_cost(rows: list[dict], # `cost_sweep` records
               keys: tuple = ("time_s", "flops", "peak_mb"),
              ):
     "Log-log cost against tokens per layer, one panel per measurement, with linear and quadratic guides."
+    import matplotlib.pyplot as plt
     titles = {"time_s": "time, fwd + bwd (s)", "flops": "FLOPs, fwd + bwd", "peak_mb": "peak extra memory (MB)"}
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8))
     for ax, key in zip(axes, keys):

@@ -8,6 +8,7 @@ Docs: https://lect-nb.github.io/lect_nb/lect.html.md"""
 from __future__ import annotations
 import contextlib, math, re
 from collections import OrderedDict
+from pathlib import Path
 from dataclasses import dataclass, replace, asdict
 import torch
 from torch import nn
@@ -19,8 +20,8 @@ from .attention import LocallyEnhancedAttention, FrequencyRampAttention
 from .leffn import LeFFN
 
 # %% auto #0
-__all__ = ['LECT_CONFIGS', 'LeCTConfig', 'stage_map_sizes', 'derive_sr_ratios', 'LeCTBlock', 'LeCTStage', 'LeCT',
-           'convert_authors_state_dict']
+__all__ = ['LECT_CONFIGS', 'AUTHORS_SR_RATIOS', 'LeCTConfig', 'stage_map_sizes', 'derive_sr_ratios', 'LeCTBlock', 'LeCTStage',
+           'LeCT', 'convert_authors_state_dict', 'load_authors_checkpoint']
 
 # %% ../nbs/05_lect.ipynb #fa2e5499
 @dataclass
@@ -234,11 +235,7 @@ def _builder(name):
         base = LECT_CONFIGS[name]
         unknown = set(overrides) - set(asdict(base))
         if unknown: raise ValueError(f"{name}: unknown config field(s) {sorted(unknown)}; known: {sorted(asdict(base))}")
-        cfg = replace(base, **overrides)
-        if cfg.fixed_size and tuple(img_size) != (224, 224):
-            raise ValueError(f"{name} supports only 224x224 inputs (its spatially varying upsampling has one kernel "
-                             f"per pooled position), got {img_size[0]}x{img_size[1]}")
-        return LeCT(cfg, num_classes, img_size, in_chans)
+        return LeCT(replace(base, **overrides), num_classes, img_size, in_chans)
     build.__doc__ = f"Build `{name}` (see `LECT_CONFIGS`)."
     return build
 
@@ -276,6 +273,8 @@ def _rename_authors_key(key: str, name: str) -> str | None:
     return None
 
 # %% ../nbs/05_lect.ipynb #d2ecce24
+AUTHORS_SR_RATIOS = (14, 7, 2)   # the authors' spatial-reduction ratios, the same at every image size
+
 def convert_authors_state_dict(state_dict: dict, # a state dict saved by the authors' script (`model.state_dict()`)
                                name: str = "lect", # our model it is for: "lect", "lect_v3" (or "lect_noskip")
                                img_size: int | tuple = 224, # the input size it was trained at
@@ -286,7 +285,8 @@ def convert_authors_state_dict(state_dict: dict, # a state dict saved by the aut
     state_dict = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}  # DataParallel prefix
     if "head.weight" not in state_dict: raise ValueError("authors' state dict has no 'head.weight'; is it a LeCT checkpoint?")
     num_classes = state_dict["head.weight"].shape[0]
-    ours = create_model(name, num_classes=num_classes, img_size=img_size, in_chans=in_chans).state_dict()
+    ours = create_model(name, num_classes=num_classes, img_size=img_size, in_chans=in_chans,
+                        sr_ratios=AUTHORS_SR_RATIOS).state_dict()
     out = OrderedDict()
     for k, v in state_dict.items():
         new = _rename_authors_key(k, name)
@@ -299,3 +299,20 @@ def convert_authors_state_dict(state_dict: dict, # a state dict saved by the aut
     missing = [k for k in ours if k not in out]
     if missing: raise ValueError(f"authors' state dict lacks {len(missing)} tensors needed by {name!r}, first: {missing[0]!r}")
     return out
+
+def load_authors_checkpoint(checkpoint: str | Path | dict, # a file saved by the authors' script, or its state dict
+                            name: str = "lect", # "lect", "lect_v3" or "lect_noskip"
+                            img_size: int | tuple = 224, # the input size it was trained at
+                            in_chans: int = 3,
+                           ) -> LeCT:
+    "Our `name` built with the authors' spatial-reduction ratios at `img_size`, with their checkpoint loaded."
+    sd = checkpoint
+    if not isinstance(sd, dict):
+        sd = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if "head.weight" not in sd:                      # a training checkpoint holding the state dict
+            sd = next((v for k, v in sd.items() if k in ("state_dict", "model") and isinstance(v, dict)), sd)
+    converted = convert_authors_state_dict(sd, name, img_size, in_chans)
+    model = create_model(name, num_classes=converted["head.weight"].shape[0], img_size=img_size, in_chans=in_chans,
+                         sr_ratios=AUTHORS_SR_RATIOS)
+    model.load_state_dict(converted, strict=True)
+    return model

@@ -5,17 +5,18 @@
 For every LeCT model it checks, on `--device`:
 - fused attention == paper-literal attention (float32, eval, same weights), max |diff| <= 1e-5;
 - a float32 training step: finite loss, a finite gradient for every parameter;
-- the same step with tensors rebuilt in backward (`use_rebuild`) and stored: max |grad diff| <= 1e-4;
+- the same step with tensors rebuilt in backward (the speed layer's `rebuild` part) and stored: max |grad diff| <= 1e-4;
 - bf16 autocast (and fp16 with a GradScaler on CUDA): forward + backward, finite gradients;
 - channels_last input gives the same logits as contiguous input;
 - `torch.compile(fullgraph=True)` with `--backend` (inductor by default) agrees with eager (eval).
 Each result is printed as one JSON line and all of them are written to `--out`. Exit status 1 if any check failed.
 """
 from __future__ import annotations
-import argparse, json, math, sys, time, traceback
+import argparse, copy, json, math, sys, time, traceback
 import torch
 import torch.nn.functional as F
-from lect_nb.core import create_model, list_models, use_rebuild
+from lect_nb.core import create_model, list_models
+from lect_nb.fast import accelerate
 
 def _max_diff(a, b): return (a.float() - b.float()).abs().max().item()
 
@@ -41,11 +42,12 @@ def check_model(name: str, device: str, backend: str, compile_: bool) -> dict:
     m.train()
     loss = F.cross_entropy(m(x), y); loss.backward()
     r["fp32_loss"], r["fp32_bad_grads"] = loss.item(), _finite_grads(m)
-    grads = {}                  # tensors rebuilt in backward (notebook 00) against stored: the same gradients
+    grads = {}                  # tensors rebuilt in backward (notebook 15) against stored: the same gradients
     for on in (True, False):
-        m.zero_grad(set_to_none=True); torch.manual_seed(1)
-        with use_rebuild(on): F.cross_entropy(m(x), y).backward()
-        grads[on] = [p.grad.clone() for p in m.parameters()]
+        mm = accelerate(copy.deepcopy(m), exclude=("kernels", "fold")) if on else m
+        mm.zero_grad(set_to_none=True); torch.manual_seed(1)
+        F.cross_entropy(mm(x), y).backward()
+        grads[on] = [p.grad.clone() for p in mm.parameters()]
     r["rebuild_vs_stored"] = max(_max_diff(a, b) for a, b in zip(grads[True], grads[False]))
     amps = [("bf16", torch.bfloat16)] + ([("fp16", torch.float16)] if device.startswith("cuda") else [])
     for tag, dt in amps:
