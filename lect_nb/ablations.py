@@ -189,8 +189,8 @@ def run_study(out_json: str | Path, # where the per-run records are (and are app
               threads: int | None = None, # torch threads (None: leave as is)
               verbose: bool = True,
              ) -> list[dict]:
-    "Train every (model, seed) not yet in `out_json` through `lect_nb.train.run`; return all records."
-    from lect_nb.train import run, TrainConfig
+    "Train every (model, seed) not yet in `out_json` through `lect_nb.runs.run`; return all records."
+    from lect_nb.runs import run, TrainConfig
     unknown = [m for m in models if m not in list_models()]
     if unknown: raise ValueError(f"unknown model(s) {unknown}")
     if threads: torch.set_num_threads(threads)

@@ -8,7 +8,7 @@ Docs: https://lect-nb.github.io/lect_nb/reproduce.html.md"""
 from __future__ import annotations
 import json
 from pathlib import Path
-from .train import TrainConfig, main
+from .cli import main
 
 # %% auto #0
 __all__ = ['DATASETS_REPORTED', 'PAPER_TABLE2', 'PAPER_TABLE3', 'paper_args', 'reproduce', 'run_result', 'results_table']

@@ -68,7 +68,8 @@ def test_every_ablation_trains_one_step(base):
 
 
 def test_study_command_parses_to_the_same_config():
-    from lect_nb.train import build_parser, TrainConfig
+    from lect_nb.cli import build_parser
+    from lect_nb.runs import TrainConfig
     cmd = study_command("lect_kup_none_cifar", 1, out="runs/y")
     a = vars(build_parser().parse_args(cmd.split()[1:]))
     got = TrainConfig(**{f.name: a[f.name] for f in fields(TrainConfig)})

@@ -1,7 +1,9 @@
 "Tests of the lect-train command: bad input fails fast and writes nothing; a tiny end-to-end run writes a full run dir."
 import json, os, subprocess, sys
-import pytest, torch
-from lect_nb.train import RUN_FILES, load_checkpoint, main
+from pathlib import Path
+import pytest
+from lect_nb.cli import main
+from lect_nb.runs import RUN_FILES, load_checkpoint
 from test_train import register_tiny
 
 register_tiny()
@@ -25,7 +27,7 @@ def test_bad_input_fails_fast_and_writes_nothing(tmp_path, capsys, args, msg):
     assert not out.exists() and os.listdir(tmp_path) == []
 
 def test_console_script_reports_error_with_status(tmp_path):
-    r = subprocess.run([sys.executable, "-c", "import sys; from lect_nb.train import main; sys.exit(main())",
+    r = subprocess.run([sys.executable, "-c", "import sys; from lect_nb.cli import main; sys.exit(main())",
                         "--model", "nope", "--out", str(tmp_path / "r")], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown model 'nope'" in r.stderr and not (tmp_path / "r").exists()
 
@@ -50,10 +52,22 @@ def test_end_to_end_tiny_run_and_refusal_to_overwrite(tmp_path, capsys):
     assert main(args) == 2 and "already holds a run" in capsys.readouterr().err
     assert {f: (out / f).stat().st_mtime_ns for f in RUN_FILES} == before
 
+def _declared_entry_point() -> str:
+    "The `lect-train` target in pyproject.toml, e.g. 'lect_nb.cli:main'."
+    import tomllib
+    return tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]["lect-train"]
+
+def test_console_script_points_at_the_cli_module():
+    assert _declared_entry_point() == "lect_nb.cli:main"
+    from lect_nb.cli import main as cli_main
+    assert cli_main is main
+
 def test_lect_train_console_script_with_lect_cifar(tmp_path):
-    "The installed console script, default model and dataset, on a small slice."
+    "The installed console script (if it was installed from this tree), default model and dataset, on a small slice."
+    mod, fn = _declared_entry_point().split(":")
     exe = os.path.join(os.path.dirname(sys.executable), "lect-train")
-    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-c", "import sys; from lect_nb.train import main; sys.exit(main())"]
+    current = os.path.exists(exe) and f"from {mod} import {fn}" in Path(exe).read_text(errors="replace")
+    cmd = [exe] if current else [sys.executable, "-c", f"import sys; from {mod} import {fn}; sys.exit({fn}())"]
     r = subprocess.run(cmd + ["--epochs", "1", "--limit-train", "64", "--limit-val", "64", "--batch-size", "32", "--device", "cpu",
                               "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
