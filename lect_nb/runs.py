@@ -24,7 +24,7 @@ from .train import (AMP_DTYPES, DistInfo, Progress, ShardSampler, autocast_for, 
 # %% auto #0
 __all__ = ['RUN_FILES', 'TrainConfig', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'restore_checkpoint',
            'resolve_device', 'check_config', 'check_model_input', 'check_out_dir', 'sample_seed', 'SeededDataset',
-           'EpochSampler', 'Interrupts', 'TrainingInterrupted', 'set_deterministic', 'run']
+           'EpochSampler', 'Interrupts', 'TrainingInterrupted', 'set_deterministic', 'follow_schedule', 'run']
 
 # %% ../nbs/09b_runs.ipynb #890c381b
 @dataclass
@@ -267,6 +267,26 @@ def set_deterministic(warn_only: bool = True, # True: ops without a deterministi
     torch.backends.cudnn.deterministic = True
     torch.use_deterministic_algorithms(True, warn_only=warn_only)
 
+# %% ../nbs/09b_runs.ipynb #09b19014
+def follow_schedule(sched: torch.optim.lr_scheduler.LambdaLR, # restored from a checkpoint (`make_scheduler`)
+                    epochs: int, # the run's length from now on
+                    saved_epochs: int, # its length when the checkpoint was written
+                    done: int, # epochs the checkpoint has finished
+                    step: int = 0, # steps of epoch `done` already trained (a checkpoint written on an interrupt)
+                   ):
+    "Set the schedule to `epochs` and the optimizer's lr to the new schedule's value for epoch `done`."
+    if epochs < done + (step > 0):
+        trained = f"{done} epochs" + (f" and {step} steps of epoch {done + 1}" if step else "")
+        _fail(f"--epochs {epochs} is fewer than the run has trained ({trained}); give --epochs {done + (step > 0)} "
+              "or more")
+    if step and epochs != saved_epochs:
+        _fail(f"last.pt was written inside epoch {done + 1} of {saved_epochs}, which trains at the {saved_epochs}-epoch "
+              f"schedule's learning rate; resume with --epochs {saved_epochs} to finish it, then extend to {epochs}")
+    for f in sched.lr_lambdas: f.epochs = epochs
+    # LambdaLR.step's own formula, so that the value is the one a run of `epochs` epochs computes
+    lrs = [base * f(sched.last_epoch) for base, f in zip(sched.base_lrs, sched.lr_lambdas)]
+    for group, lr in zip(sched.optimizer.param_groups, lrs): group["lr"] = lr
+
 # %% ../nbs/09b_runs.ipynb #53f3a1e0
 def _write_atomic(path: Path, text: str):
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -351,9 +371,10 @@ def _run(cfg, dev, di, show, t_start, stop):
         ck_path = out / "last.pt"
         ck = load_checkpoint(ck_path, map_location=dev)
         restore_checkpoint(ck, ck_path, cfg.model, model, opt, sched, scaler)
-        sched.lr_lambdas[0].epochs = cfg.epochs  # an extended run decays over the new length
         start, best, metrics = ck["epoch"], ck["best_acc"], list(ck["metrics"])
         start_step = ck.get("step", 0)  # > 0: saved inside epoch `start` (an interrupt)
+        saved_epochs = ck["config"].get("epochs", cfg.epochs)
+        follow_schedule(sched, cfg.epochs, saved_epochs, start, start_step)  # an extended run: the new schedule
         start_sums = ck.get("train_sums") if di.main else None
         set_rng_state(ck["rng"])
     if di.enabled: dist.barrier()  # all processes checked before rank 0 writes anything
@@ -372,7 +393,9 @@ def _run(cfg, dev, di, show, t_start, stop):
         print(f"lect-train: {cfg.model} on {cfg.dataset} ({len(train_ds)} train / {len(val_ds)} test images, "
               f"{size}x{size}x{info.in_chans}), {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g}, "
               f"device {dev}{f' x{di.world} processes' if di.enabled else ''}, amp {cfg.amp} -> {out}"
-              + (f" (resumed at epoch {start + 1}, step {start_step + 1})" if cfg.resume else ""), flush=True)
+              + (f" (resumed at epoch {start + 1}, step {start_step + 1})" if cfg.resume else "")
+              + (f"; extended from {saved_epochs} epochs: epochs {start + 1}-{cfg.epochs} follow the {cfg.epochs}-epoch "
+                 "schedule" if cfg.resume and saved_epochs != cfg.epochs else ""), flush=True)
     def state(epoch, **extra):
         return dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                     scaler=scaler.state_dict(), epoch=epoch, best_acc=best, metrics=metrics,
