@@ -17,41 +17,73 @@ from .runs import TrainConfig, TrainingInterrupted, run
 __all__ = ['build_parser', 'main']
 
 # %% ../nbs/09c_cli.ipynb #193b3661
+_EPILOG = """\
+datasets (--dataset):
+  sample        an embedded 5,000/1,000-image slice of Fashion-MNIST (28x28 gray, padded to 32); no download
+  fashion_mnist, cifar10, cifar100, stl10
+                looked up in --data-dir (default data/) and downloaded there by torchvision if absent
+  imagefolder   your own images, one folder per class, in --data-dir:
+                  DIR/train/<class>/*.png|jpg   training images
+                  DIR/val/<class>/...           test images (DIR/test/<class>/ also accepted)
+                read as RGB and resized to --img-size, which is required
+
+"best.pt" is the epoch with the best test accuracy, as in the LeCT report; with --val-split F it is
+chosen on F of the training images held out instead, and the test split is only reported.
+
+examples:
+  lect-train                                   lect_cifar on the sample, CPU, a few minutes
+  lect-train --model lect --dataset cifar100 --img-size 224 --amp bf16
+  lect-train --out RUN --resume                continue a stopped run
+  lect-train --out RUN --resume --epochs 8     extend a finished run (the new cosine length)
+  torchrun --nproc_per_node=4 $(which lect-train) --model lect --dataset cifar100 --img-size 224
+"""
+
 def build_parser() -> argparse.ArgumentParser:
-    "The `lect-train` argument parser."
-    p = argparse.ArgumentParser(prog="lect-train", description=(
-        "Train a model with the LeCT paper's recipe (AdamW, cosine, clip 5, RandAugment). With no arguments: "
-        "lect_cifar at native 32x32 on the embedded Fashion-MNIST sample, on the CPU, in a few minutes. "
-        "Multi-GPU: torchrun --nproc_per_node=N $(which lect-train) ..."),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    "The `lect-train` argument parser: every option documented, each default stated once."
+    p = argparse.ArgumentParser(prog="lect-train", epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a model with the LeCT report's recipe (AdamW, cosine schedule, gradient clipping\n"
+                    "at 5, RandAugment). With no arguments: lect_cifar at native 32x32 on the embedded\n"
+                    "Fashion-MNIST sample, on the CPU, in a few minutes.")
     d = TrainConfig()
-    p.add_argument("--model", default=d.model, help="model name (see lect_nb.core.list_models())")
-    p.add_argument("--dataset", default=d.dataset, help=f"one of {', '.join(DATASETS)}")
-    p.add_argument("--data-dir", default=None, help="dataset directory (default: data/; must exist if given)")
-    p.add_argument("--epochs", type=int, default=None, help="default: the paper's for the dataset (60, STL10 100; sample 4)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size over all processes")
-    p.add_argument("--lr", type=float, default=None, help="default: 1e-3, or 6e-3 for resnet/convnext")
-    p.add_argument("--min-lr", type=float, default=d.min_lr)
-    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--clip-grad", type=float, default=d.clip_grad, help="max gradient norm; 0 disables")
-    p.add_argument("--img-size", type=int, default=None, help="model input side; default: native (no resize); paper: 224")
-    p.add_argument("--no-augment", dest="augment", action="store_false", help="no crop/flip/RandAugment")
-    p.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--amp", default=d.amp, choices=list(AMP_DTYPES), help="mixed precision")
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--out", default=None, help="run directory (default: runs/<model>-<dataset>-<time>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    p.add_argument("--limit-train", type=int, default=None, help="use only the first N training images")
-    p.add_argument("--limit-val", type=int, default=None, help="use only the first N test images")
-    p.add_argument("--on-nan", default=d.on_nan, choices=("stop", "skip"),
-                   help="a NaN/Inf loss or gradient norm: stop the run, or skip the step and go on")
-    p.add_argument("--deterministic", action="store_true",
-                   help="CUDA: deterministic cuDNN/cuBLAS kernels, torch.use_deterministic_algorithms (warn_only); slower")
+    a = p.add_argument
+    a("--model", default=d.model, help=f"model name, see lect_nb.core.list_models() (default: {d.model})")
+    a("--dataset", default=d.dataset, help=f"one of {', '.join(DATASETS)}; see below (default: {d.dataset})")
+    a("--data-dir", default=None, help="dataset directory, must exist if given (default: data/)")
+    a("--epochs", type=int, default=None, help="epochs of the cosine schedule (default: the paper's for the "
+      "dataset: 60, STL10 100; sample 4); with --resume: a larger number extends a finished run")
+    a("--batch-size", type=int, default=d.batch_size, help=f"global batch size over all processes (default: {d.batch_size})")
+    a("--lr", type=float, default=None, help="peak AdamW learning rate (default: the paper's, 6e-3 for resnet/convnext "
+      "models, 1e-3 for the others; the value used is printed and saved in config.json)")
+    a("--min-lr", type=float, default=d.min_lr, help=f"learning rate the cosine decays to (default: {d.min_lr:g})")
+    a("--warmup-epochs", type=int, default=d.warmup_epochs,
+      help=f"epochs of linear warmup before the cosine, the paper has none (default: {d.warmup_epochs})")
+    a("--weight-decay", type=float, default=d.weight_decay,
+      help=f"AdamW weight decay, not applied to norms, biases and position embeddings (default: {d.weight_decay:g})")
+    a("--label-smoothing", type=float, default=d.label_smoothing,
+      help=f"cross-entropy label smoothing, the paper has none (default: {d.label_smoothing:g})")
+    a("--clip-grad", type=float, default=d.clip_grad, help=f"max gradient norm; 0 disables clipping (default: {d.clip_grad:g})")
+    a("--img-size", type=int, default=None, help="model input side in pixels (default: the dataset's native size, "
+      "no resize; required for imagefolder; the paper uses 224)")
+    a("--no-augment", dest="augment", action="store_false",
+      help="train without the paper's augmentation (random crop, flip, RandAugment), which is on otherwise")
+    a("--val-split", type=float, default=d.val_split, metavar="F",
+      help="hold out the fraction F (0 < F < 1) of the training images, drawn with --seed, to choose best.pt "
+           "on; they are not trained on (default: 0, best.pt is chosen on the test split as in the report)")
+    a("--workers", type=int, default=d.workers, help=f"DataLoader worker processes (default: {d.workers})")
+    a("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
+    a("--seed", type=int, default=d.seed, help=f"seed of the weights, data order, augmentation and --val-split (default: {d.seed})")
+    a("--amp", default=d.amp, choices=list(AMP_DTYPES), help=f"mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA) (default: {d.amp})")
+    a("--channels-last", action="store_true", help="keep images and activations in channels-last (NHWC) memory format")
+    a("--compile", action="store_true", help="wrap the model in torch.compile")
+    a("--out", default=None, help="run directory; must not hold a run unless --resume (default: runs/<model>-<dataset>-<time>)")
+    a("--resume", action="store_true", help="continue the run in --out from its last.pt with its saved settings "
+      "(only --epochs, --device and --workers may change)")
+    a("--limit-train", type=int, default=None, metavar="N", help="use only the first N training images (default: all)")
+    a("--limit-val", type=int, default=None, metavar="N", help="use only the first N test images (default: all)")
+    a("--on-nan", default=d.on_nan, choices=("stop", "skip"),
+      help=f"a NaN/Inf loss or gradient norm: stop the run, or skip the step and go on (default: {d.on_nan})")
+    a("--deterministic", action="store_true",
+      help="CUDA: deterministic cuDNN/cuBLAS kernels and torch.use_deterministic_algorithms (warn_only); slower")
     return p
 
 def main(argv: list[str] | None = None, # arguments (default: sys.argv[1:])
@@ -64,7 +96,7 @@ def main(argv: list[str] | None = None, # arguments (default: sys.argv[1:])
     kw["clip_grad"] = kw["clip_grad"] or None
     cfg = TrainConfig(**{f.name: kw[f.name] for f in fields(TrainConfig) if f.name in kw})
     try:
-        run(cfg)
+        run(cfg, cli=True)
     except TrainingInterrupted as e:  # the checkpoint is saved and the resume command printed
         return e.exit_code
     except NonFiniteError as e:

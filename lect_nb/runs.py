@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 from .core import create_model, list_models
 from .data import build_datasets, dataset_info
 from .train import (AMP_DTYPES, DistInfo, Progress, ShardSampler, autocast_for, default_lr,
@@ -24,7 +24,8 @@ from .train import (AMP_DTYPES, DistInfo, Progress, ShardSampler, autocast_for, 
 # %% auto #0
 __all__ = ['RUN_FILES', 'TrainConfig', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'restore_checkpoint',
            'resolve_device', 'check_config', 'check_model_input', 'check_out_dir', 'sample_seed', 'SeededDataset',
-           'EpochSampler', 'Interrupts', 'TrainingInterrupted', 'set_deterministic', 'follow_schedule', 'run']
+           'EpochSampler', 'Interrupts', 'TrainingInterrupted', 'set_deterministic', 'follow_schedule',
+           'split_train_val', 'run']
 
 # %% ../nbs/09b_runs.ipynb #890c381b
 @dataclass
@@ -53,6 +54,7 @@ class TrainConfig:
     resume: bool = False # continue the run in `out` from its last.pt
     limit_train: int | None = None # use only the first N training images (tests, quick looks)
     limit_val: int | None = None # use only the first N test images
+    val_split: float = 0. # hold out this fraction of the training images to choose best.pt (0: choose on test)
     on_nan: str = "stop" # a non-finite loss or gradient norm: "stop" the run or "skip" the step
     deterministic: bool = False # CUDA: deterministic cuDNN/cuBLAS and `use_deterministic_algorithms`
 
@@ -138,6 +140,7 @@ def resolve_device(device: str | None, # "cpu", "cuda", "cuda:1", None: cuda if 
 
 def check_config(cfg: TrainConfig, # the settings to check
                  world: int = 1, # number of processes
+                 cli: bool = False, # name settings as `lect-train` options in messages where they differ
                 ) -> TrainConfig:
     "Raise `ValueError` naming the first bad setting; return `cfg` with defaults (epochs, lr) filled in."
     info = dataset_info(cfg.dataset)
@@ -158,11 +161,13 @@ def check_config(cfg: TrainConfig, # the settings to check
     if not isinstance(cfg.workers, int) or cfg.workers < 0: _fail(f"workers must be >= 0, got {cfg.workers}")
     if cfg.warmup_epochs < 0: _fail(f"warmup_epochs must be >= 0, got {cfg.warmup_epochs}")
     if not 0 <= cfg.label_smoothing < 1: _fail(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if not 0 <= cfg.val_split < 1: _fail(f"val_split must be in [0, 1), got {cfg.val_split}")
     if cfg.amp not in AMP_DTYPES: _fail(f"amp must be one of {list(AMP_DTYPES)}, got {cfg.amp!r}")
     if cfg.data_dir is not None and cfg.dataset != "sample":
         if not Path(cfg.data_dir).is_dir(): raise FileNotFoundError(f"data directory not found: {cfg.data_dir}")
         if not os.access(cfg.data_dir, os.R_OK | os.X_OK): _fail(f"data directory {cfg.data_dir} is not readable")
-    if cfg.img_size is None and info.native_size is None: _fail(f"dataset {cfg.dataset!r} needs an explicit img_size")
+    if cfg.img_size is None and info.native_size is None:
+        _fail(f"dataset {cfg.dataset!r} has no native image size: give {'--img-size' if cli else 'img_size'}")
     epochs = cfg.epochs or info.default_epochs
     if cfg.warmup_epochs >= epochs: _fail(f"warmup_epochs ({cfg.warmup_epochs}) must be < epochs ({epochs})")
     lr = cfg.lr or default_lr(cfg.model)
@@ -287,6 +292,20 @@ def follow_schedule(sched: torch.optim.lr_scheduler.LambdaLR, # restored from a 
     lrs = [base * f(sched.last_epoch) for base, f in zip(sched.base_lrs, sched.lr_lambdas)]
     for group, lr in zip(sched.optimizer.param_groups, lrs): group["lr"] = lr
 
+# %% ../nbs/09b_runs.ipynb #01713fd3
+def split_train_val(n: int, # training images
+                    fraction: float, # share held out, 0 <= fraction < 1
+                    seed: int = 0, # the run's seed
+                   ) -> tuple[list[int], list[int]]: # (indices to train on, held-out indices), each sorted
+    "A random `fraction` of `range(n)`, drawn from `seed`, held out for validation; the rest to train on."
+    if not 0 <= fraction < 1: _fail(f"val_split must be in [0, 1), got {fraction}")
+    n_val = round(n * fraction)
+    if fraction > 0 and not 0 < n_val < n:
+        _fail(f"val_split {fraction} of {n} training images holds out {n_val}: at least 1 must be held out "
+              "and at least 1 left to train on")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(perm[n_val:]), sorted(perm[:n_val])
+
 # %% ../nbs/09b_runs.ipynb #53f3a1e0
 def _write_atomic(path: Path, text: str):
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -306,14 +325,15 @@ def _default_out(cfg: TrainConfig, di: DistInfo) -> str:
 
 def run(cfg: TrainConfig, # the settings
         progress: bool = True, # show progress (rank 0 only)
-       ) -> dict: # {"metrics": [...], "final": {...}, "out": run dir}
+        cli: bool = False, # called by `lect-train`: messages name its options
+       ) -> dict: # {"metrics": [...], "final": {...}, "best_acc", "best_epoch", "out": run dir, "seconds"}
     "Train `cfg.model` on `cfg.dataset` with the paper's recipe; write the run directory; return the metrics."
     t_start = time.time()
     dev = resolve_device(cfg.device, DistInfo(local_rank=int(os.environ.get("LOCAL_RANK", 0))))
     di = init_distributed(dev)
     try:
         with Interrupts() as stop:
-            return _run(cfg, dev, di, progress, t_start, stop)
+            return _run(cfg, dev, di, progress, t_start, stop, cli)
     finally:
         if di.enabled and dist.is_initialized(): dist.destroy_process_group()
 
@@ -331,7 +351,7 @@ def _read_saved_config(out: Path) -> dict:
         raise ValueError(f"{path} is not a lect-train config (unknown keys: {sorted(set(saved) - known) if isinstance(saved, dict) else saved!r})")
     return saved
 
-def _run(cfg, dev, di, show, t_start, stop):
+def _run(cfg, dev, di, show, t_start, stop, cli):
     out = Path(cfg.out or _default_out(cfg, di))
     if cfg.resume:  # the run's own settings, except what may change between sessions
         check_out_dir(out, True)
@@ -339,15 +359,22 @@ def _run(cfg, dev, di, show, t_start, stop):
         keep = {k: getattr(cfg, k) for k in ("device", "workers") }
         if cfg.epochs is not None: keep["epochs"] = cfg.epochs
         cfg = TrainConfig(**{**saved, **keep, "out": str(out), "resume": True})
-    cfg = check_config(cfg, di.world)
+    lr_is_default = cfg.lr is None
+    cfg = check_config(cfg, di.world, cli=cli)
     cfg.out = str(out)
     autocast_for(dev, cfg.amp)  # fp16 without CUDA fails here, not at the first step
     if cfg.deterministic: set_deterministic()
     # --- everything below until the first write may still fail; nothing is on disk yet
-    train_ds, val_ds, info = build_datasets(cfg.dataset, cfg.data_dir, cfg.img_size, cfg.augment,
-                                            limit_train=cfg.limit_train, limit_val=cfg.limit_val)
-    if len(train_ds) == 0 or len(val_ds) == 0:
+    train_ds, test_ds, info = build_datasets(cfg.dataset, cfg.data_dir, cfg.img_size, cfg.augment,
+                                             limit_train=cfg.limit_train, limit_val=cfg.limit_val)
+    if len(train_ds) == 0 or len(test_ds) == 0:
         _fail(f"dataset {cfg.dataset!r} in {cfg.data_dir or 'data/'} has no {'training' if len(train_ds) == 0 else 'test'} images")
+    val_ds = None
+    if cfg.val_split:  # held-out training images, seen without augmentation
+        train_idx, val_idx = split_train_val(len(train_ds), cfg.val_split, cfg.seed)
+        plain, _, _ = build_datasets(cfg.dataset, cfg.data_dir, cfg.img_size, augment=False,
+                                     limit_train=cfg.limit_train, limit_val=1)
+        train_ds, val_ds = Subset(train_ds, train_idx), Subset(plain, val_idx)
     size = cfg.img_size or info.native_size
     _seed_everything(cfg.seed)
     model = create_model(cfg.model, num_classes=info.num_classes, img_size=size, in_chans=info.in_chans)
@@ -359,7 +386,9 @@ def _run(cfg, dev, di, show, t_start, stop):
     loader_kw = dict(num_workers=cfg.workers, pin_memory=dev.type == "cuda", worker_init_fn=_seed_worker,
                      persistent_workers=cfg.workers > 0, generator=gen)
     train_dl = DataLoader(SeededDataset(train_ds, cfg.seed), per_proc, sampler=train_sampler, **loader_kw)
-    val_dl = DataLoader(val_ds, max(per_proc, 128), sampler=ShardSampler(len(val_ds), di.rank, di.world), **loader_kw)
+    eval_loader = lambda ds: DataLoader(ds, max(per_proc, 128), sampler=ShardSampler(len(ds), di.rank, di.world),
+                                        **loader_kw)
+    test_dl, val_dl = eval_loader(test_ds), (eval_loader(val_ds) if val_ds is not None else None)
 
     model.to(dev)
     if cfg.channels_last: model.to(memory_format=torch.channels_last)
@@ -390,9 +419,14 @@ def _run(cfg, dev, di, show, t_start, stop):
         _write_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in metrics))
     bar = Progress(cfg.epochs, enabled=show and di.main)
     if di.main and show and not bar.notebook:
-        print(f"lect-train: {cfg.model} on {cfg.dataset} ({len(train_ds)} train / {len(val_ds)} test images, "
-              f"{size}x{size}x{info.in_chans}), {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g}, "
-              f"device {dev}{f' x{di.world} processes' if di.enabled else ''}, amp {cfg.amp} -> {out}"
+        held = f" / {len(val_ds)} val" if val_ds is not None else ""
+        lr_note = " (the paper's for this model)" if lr_is_default else ""
+        chosen = (f"best.pt: best accuracy on the {len(val_ds)} held-out training images (val split {cfg.val_split:g})"
+                  if val_ds is not None else "best.pt: best test accuracy, as in the LeCT report")
+        print(f"lect-train: {cfg.model} on {cfg.dataset} ({len(train_ds)} train{held} / {len(test_ds)} test images, "
+              f"{size}x{size}x{info.in_chans}), {cfg.epochs} epochs, batch {cfg.batch_size}, "
+              f"lr {cfg.lr:g}{lr_note}, "
+              f"device {dev}{f' x{di.world} processes' if di.enabled else ''}, amp {cfg.amp}; {chosen} -> {out}"
               + (f" (resumed at epoch {start + 1}, step {start_step + 1})" if cfg.resume else "")
               + (f"; extended from {saved_epochs} epochs: epochs {start + 1}-{cfg.epochs} follow the {cfg.epochs}-epoch "
                  "schedule" if cfg.resume and saved_epochs != cfg.epochs else ""), flush=True)
@@ -419,25 +453,32 @@ def _run(cfg, dev, di, show, t_start, stop):
             raise interrupted(f"at epoch {epoch + 1}, step {tr['stopped_at']}/{tr['steps']}")
         if di.enabled:  # BatchNorm statistics as rank 0 has them, so every shard is judged by one model
             for b in model.buffers(): dist.broadcast(b, 0)
-        va = evaluate(eval_model, val_dl, dev, cfg.amp, cfg.channels_last, di)
+        te = evaluate(eval_model, test_dl, dev, cfg.amp, cfg.channels_last, di)
+        va = evaluate(eval_model, val_dl, dev, cfg.amp, cfg.channels_last, di) if val_dl is not None else None
         sched.step()
-        rec = dict(epoch=epoch + 1, train_loss=tr["loss"], train_acc=tr["acc"], val_loss=va["loss"],
-                   val_acc=va["acc"], lr=lr, seconds=round(time.time() - t0, 3))
+        rec = dict(epoch=epoch + 1, train_loss=tr["loss"], train_acc=tr["acc"])
+        if va is not None: rec.update(val_loss=va["loss"], val_acc=va["acc"])
+        rec.update(test_loss=te["loss"], test_acc=te["acc"], lr=lr, seconds=round(time.time() - t0, 3))
         metrics.append(rec)
         bar.epoch_end(rec)
         if di.main:
             with open(out / "metrics.jsonl", "a") as f: f.write(json.dumps(rec) + "\n")
-            improved = va["acc"] > best
-            best = max(best, va["acc"])
+            chosen_acc = (va or te)["acc"]   # best.pt: the held-out split if there is one, else the test split
+            improved = chosen_acc > best
+            best = max(best, chosen_acc)
             st = state(epoch + 1)
             save_checkpoint(out / "last.pt", st)
             if improved: save_checkpoint(out / "best.pt", st)
             plot_curves(metrics, out / "curves.png")
         if stop() and epoch + 1 < cfg.epochs: raise interrupted(f"after epoch {epoch + 1}")
     final = metrics[-1] if metrics else {}
-    result = {"metrics": metrics, "final": final, "best_acc": best, "out": str(out),
-              "seconds": time.time() - t_start}
+    key = "val_acc" if cfg.val_split else "test_acc"
+    best_rec = max(metrics, key=lambda r: r[key]) if metrics else {}   # the first of equals, as `improved` keeps
+    result = {"metrics": metrics, "final": final, "best_acc": best, "best_epoch": best_rec.get("epoch"),
+              "out": str(out), "seconds": time.time() - t_start}
     if di.main and show and final:
-        print(f"final test accuracy {final['val_acc']:.2%} (best {best:.2%}) after {final['epoch']} epochs, "
-              f"{result['seconds']:.0f}s; run directory {out}", flush=True)
+        of_best = (f"val {best_rec['val_acc']:.2%}, test {best_rec['test_acc']:.2%}" if cfg.val_split
+                   else f"test {best_rec['test_acc']:.2%}")
+        print(f"final test accuracy {final['test_acc']:.2%} after {final['epoch']} epochs; best.pt: epoch "
+              f"{best_rec['epoch']} ({of_best}); {result['seconds']:.0f}s; run directory {out}", flush=True)
     return result

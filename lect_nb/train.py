@@ -144,7 +144,7 @@ class Progress:
         self.epochs, self.enabled = epochs, enabled
         self.notebook = _in_notebook() if notebook is None else notebook
         self.stream = stream or sys.stdout
-        self.mb, self.train_pts, self.val_pts, self.step_no = None, [], [], 0
+        self.mb, self.train_pts, self.test_pts, self.step_no = None, [], [], 0
     def epoch_iter(self, start: int):
         "Iterate over the epochs `start .. epochs-1` (through a fastprogress master bar in notebooks)."
         if self.enabled and self.notebook:
@@ -180,14 +180,15 @@ class Progress:
             self.stream.flush()
     def _graph(self):
         graphs = [[[p[0] for p in self.train_pts], [p[1] for p in self.train_pts]]]
-        if self.val_pts: graphs.append([[p[0] for p in self.val_pts], [p[1] for p in self.val_pts]])
+        if self.test_pts: graphs.append([[p[0] for p in self.test_pts], [p[1] for p in self.test_pts]])
         self.mb.update_graph(graphs)
     def epoch_end(self, m: dict):
         "Show the epoch's metrics."
         if not self.enabled: return
         line = (f"epoch {m['epoch']}/{self.epochs}  train_loss {m['train_loss']:.4f}  train_acc {m['train_acc']:.2%}  "
-                f"val_loss {m['val_loss']:.4f}  val_acc {m['val_acc']:.2%}  lr {m['lr']:.2e}  {m['seconds']:.1f}s")
-        self.val_pts.append((self.step_no, m["val_loss"]))
+                + (f"val_loss {m['val_loss']:.4f}  val_acc {m['val_acc']:.2%}  " if "val_acc" in m else "")
+                + f"test_loss {m['test_loss']:.4f}  test_acc {m['test_acc']:.2%}  lr {m['lr']:.2e}  {m['seconds']:.1f}s")
+        self.test_pts.append((self.step_no, m["test_loss"]))
         if self.mb is not None: self.mb.write(line); self._graph()
         else: print(line, file=self.stream, flush=True)
 
@@ -286,15 +287,16 @@ def evaluate(model: nn.Module, # the model (unwrapped, so processes need not sta
 def plot_curves(metrics: list[dict], # one record per epoch (as in metrics.jsonl)
                 path: str | Path | None = None, # save a PNG here
                ):
-    "Train/validation loss and accuracy against epochs; returns the figure."
+    "Loss and accuracy (%) of train, held-out (if any) and test images against epochs; returns the figure."
     from matplotlib.figure import Figure
     fig = Figure(figsize=(9, 3.2), dpi=100)
     ax1, ax2 = fig.subplots(1, 2)
     ep = [r["epoch"] for r in metrics]
-    for ax, k, title in ((ax1, "loss", "cross-entropy"), (ax2, "acc", "top-1 accuracy")):
-        ax.plot(ep, [r[f"train_{k}"] for r in metrics], "o-", label="train")
-        ax.plot(ep, [r[f"val_{k}"] for r in metrics], "o-", label="test")
-        ax.set_xlabel("epoch"); ax.set_title(title); ax.grid(alpha=.3); ax.legend()
+    for ax, k, scale, ylabel in ((ax1, "loss", 1, "cross-entropy loss"), (ax2, "acc", 100, "top-1 accuracy (%)")):
+        for split, label in (("train", "train"), ("val", "val (held out)"), ("test", "test")):
+            if all(f"{split}_{k}" in r for r in metrics):
+                ax.plot(ep, [scale * r[f"{split}_{k}"] for r in metrics], "o-", label=label)
+        ax.set_xlabel("epoch"); ax.set_ylabel(ylabel); ax.grid(alpha=.3); ax.legend()
         if len(ep) <= 20: ax.set_xticks(ep)
     fig.tight_layout()
     if path is not None: fig.savefig(path)

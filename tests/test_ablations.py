@@ -87,7 +87,7 @@ def test_results_table_fills_ours_only_from_runs(tmp_path):
     assert rows[0]["cifar100 paper"] == PAPER_TABLE3["lect"]["cifar100"] and rows[0]["cifar100 ours"] is None
     assert rows[1]["cifar10 paper"] is None
     (tmp_path / "lect-cifar10").mkdir()
-    (tmp_path / "lect-cifar10" / "metrics.jsonl").write_text(json.dumps(dict(epoch=1, val_acc=0.5)) + "\n")
+    (tmp_path / "lect-cifar10" / "metrics.jsonl").write_text(json.dumps(dict(epoch=1, test_acc=0.5)) + "\n")
     assert results_table(["lect"], tmp_path)[0]["cifar10 ours"] == pytest.approx(50.0)
 
 

@@ -218,7 +218,7 @@ def test_nonfinite_step_is_skipped_when_configured(tmp_path, capsys, where):
     err = capsys.readouterr().err
     assert err.count("skipped step with non-finite") == 1 and "at epoch 2, step 2/3" in err
     assert [r["epoch"] for r in res["metrics"]] == [1, 2, 3]
-    assert all(np.isfinite(r[k]) for r in res["metrics"] for k in ("train_loss", "val_loss"))
+    assert all(np.isfinite(r[k]) for r in res["metrics"] for k in ("train_loss", "test_loss"))
     w = load_checkpoint(tmp_path / "r" / "last.pt")["model"]
     assert all(torch.isfinite(v).all() for v in w.values() if v.is_floating_point())
 
