@@ -188,8 +188,8 @@ def run_study(out_json: str | Path, # where the per-run records are (and are app
               threads: int | None = None, # torch threads (None: leave as is)
               verbose: bool = True,
              ) -> list[dict]:
-    "Train every (model, seed) not yet in `out_json` through `lect_nb.train.run`; return all records."
-    from lect_nb.train import run, TrainConfig
+    "Train every (model, seed) not yet in `out_json` through `lect_nb.runs.run`; return all records."
+    from lect_nb.runs import run, TrainConfig
     unknown = [m for m in models if m not in list_models()]
     if unknown: raise ValueError(f"unknown model(s) {unknown}")
     if threads: torch.set_num_threads(threads)
@@ -204,7 +204,7 @@ def run_study(out_json: str | Path, # where the per-run records are (and are app
             cfg = TrainConfig(model=model, seed=seed, out=str(out), resume=(out / "last.pt").is_file(), **settings)
             res = run(cfg, progress=False)
             last = res["metrics"][-1]
-            rec.update(test_acc=last["val_acc"], test_loss=last["val_loss"], train_acc=last["train_acc"],
+            rec.update(test_acc=last["test_acc"], test_loss=last["test_loss"], train_acc=last["train_acc"],
                        train_loss=last["train_loss"], best_test_acc=res["best_acc"], epochs=last["epoch"],
                        seconds=round(res["seconds"], 1), threads=torch.get_num_threads(),
                        command=study_command(model, seed, settings, str(out)))
@@ -278,7 +278,7 @@ def final_accuracy(run_dir: str | Path) -> float | None:
     p = Path(run_dir) / "metrics.jsonl"
     if not p.is_file(): return None
     lines = [json.loads(l) for l in p.read_text().splitlines() if l.strip()]
-    return 100 * lines[-1]["val_acc"] if lines else None
+    return 100 * lines[-1]["test_acc"] if lines else None
 
 def results_table(models: list[str], # registered names, one row each
                   runs_dir: str | Path | None = None, # holds <model>-<dataset>/ run directories; None: no "ours"

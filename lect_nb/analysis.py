@@ -78,7 +78,7 @@ def load_trained(run_dir: str | Path, # a `lect-train` run directory
                  device: str = "cpu",
                 ) -> nn.Module:
     "Rebuild the model of a `lect-train` run from its config and load its last checkpoint (eval mode)."
-    from lect_nb.train import load_checkpoint
+    from lect_nb.runs import load_checkpoint
     from lect_nb.data import dataset_info
     from lect_nb.core import create_model
     run_dir = Path(run_dir)

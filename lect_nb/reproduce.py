@@ -8,7 +8,7 @@ Docs: https://lect-nb.github.io/lect_nb/reproduce.html.md"""
 from __future__ import annotations
 import json
 from pathlib import Path
-from .train import TrainConfig, main
+from .cli import main
 
 # %% auto #0
 __all__ = ['DATASETS_REPORTED', 'PAPER_TABLE2', 'PAPER_TABLE3', 'paper_args', 'reproduce', 'run_result', 'results_table']
@@ -66,7 +66,7 @@ def run_result(run_dir: str | Path, # a lect-train run directory
         recs = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
     except (FileNotFoundError, json.JSONDecodeError): return None
     if not recs or recs[-1]["epoch"] < cfg["epochs"]: return None
-    return 100 * recs[-1]["val_acc"]
+    return 100 * recs[-1]["test_acc"]
 
 def results_table(table: dict = PAPER_TABLE2, # PAPER_TABLE2 or PAPER_TABLE3
                   runs_dir: str | Path = "runs/repro", # where `reproduce` wrote its runs

@@ -1,4 +1,4 @@
-"""The paper's training recipe as a loop you can read: AdamW without decay on norms and biases, a per-epoch cosine schedule, clipping, AMP, checkpoints, DDP, and the `lect-train` command.
+"""The paper's training recipe as a loop you can read: AdamW without decay on norms and biases, a per-epoch cosine schedule, clipping, mixed precision, several processes, one epoch of training and one of evaluation, and the curves of a run.
 
 Docs: https://lect-nb.github.io/lect_nb/train.html.md"""
 
@@ -6,59 +6,22 @@ Docs: https://lect-nb.github.io/lect_nb/train.html.md"""
 
 # %% ../nbs/09_train.ipynb #026c955e
 from __future__ import annotations
-import argparse, itertools, json, math, os, random, shlex, signal, sys, threading, time, zipfile
+import math, os, sys, time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
-import numpy as np
 import torch
 from torch import nn
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
-from .core import create_model, list_models
-from .kernels import tune_malloc
-from .data import DATASETS, build_datasets, dataset_info
+from torch.utils.data import DataLoader, Sampler
 
 # %% auto #0
-__all__ = ['CONV_BASELINES', 'AMP_DTYPES', 'RUN_FILES', 'TrainConfig', 'default_lr', 'param_groups', 'cosine_lr', 'CosineFactor',
-           'make_optimizer', 'make_scheduler', 'autocast_for', 'make_scaler', 'DistInfo', 'init_distributed',
-           'all_reduce_sum', 'ShardSampler', 'Progress', 'NonFiniteError', 'train_one_epoch', 'evaluate', 'rng_state',
-           'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'restore_checkpoint', 'plot_curves', 'resolve_device',
-           'check_config', 'check_model_input', 'check_out_dir', 'sample_seed', 'SeededDataset', 'EpochSampler',
-           'Interrupts', 'TrainingInterrupted', 'set_deterministic', 'run', 'build_parser', 'main']
+__all__ = ['CONV_BASELINES', 'AMP_DTYPES', 'default_lr', 'param_groups', 'cosine_lr', 'CosineFactor', 'make_optimizer',
+           'make_scheduler', 'autocast_for', 'make_scaler', 'DistInfo', 'init_distributed', 'all_reduce_sum',
+           'ShardSampler', 'Progress', 'NonFiniteError', 'train_one_epoch', 'evaluate', 'plot_curves']
 
 # %% ../nbs/09_train.ipynb #a1415a9b
-@dataclass
-class TrainConfig:
-    "Every setting of a training run (saved as `config.json` in the run directory)."
-    model: str = "lect_cifar" # a name from `list_models()`
-    dataset: str = "sample" # a key of `lect_nb.data.DATASETS`
-    data_dir: str | None = None # where the dataset is or is downloaded to (None: data/)
-    epochs: int | None = None # None: the dataset's default (paper: 60, STL10 100; sample 4)
-    batch_size: int = 64 # global batch, split evenly over the processes
-    lr: float | None = None # None: `default_lr(model)`
-    min_lr: float = 0. # floor of the cosine schedule
-    warmup_epochs: int = 0 # linear warmup epochs before the cosine (paper: 0)
-    weight_decay: float = 0.05 # AdamW decay, not applied to norms, biases, `no_weight_decay()` names
-    label_smoothing: float = 0. # cross-entropy label smoothing (paper: 0)
-    clip_grad: float | None = 5. # max gradient norm (None: no clipping)
-    img_size: int | None = None # model input side; None: the dataset's native size (no resize)
-    augment: bool = True # the paper's crop/flip/RandAugment
-    workers: int = 0 # DataLoader worker processes
-    device: str | None = None # "cpu", "cuda", "cuda:1"...; None: cuda if available
-    seed: int = 0 # seeds python, numpy and torch
-    amp: str = "none" # "none", "bf16" (CPU or CUDA) or "fp16" (CUDA, with a GradScaler)
-    channels_last: bool = False # NHWC memory format
-    compile: bool = False # wrap the model in torch.compile
-    out: str | None = None # run directory; None: runs/<model>-<dataset>-<time>
-    resume: bool = False # continue the run in `out` from its last.pt
-    limit_train: int | None = None # use only the first N training images (tests, quick looks)
-    limit_val: int | None = None # use only the first N test images
-    on_nan: str = "stop" # a non-finite loss or gradient norm: "stop" the run or "skip" the step
-    deterministic: bool = False # CUDA: deterministic cuDNN/cuBLAS and `use_deterministic_algorithms`
-
 CONV_BASELINES = ("resnet", "convnext")
 
 def default_lr(model: str, # model name
@@ -181,7 +144,7 @@ class Progress:
         self.epochs, self.enabled = epochs, enabled
         self.notebook = _in_notebook() if notebook is None else notebook
         self.stream = stream or sys.stdout
-        self.mb, self.train_pts, self.val_pts, self.step_no = None, [], [], 0
+        self.mb, self.train_pts, self.test_pts, self.step_no = None, [], [], 0
     def epoch_iter(self, start: int):
         "Iterate over the epochs `start .. epochs-1` (through a fastprogress master bar in notebooks)."
         if self.enabled and self.notebook:
@@ -217,14 +180,15 @@ class Progress:
             self.stream.flush()
     def _graph(self):
         graphs = [[[p[0] for p in self.train_pts], [p[1] for p in self.train_pts]]]
-        if self.val_pts: graphs.append([[p[0] for p in self.val_pts], [p[1] for p in self.val_pts]])
+        if self.test_pts: graphs.append([[p[0] for p in self.test_pts], [p[1] for p in self.test_pts]])
         self.mb.update_graph(graphs)
     def epoch_end(self, m: dict):
         "Show the epoch's metrics."
         if not self.enabled: return
         line = (f"epoch {m['epoch']}/{self.epochs}  train_loss {m['train_loss']:.4f}  train_acc {m['train_acc']:.2%}  "
-                f"val_loss {m['val_loss']:.4f}  val_acc {m['val_acc']:.2%}  lr {m['lr']:.2e}  {m['seconds']:.1f}s")
-        self.val_pts.append((self.step_no, m["val_loss"]))
+                + (f"val_loss {m['val_loss']:.4f}  val_acc {m['val_acc']:.2%}  " if "val_acc" in m else "")
+                + f"test_loss {m['test_loss']:.4f}  test_acc {m['test_acc']:.2%}  lr {m['lr']:.2e}  {m['seconds']:.1f}s")
+        self.test_pts.append((self.step_no, m["test_loss"]))
         if self.mb is not None: self.mb.write(line); self._graph()
         else: print(line, file=self.stream, flush=True)
 
@@ -319,442 +283,21 @@ def evaluate(model: nn.Module, # the model (unwrapped, so processes need not sta
     all_reduce_sum(sums, di)
     return {"loss": (sums[0] / sums[2]).item(), "acc": (sums[1] / sums[2]).item()}
 
-# %% ../nbs/09_train.ipynb #0f87f627
-def rng_state() -> dict:
-    "Random generator states of python, numpy and torch as tensors and plain containers."
-    npst = np.random.get_state()
-    return {"python": random.getstate(), "torch": torch.get_rng_state(),
-            "numpy": [npst[0], torch.from_numpy(npst[1].astype(np.int64)), int(npst[2]), int(npst[3]), float(npst[4])],
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-def set_rng_state(s: dict):
-    "Restore what `rng_state` returned."
-    random.setstate(s["python"]); torch.set_rng_state(s["torch"])
-    name, keys, pos, has_gauss, cached = s["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if s["cuda"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
-
-def save_checkpoint(path: str | Path, # destination
-                    state: dict, # tensors and plain containers only
-                   ):
-    "Write `state` atomically: to a temporary file beside `path`, then `os.replace`."
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-
-def load_checkpoint(path: str | Path, # a file written by `save_checkpoint`
-                    map_location="cpu", # where tensors go
-                   ) -> dict:
-    "Load a checkpoint safely (`weights_only=True`: no pickled code runs); clear errors for missing, empty, truncated or unsafe files."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.stat().st_size == 0: raise ValueError(f"checkpoint {path} is empty (0 bytes)")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off write loses its central directory
-        raise ValueError(f"checkpoint {path} is truncated or not a checkpoint (not a complete torch.save archive)")
-    try: ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            raise ValueError(f"checkpoint {path} holds objects other than tensors and plain containers; refused to "
-                             f"load it (weights_only=True, no pickled code is run): {str(e).splitlines()[0]}") from e
-        raise ValueError(f"checkpoint {path} is truncated, corrupt or not a checkpoint: {str(e).splitlines()[0]}") from e
-    if not isinstance(ck, dict): raise ValueError(f"checkpoint {path} holds a {type(ck).__name__}, not a dict")
-    return ck
-
-def restore_checkpoint(ck: dict, # what `load_checkpoint` returned
-                       path: str | Path, # its file, for messages
-                       model_name: str, # the model the run trains
-                       model: nn.Module, optimizer, scheduler, scaler, # loaded in place
-                      ):
-    "Check that `ck` belongs to this run (model name, keys, shapes) and load it; `ValueError` naming the file and the mismatch."
-    saved = (ck.get("config") or {}).get("model")
-    if saved != model_name:
-        raise ValueError(f"checkpoint {path} was saved for model {saved!r}, not {model_name!r}")
-    missing = [k for k in ("model", "optimizer", "scheduler", "scaler", "epoch", "rng", "metrics") if k not in ck]
-    if missing: raise ValueError(f"checkpoint {path} lacks {', '.join(missing)}; not a lect-train checkpoint")
-    try:
-        model.load_state_dict(ck["model"]); optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"]); scaler.load_state_dict(ck["scaler"])
-    except (RuntimeError, ValueError, KeyError) as e:
-        raise ValueError(f"checkpoint {path} does not fit model {model_name!r} as configured: {str(e).splitlines()[0]}") from e
-
 # %% ../nbs/09_train.ipynb #92686159
 def plot_curves(metrics: list[dict], # one record per epoch (as in metrics.jsonl)
                 path: str | Path | None = None, # save a PNG here
                ):
-    "Train/validation loss and accuracy against epochs; returns the figure."
+    "Loss and accuracy (%) of train, held-out (if any) and test images against epochs; returns the figure."
     from matplotlib.figure import Figure
     fig = Figure(figsize=(9, 3.2), dpi=100)
     ax1, ax2 = fig.subplots(1, 2)
     ep = [r["epoch"] for r in metrics]
-    for ax, k, title in ((ax1, "loss", "cross-entropy"), (ax2, "acc", "top-1 accuracy")):
-        ax.plot(ep, [r[f"train_{k}"] for r in metrics], "o-", label="train")
-        ax.plot(ep, [r[f"val_{k}"] for r in metrics], "o-", label="test")
-        ax.set_xlabel("epoch"); ax.set_title(title); ax.grid(alpha=.3); ax.legend()
+    for ax, k, scale, ylabel in ((ax1, "loss", 1, "cross-entropy loss"), (ax2, "acc", 100, "top-1 accuracy (%)")):
+        for split, label in (("train", "train"), ("val", "val (held out)"), ("test", "test")):
+            if all(f"{split}_{k}" in r for r in metrics):
+                ax.plot(ep, [scale * r[f"{split}_{k}"] for r in metrics], "o-", label=label)
+        ax.set_xlabel("epoch"); ax.set_ylabel(ylabel); ax.grid(alpha=.3); ax.legend()
         if len(ep) <= 20: ax.set_xticks(ep)
     fig.tight_layout()
     if path is not None: fig.savefig(path)
     return fig
-
-# %% ../nbs/09_train.ipynb #47deb8dc
-RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt", "curves.png")
-
-def _fail(msg): raise ValueError(msg)
-
-def resolve_device(device: str | None, # "cpu", "cuda", "cuda:1", None: cuda if available
-                   di: DistInfo = DistInfo(), # a CUDA job uses cuda:LOCAL_RANK
-                  ) -> torch.device:
-    "Parse and check the device string."
-    if device is None: device = "cuda" if torch.cuda.is_available() else "cpu"
-    try: dev = torch.device(device)
-    except RuntimeError as e: raise ValueError(f"invalid device {device!r}: {e}") from e
-    if dev.type == "cuda":
-        if not torch.cuda.is_available(): raise ValueError(f"device {device!r} requested but CUDA is not available")
-        if dev.index is None: dev = torch.device("cuda", di.local_rank)
-    elif dev.type != "cpu" and dev.type != "mps": raise ValueError(f"unsupported device {device!r}")
-    return dev
-
-def check_config(cfg: TrainConfig, # the settings to check
-                 world: int = 1, # number of processes
-                ) -> TrainConfig:
-    "Raise `ValueError` naming the first bad setting; return `cfg` with defaults (epochs, lr) filled in."
-    info = dataset_info(cfg.dataset)
-    if cfg.model not in list_models():
-        raise ValueError(f"unknown model {cfg.model!r}; known models: {', '.join(list_models()) or '(none registered)'}")
-    for k in ("epochs", "img_size", "limit_train", "limit_val"):
-        v = getattr(cfg, k)
-        if v is not None and (not isinstance(v, int) or v <= 0): _fail(f"{k} must be a positive integer, got {v!r}")
-    if not isinstance(cfg.batch_size, int) or cfg.batch_size <= 0:
-        _fail(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
-    if cfg.batch_size % world: _fail(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
-    if cfg.lr is not None and not cfg.lr > 0: _fail(f"lr must be positive, got {cfg.lr!r}")
-    if not cfg.weight_decay >= 0: _fail(f"weight_decay must be >= 0, got {cfg.weight_decay}")
-    if not cfg.min_lr >= 0: _fail(f"min_lr must be >= 0, got {cfg.min_lr}")
-    if cfg.clip_grad is not None and not cfg.clip_grad > 0: _fail(f"clip_grad must be positive (or None/0 for no clipping), got {cfg.clip_grad}")
-    if not isinstance(cfg.seed, int) or cfg.seed < 0: _fail(f"seed must be an integer >= 0, got {cfg.seed!r}")
-    if cfg.on_nan not in ("stop", "skip"): _fail(f"on_nan must be 'stop' or 'skip', got {cfg.on_nan!r}")
-    if not isinstance(cfg.workers, int) or cfg.workers < 0: _fail(f"workers must be >= 0, got {cfg.workers}")
-    if cfg.warmup_epochs < 0: _fail(f"warmup_epochs must be >= 0, got {cfg.warmup_epochs}")
-    if not 0 <= cfg.label_smoothing < 1: _fail(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
-    if cfg.amp not in AMP_DTYPES: _fail(f"amp must be one of {list(AMP_DTYPES)}, got {cfg.amp!r}")
-    if cfg.data_dir is not None and cfg.dataset != "sample":
-        if not Path(cfg.data_dir).is_dir(): raise FileNotFoundError(f"data directory not found: {cfg.data_dir}")
-        if not os.access(cfg.data_dir, os.R_OK | os.X_OK): _fail(f"data directory {cfg.data_dir} is not readable")
-    if cfg.img_size is None and info.native_size is None: _fail(f"dataset {cfg.dataset!r} needs an explicit img_size")
-    epochs = cfg.epochs or info.default_epochs
-    if cfg.warmup_epochs >= epochs: _fail(f"warmup_epochs ({cfg.warmup_epochs}) must be < epochs ({epochs})")
-    lr = cfg.lr or default_lr(cfg.model)
-    if cfg.min_lr > lr: _fail(f"min_lr ({cfg.min_lr}) must not exceed lr ({lr})")
-    return TrainConfig(**{**asdict(cfg), "epochs": epochs, "lr": lr})
-
-def check_model_input(model: nn.Module, # a freshly built model
-                      in_chans: int, # channels of the data
-                      img_size: int | tuple[int, int], # input side(s) the run will feed
-                      name: str = "model", # for the message
-                     ):
-    "Run one dummy image through `model`; a size or channel count it cannot take raises `ValueError`."
-    H, W = (img_size, img_size) if isinstance(img_size, int) else img_size
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad(): model(torch.zeros(1, in_chans, H, W))
-    except (ValueError, RuntimeError) as e:
-        raise ValueError(f"model {name!r} cannot take {in_chans}x{H}x{W} inputs: {e}") from e
-    finally: model.train(was)
-
-def check_out_dir(out: str | Path, # the run directory
-                  resume: bool, # continuing a run?
-                 ):
-    "Refuse a directory that already holds a run (unless resuming) and a resume without `last.pt`."
-    out = Path(out)
-    if out.exists() and not out.is_dir(): _fail(f"--out {out} exists and is not a directory")
-    held = [f for f in RUN_FILES if (out / f).exists()]
-    if resume and not (out / "last.pt").is_file(): raise FileNotFoundError(f"nothing to resume: {out / 'last.pt'} not found")
-    if held and not resume:
-        _fail(f"{out} already holds a run ({', '.join(held)}); pass --resume to continue it or choose another --out")
-
-# %% ../nbs/09_train.ipynb #fc4028b9
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    "A 63-bit seed for image `index` in `epoch` of a run seeded with `seed` (splitmix64-style mixing)."
-    z = (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB + 1) % 2**64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
-    return (z ^ (z >> 31)) >> 1
-
-class SeededDataset(torch.utils.data.Dataset):
-    "Wraps a dataset: item `(epoch, i)` is `ds[i]` with torch/numpy/python seeded from `sample_seed(seed, epoch, i)`."
-    def __init__(self, ds, # the dataset (its transform draws random numbers)
-                 seed: int = 0, # the run's seed
-                ):
-        self.ds, self.seed = ds, seed
-    def __len__(self): return len(self.ds)
-    def __getitem__(self, key):
-        epoch, i = key
-        s = sample_seed(self.seed, epoch, i)
-        py, npst = random.getstate(), np.random.get_state()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(s); random.seed(s); np.random.seed(s % 2**32)
-            try: return self.ds[i]
-            finally: random.setstate(py); np.random.set_state(npst)
-
-class EpochSampler(Sampler):
-    "`(epoch, index)` pairs from a `DistributedSampler`, optionally starting `skip` indices into the epoch."
-    def __init__(self, sampler: DistributedSampler): self.sampler, self.epoch, self.skip = sampler, 0, 0
-    def set_epoch(self, epoch: int, skip: int = 0):
-        "Next iteration yields epoch `epoch`, without its first `skip` indices."
-        self.epoch, self.skip = epoch, skip; self.sampler.set_epoch(epoch)
-    def __iter__(self): return ((self.epoch, i) for i in itertools.islice(iter(self.sampler), self.skip, None))
-    def __len__(self): return max(0, len(self.sampler) - self.skip)
-
-class Interrupts:
-    "Context manager: SIGINT/SIGTERM set `.signum` (stop at the next safe point); a second SIGINT raises `KeyboardInterrupt`."
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-    current = None # the innermost active instance (for `request`)
-    def __init__(self, enabled: bool = True): self.enabled, self.signum, self.old, self.pid = enabled, None, {}, os.getpid()
-    def __enter__(self):
-        # Python lets only the main thread install handlers; elsewhere (a notebook run by a test runner's
-        # thread) signals keep their old meaning and `request` still works
-        if self.enabled and threading.current_thread() is threading.main_thread():
-            for s in self.SIGNALS: self.old[s] = signal.signal(s, self._handle)
-        self.outer, Interrupts.current = Interrupts.current, self
-        return self
-    def __exit__(self, *exc):
-        for s, h in self.old.items(): signal.signal(s, h)
-        self.old, Interrupts.current = {}, self.outer
-    def _handle(self, signum, frame):
-        if os.getpid() != self.pid: return   # a forked DataLoader worker: the main process decides
-        self.request(signum)
-    def request(self, signum: int = signal.SIGTERM):
-        "What the handler does: ask the loop to stop after the current step (a second SIGINT: at once)."
-        if self.signum is not None and signum == signal.SIGINT: raise KeyboardInterrupt
-        self.signum = signum
-        print(f"\nlect-train: received {signal.Signals(signum).name}; stopping after the current step "
-              "(a checkpoint will be saved; Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
-    def __call__(self) -> bool: return self.signum is not None
-
-class TrainingInterrupted(Exception):
-    "Raised by `run` after an interrupt, once the resumable checkpoint is on disk; `.exit_code` is 128 + signal."
-    def __init__(self, msg: str, signum: int):
-        super().__init__(msg); self.signum, self.exit_code = signum, 128 + signum
-
-def set_deterministic(warn_only: bool = True, # True: ops without a deterministic kernel warn instead of raising
-                     ):
-    "CUDA determinism switches: cuBLAS workspace, cuDNN deterministic/no benchmark, `use_deterministic_algorithms`."
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when the cuBLAS handle is created
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    torch.use_deterministic_algorithms(True, warn_only=warn_only)
-
-# %% ../nbs/09_train.ipynb #53f3a1e0
-def _write_atomic(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text); os.replace(tmp, path)
-
-def _seed_everything(seed: int):
-    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
-
-def _seed_worker(worker_id: int):
-    s = torch.initial_seed() % 2**32
-    np.random.seed(s); random.seed(s)
-
-def _default_out(cfg: TrainConfig, di: DistInfo) -> str:
-    stamp = [datetime.now().strftime("%Y%m%d-%H%M%S")]
-    if di.enabled: dist.broadcast_object_list(stamp, src=0)  # every process must agree on the name
-    return str(Path("runs") / f"{cfg.model}-{cfg.dataset}-{stamp[0]}")
-
-def run(cfg: TrainConfig, # the settings
-        progress: bool = True, # show progress (rank 0 only)
-       ) -> dict: # {"metrics": [...], "final": {...}, "out": run dir}
-    "Train `cfg.model` on `cfg.dataset` with the paper's recipe; write the run directory; return the metrics."
-    t_start = time.time()
-    dev = resolve_device(cfg.device, DistInfo(local_rank=int(os.environ.get("LOCAL_RANK", 0))))
-    di = init_distributed(dev)
-    try:
-        with Interrupts() as stop:
-            return _run(cfg, dev, di, progress, t_start, stop)
-    finally:
-        if di.enabled and dist.is_initialized(): dist.destroy_process_group()
-
-def _resume_command(out: Path, di: DistInfo) -> str:
-    cmd = f"lect-train --out {shlex.quote(str(out))} --resume"
-    return cmd if not di.enabled else f"torchrun --nproc_per_node={di.world} $(which lect-train) --out {shlex.quote(str(out))} --resume"
-
-def _read_saved_config(out: Path) -> dict:
-    path = out / "config.json"
-    if not path.is_file(): raise FileNotFoundError(f"nothing to resume: {path} not found")
-    try: saved = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e: raise ValueError(f"{path} is not valid JSON: {e}") from e
-    known = {f.name for f in fields(TrainConfig)}
-    if not isinstance(saved, dict) or not set(saved) <= known:
-        raise ValueError(f"{path} is not a lect-train config (unknown keys: {sorted(set(saved) - known) if isinstance(saved, dict) else saved!r})")
-    return saved
-
-def _run(cfg, dev, di, show, t_start, stop):
-    out = Path(cfg.out or _default_out(cfg, di))
-    if cfg.resume:  # the run's own settings, except what may change between sessions
-        check_out_dir(out, True)
-        saved = _read_saved_config(out)
-        keep = {k: getattr(cfg, k) for k in ("device", "workers") }
-        if cfg.epochs is not None: keep["epochs"] = cfg.epochs
-        cfg = TrainConfig(**{**saved, **keep, "out": str(out), "resume": True})
-    cfg = check_config(cfg, di.world)
-    cfg.out = str(out)
-    autocast_for(dev, cfg.amp)  # fp16 without CUDA fails here, not at the first step
-    if cfg.deterministic: set_deterministic()
-    # --- everything below until the first write may still fail; nothing is on disk yet
-    train_ds, val_ds, info = build_datasets(cfg.dataset, cfg.data_dir, cfg.img_size, cfg.augment,
-                                            limit_train=cfg.limit_train, limit_val=cfg.limit_val)
-    if len(train_ds) == 0 or len(val_ds) == 0:
-        _fail(f"dataset {cfg.dataset!r} in {cfg.data_dir or 'data/'} has no {'training' if len(train_ds) == 0 else 'test'} images")
-    size = cfg.img_size or info.native_size
-    _seed_everything(cfg.seed)
-    model = create_model(cfg.model, num_classes=info.num_classes, img_size=size, in_chans=info.in_chans)
-    check_model_input(model, info.in_chans, size, cfg.model)
-    if not cfg.resume: check_out_dir(out, False)
-    per_proc = cfg.batch_size // di.world
-    train_sampler = EpochSampler(DistributedSampler(train_ds, num_replicas=di.world, rank=di.rank, shuffle=True, seed=cfg.seed))
-    gen = torch.Generator()  # the loaders' own: making an iterator leaves the global generator alone
-    loader_kw = dict(num_workers=cfg.workers, pin_memory=dev.type == "cuda", worker_init_fn=_seed_worker,
-                     persistent_workers=cfg.workers > 0, generator=gen)
-    train_dl = DataLoader(SeededDataset(train_ds, cfg.seed), per_proc, sampler=train_sampler, **loader_kw)
-    val_dl = DataLoader(val_ds, max(per_proc, 128), sampler=ShardSampler(len(val_ds), di.rank, di.world), **loader_kw)
-
-    model.to(dev)
-    if cfg.channels_last: model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    sched = make_scheduler(opt, cfg.epochs, cfg.warmup_epochs, cfg.min_lr)
-    scaler = make_scaler(dev, cfg.amp)
-    start, best, metrics, start_step, start_sums = 0, -1., [], 0, None
-    if cfg.resume:
-        ck_path = out / "last.pt"
-        ck = load_checkpoint(ck_path, map_location=dev)
-        restore_checkpoint(ck, ck_path, cfg.model, model, opt, sched, scaler)
-        sched.lr_lambdas[0].epochs = cfg.epochs  # an extended run decays over the new length
-        start, best, metrics = ck["epoch"], ck["best_acc"], list(ck["metrics"])
-        start_step = ck.get("step", 0)  # > 0: saved inside epoch `start` (an interrupt)
-        start_sums = ck.get("train_sums") if di.main else None
-        set_rng_state(ck["rng"])
-    if di.enabled: dist.barrier()  # all processes checked before rank 0 writes anything
-    train_model = model
-    if di.enabled: train_model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    if cfg.compile: train_model = torch.compile(train_model)
-    eval_model = torch.compile(model) if cfg.compile else model
-
-    if di.main:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
-        # on resume the checkpoint is the truth: drop records of an epoch that ended after the last save
-        _write_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in metrics))
-    bar = Progress(cfg.epochs, enabled=show and di.main)
-    if di.main and show and not bar.notebook:
-        print(f"lect-train: {cfg.model} on {cfg.dataset} ({len(train_ds)} train / {len(val_ds)} test images, "
-              f"{size}x{size}x{info.in_chans}), {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g}, "
-              f"device {dev}{f' x{di.world} processes' if di.enabled else ''}, amp {cfg.amp} -> {out}"
-              + (f" (resumed at epoch {start + 1}, step {start_step + 1})" if cfg.resume else ""), flush=True)
-    def state(epoch, **extra):
-        return dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                    scaler=scaler.state_dict(), epoch=epoch, best_acc=best, metrics=metrics,
-                    rng=rng_state(), config=asdict(cfg), **extra)
-    def interrupted(where):
-        name = signal.Signals(stop.signum).name
-        msg = (f"interrupted by {name} {where}; resumable checkpoint saved to {out / 'last.pt'}\n"
-               f"resume with: {_resume_command(out, di)}")
-        if di.main: print(f"lect-train: {msg}", file=sys.stderr, flush=True)
-        return TrainingInterrupted(msg, stop.signum)
-    for epoch in bar.epoch_iter(start):
-        t0 = time.time()
-        skip_steps, sums0 = (start_step, start_sums) if epoch == start else (0, None)
-        train_sampler.set_epoch(epoch, skip=skip_steps * per_proc)
-        gen.manual_seed(cfg.seed * 100_003 + epoch)
-        lr = opt.param_groups[0]["lr"]
-        tr = train_one_epoch(train_model, train_dl, opt, dev, scaler, cfg.amp, cfg.clip_grad, cfg.label_smoothing,
-                             cfg.channels_last, di, bar, epoch, on_nan=cfg.on_nan, stop=stop, start_step=skip_steps, sums=sums0)
-        if tr["stopped_at"] is not None:  # an interrupt inside the epoch: save where we are and leave
-            if di.main: save_checkpoint(out / "last.pt", state(epoch, step=tr["stopped_at"], train_sums=tr["sums"].cpu()))
-            raise interrupted(f"at epoch {epoch + 1}, step {tr['stopped_at']}/{tr['steps']}")
-        if di.enabled:  # BatchNorm statistics as rank 0 has them, so every shard is judged by one model
-            for b in model.buffers(): dist.broadcast(b, 0)
-        va = evaluate(eval_model, val_dl, dev, cfg.amp, cfg.channels_last, di)
-        sched.step()
-        rec = dict(epoch=epoch + 1, train_loss=tr["loss"], train_acc=tr["acc"], val_loss=va["loss"],
-                   val_acc=va["acc"], lr=lr, seconds=round(time.time() - t0, 3))
-        metrics.append(rec)
-        bar.epoch_end(rec)
-        if di.main:
-            with open(out / "metrics.jsonl", "a") as f: f.write(json.dumps(rec) + "\n")
-            improved = va["acc"] > best
-            best = max(best, va["acc"])
-            st = state(epoch + 1)
-            save_checkpoint(out / "last.pt", st)
-            if improved: save_checkpoint(out / "best.pt", st)
-            plot_curves(metrics, out / "curves.png")
-        if stop() and epoch + 1 < cfg.epochs: raise interrupted(f"after epoch {epoch + 1}")
-    final = metrics[-1] if metrics else {}
-    result = {"metrics": metrics, "final": final, "best_acc": best, "out": str(out),
-              "seconds": time.time() - t_start}
-    if di.main and show and final:
-        print(f"final test accuracy {final['val_acc']:.2%} (best {best:.2%}) after {final['epoch']} epochs, "
-              f"{result['seconds']:.0f}s; run directory {out}", flush=True)
-    return result
-
-# %% ../nbs/09_train.ipynb #193b3661
-def build_parser() -> argparse.ArgumentParser:
-    "The `lect-train` argument parser."
-    p = argparse.ArgumentParser(prog="lect-train", description=(
-        "Train a model with the LeCT paper's recipe (AdamW, cosine, clip 5, RandAugment). With no arguments: "
-        "lect_cifar at native 32x32 on the embedded Fashion-MNIST sample, on the CPU, in a few minutes. "
-        "Multi-GPU: torchrun --nproc_per_node=N $(which lect-train) ..."),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    d = TrainConfig()
-    p.add_argument("--model", default=d.model, help="model name (see lect_nb.core.list_models())")
-    p.add_argument("--dataset", default=d.dataset, help=f"one of {', '.join(DATASETS)}")
-    p.add_argument("--data-dir", default=None, help="dataset directory (default: data/; must exist if given)")
-    p.add_argument("--epochs", type=int, default=None, help="default: the paper's for the dataset (60, STL10 100; sample 4)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size over all processes")
-    p.add_argument("--lr", type=float, default=None, help="default: 1e-3, or 6e-3 for resnet/convnext")
-    p.add_argument("--min-lr", type=float, default=d.min_lr)
-    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--clip-grad", type=float, default=d.clip_grad, help="max gradient norm; 0 disables")
-    p.add_argument("--img-size", type=int, default=None, help="model input side; default: native (no resize); paper: 224")
-    p.add_argument("--no-augment", dest="augment", action="store_false", help="no crop/flip/RandAugment")
-    p.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--amp", default=d.amp, choices=list(AMP_DTYPES), help="mixed precision")
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--out", default=None, help="run directory (default: runs/<model>-<dataset>-<time>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    p.add_argument("--limit-train", type=int, default=None, help="use only the first N training images")
-    p.add_argument("--limit-val", type=int, default=None, help="use only the first N test images")
-    p.add_argument("--on-nan", default=d.on_nan, choices=("stop", "skip"),
-                   help="a NaN/Inf loss or gradient norm: stop the run, or skip the step and go on")
-    p.add_argument("--deterministic", action="store_true",
-                   help="CUDA: deterministic cuDNN/cuBLAS kernels, torch.use_deterministic_algorithms (warn_only); slower")
-    return p
-
-def main(argv: list[str] | None = None, # arguments (default: sys.argv[1:])
-        ) -> int: # exit status
-    "Entry point of `lect-train`."
-    tune_malloc()                      # glibc keeps large freed blocks for reuse (notebook 14); LECT_NB_MALLOC=default: not
-    p = build_parser()
-    a = p.parse_args(argv)
-    kw = vars(a)
-    kw["clip_grad"] = kw["clip_grad"] or None
-    cfg = TrainConfig(**{f.name: kw[f.name] for f in fields(TrainConfig) if f.name in kw})
-    try:
-        run(cfg)
-    except TrainingInterrupted as e:  # the checkpoint is saved and the resume command printed
-        return e.exit_code
-    except NonFiniteError as e:
-        print(f"lect-train: error: {e}", file=sys.stderr, flush=True)
-        return 1
-    except (ValueError, FileNotFoundError) as e:
-        print(f"lect-train: error: {e}", file=sys.stderr, flush=True)
-        return 2
-    return 0

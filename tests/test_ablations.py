@@ -68,7 +68,8 @@ def test_every_ablation_trains_one_step(base):
 
 
 def test_study_command_parses_to_the_same_config():
-    from lect_nb.train import build_parser, TrainConfig
+    from lect_nb.cli import build_parser
+    from lect_nb.runs import TrainConfig
     cmd = study_command("lect_kup_none_cifar", 1, out="runs/y")
     a = vars(build_parser().parse_args(cmd.split()[1:]))
     got = TrainConfig(**{f.name: a[f.name] for f in fields(TrainConfig)})
@@ -86,7 +87,7 @@ def test_results_table_fills_ours_only_from_runs(tmp_path):
     assert rows[0]["cifar100 paper"] == PAPER_TABLE3["lect"]["cifar100"] and rows[0]["cifar100 ours"] is None
     assert rows[1]["cifar10 paper"] is None
     (tmp_path / "lect-cifar10").mkdir()
-    (tmp_path / "lect-cifar10" / "metrics.jsonl").write_text(json.dumps(dict(epoch=1, val_acc=0.5)) + "\n")
+    (tmp_path / "lect-cifar10" / "metrics.jsonl").write_text(json.dumps(dict(epoch=1, test_acc=0.5)) + "\n")
     assert results_table(["lect"], tmp_path)[0]["cifar10 ours"] == pytest.approx(50.0)
 
 

@@ -10,13 +10,13 @@ dropout) and augmentation is off. What remains is float rounding (sums in a diff
 import json, os, subprocess, sys
 from pathlib import Path
 import pytest, torch
-from lect_nb.train import load_checkpoint
+from lect_nb.runs import load_checkpoint
 
 WORKER = """import sys
 sys.path.insert(0, {tests!r})
 from test_train import register_tiny
 register_tiny()
-from lect_nb.train import main
+from lect_nb.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -40,10 +40,10 @@ def test_two_gloo_processes_match_one(tmp_path):
     assert len(one) == len(two) == 2
     for a, b in zip(one, two):
         assert a["epoch"] == b["epoch"] and a["lr"] == b["lr"]
-        for k in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        for k in ("train_loss", "train_acc", "test_loss", "test_acc"):
             assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-6), (k, a[k], b[k])
     # the 41 test images are counted exactly once over the two shards (21 + 20): accuracy is k/41
-    assert any(abs(two[-1]["val_acc"] * 41 - k) < 1e-6 for k in range(42))
+    assert any(abs(two[-1]["test_acc"] * 41 - k) < 1e-6 for k in range(42))
     w1, w2 = load_checkpoint(tmp_path / "one" / "last.pt")["model"], load_checkpoint(tmp_path / "two" / "last.pt")["model"]
     for k in w1: torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5)
     assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))  # no stray temp files

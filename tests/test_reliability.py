@@ -7,12 +7,12 @@ embedded sample, one thread.
 import json, os, shutil, signal, subprocess, sys
 from pathlib import Path
 import numpy as np, pytest, torch
-from torch import nn
-import lect_nb.train as lt
+import lect_nb.runs as lt
 from lect_nb.core import register_model, _MODEL_REGISTRY
 from lect_nb.data import build_datasets
-from lect_nb.train import (NonFiniteError, SeededDataset, TrainConfig, TrainingInterrupted, load_checkpoint, main,
-                           run, save_checkpoint)
+from lect_nb.cli import main
+from lect_nb.train import cosine_lr
+from lect_nb.runs import SeededDataset, TrainConfig, load_checkpoint, run, save_checkpoint
 from test_train import TinyNet, register_tiny
 
 register_tiny()
@@ -74,7 +74,7 @@ sys.path.insert(0, {tests!r})
 import torch; torch.set_num_threads(1)
 from test_train import TinyNet
 from lect_nb.core import register_model
-from lect_nb.train import main
+from lect_nb.cli import main
 KILL_AT, SIG = int(os.environ.get("KILL_AT", 0)), int(os.environ.get("SIG", 15))
 class SelfSignalling(TinyNet):  # sends itself a real signal during training step KILL_AT (1-based)
     calls = 0
@@ -218,7 +218,7 @@ def test_nonfinite_step_is_skipped_when_configured(tmp_path, capsys, where):
     err = capsys.readouterr().err
     assert err.count("skipped step with non-finite") == 1 and "at epoch 2, step 2/3" in err
     assert [r["epoch"] for r in res["metrics"]] == [1, 2, 3]
-    assert all(np.isfinite(r[k]) for r in res["metrics"] for k in ("train_loss", "val_loss"))
+    assert all(np.isfinite(r[k]) for r in res["metrics"] for k in ("train_loss", "test_loss"))
     w = load_checkpoint(tmp_path / "r" / "last.pt")["model"]
     assert all(torch.isfinite(v).all() for v in w.values() if v.is_floating_point())
 
@@ -323,3 +323,67 @@ def test_deterministic_flag_sets_the_switches(tmp_path, monkeypatch):
     finally:
         torch.use_deterministic_algorithms(old[0], warn_only=old[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old[2], old[3]
+
+# ---------------------------------------------------------------- extending a finished run (--resume --epochs N)
+class SelfStopping(TinyNet):
+    "Asks the running `Interrupts` to stop (what SIGTERM does) during training step `at` (1-based, counted in this process)."
+    at, calls = 0, 0
+    def forward(self, x):
+        if self.training:
+            SelfStopping.calls += 1
+            if SelfStopping.calls == SelfStopping.at: lt.Interrupts.current.request(signal.SIGTERM)
+        return super().forward(x)
+
+if "tiny_selfstop" not in _MODEL_REGISTRY:
+    register_model("tiny_selfstop")(lambda num_classes=10, img_size=(32, 32), in_chans=1, **kw: SelfStopping(num_classes, in_chans))
+
+@pytest.mark.parametrize("first, total, warmup", [(1, 2, 0), (2, 3, 1), (1, 3, 0)])
+def test_extended_run_equals_straight_run(tmp_path, first, total, warmup):
+    "A run of `first` epochs resumed with epochs=`total` is the run of `total` epochs: metrics (lr included) and weights."
+    kw = dict(KW, warmup_epochs=warmup, min_lr=1e-5)
+    straight = run(TrainConfig(**{**kw, "epochs": total}, out=str(tmp_path / "a")), progress=False)
+    run(TrainConfig(**{**kw, "epochs": first}, out=str(tmp_path / "b")), progress=False)
+    ext = run(TrainConfig(out=str(tmp_path / "b"), resume=True, epochs=total), progress=False)
+    assert drop(ext["metrics"]) == drop(straight["metrics"])
+    lrs = [r["lr"] for r in straight["metrics"]]
+    assert [r["lr"] for r in ext["metrics"]] == lrs
+    assert lrs == pytest.approx([cosine_lr(e, 3e-3, total, warmup, 1e-5) for e in range(total)], rel=1e-12)
+    assert [json.loads(l)["lr"] for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()] == lrs
+    same_weights(tmp_path / "a" / "last.pt", tmp_path / "b" / "last.pt")
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["epochs"] == total
+
+def test_extension_interrupted_inside_the_added_epoch(tmp_path):
+    "1 epoch, extended to 2 and interrupted at step 2 of epoch 2, resumed: the straight 2-epoch run."
+    kw = dict(KW, model="tiny_selfstop")
+    SelfStopping.at = 0
+    straight = run(TrainConfig(**{**kw, "epochs": 2}, out=str(tmp_path / "a")), progress=False)
+    run(TrainConfig(**{**kw, "epochs": 1}, out=str(tmp_path / "b")), progress=False)
+    SelfStopping.at, SelfStopping.calls = 2, 0
+    with pytest.raises(lt.TrainingInterrupted):
+        run(TrainConfig(out=str(tmp_path / "b"), resume=True, epochs=2), progress=False)
+    ck = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert (ck["epoch"], ck["step"], ck["config"]["epochs"]) == (1, 2, 2)
+    SelfStopping.at = 0
+    ext = run(TrainConfig(out=str(tmp_path / "b"), resume=True), progress=False)
+    assert drop(ext["metrics"]) == drop(straight["metrics"])
+    same_weights(tmp_path / "a" / "last.pt", tmp_path / "b" / "last.pt")
+
+def test_shorter_epochs_refused_and_nothing_changes(tmp_path, capsys):
+    out = tmp_path / "r"
+    run(TrainConfig(**{**KW, "epochs": 2}, out=str(out)), progress=False)
+    before = snapshot(out)
+    assert main(["--out", str(out), "--resume", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs 1 is fewer than the run has trained (2 epochs)" in err, err
+    assert snapshot(out) == before
+
+def test_new_length_refused_for_a_checkpoint_inside_an_epoch(tmp_path, capsys):
+    out = tmp_path / "r"
+    SelfStopping.at, SelfStopping.calls = 5, 0               # epoch 2, step 2 of 3
+    with pytest.raises(lt.TrainingInterrupted): run(TrainConfig(**{**KW, "model": "tiny_selfstop"}, out=str(out)), progress=False)
+    SelfStopping.at = 0
+    before = snapshot(out)
+    assert main(["--out", str(out), "--resume", "--epochs", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "last.pt was written inside epoch 2 of 3" in err and "--epochs 3" in err and "extend to 4" in err, err
+    assert snapshot(out) == before
