@@ -8,7 +8,6 @@ Docs: https://lect-nb.github.io/lect_nb/cli.html.md"""
 from __future__ import annotations
 import argparse, sys
 from dataclasses import fields
-from .kernels import tune_malloc
 from .data import DATASETS
 from .train import AMP_DTYPES, NonFiniteError
 from .runs import TrainConfig, TrainingInterrupted, run
@@ -75,9 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--amp", default=d.amp, choices=list(AMP_DTYPES), help=f"mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA) (default: {d.amp})")
     a("--channels-last", action="store_true", help="keep images and activations in channels-last (NHWC) memory format")
     a("--compile", action="store_true", help="wrap the model in torch.compile")
+    a("--plain", action="store_true",
+      help="on the CPU: train the plain model of notebooks 00-05 instead of its accelerated form (notebook 15); "
+           "the same function, slower")
     a("--out", default=None, help="run directory; must not hold a run unless --resume (default: runs/<model>-<dataset>-<time>)")
     a("--resume", action="store_true", help="continue the run in --out from its last.pt with its saved settings "
-      "(only --epochs, --device and --workers may change)")
+      "(only --epochs, --device, --workers and --plain may change)")
     a("--limit-train", type=int, default=None, metavar="N", help="use only the first N training images (default: all)")
     a("--limit-val", type=int, default=None, metavar="N", help="use only the first N test images (default: all)")
     a("--on-nan", default=d.on_nan, choices=("stop", "skip"),
@@ -89,7 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, # arguments (default: sys.argv[1:])
         ) -> int: # exit status
     "Entry point of `lect-train`."
-    tune_malloc()                      # glibc keeps large freed blocks for reuse (notebook 14); LECT_NB_MALLOC=default: not
     p = build_parser()
     a = p.parse_args(argv)
     kw = vars(a)

@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 from .core import create_model, list_models
 from .data import build_datasets, dataset_info
+from .fast import accelerate
 from .train import (AMP_DTYPES, DistInfo, Progress, ShardSampler, autocast_for, default_lr,
                            evaluate, init_distributed, make_optimizer, make_scaler, make_scheduler, plot_curves,
                            train_one_epoch)
@@ -50,6 +51,7 @@ class TrainConfig:
     amp: str = "none" # "none", "bf16" (CPU or CUDA) or "fp16" (CUDA, with a GradScaler)
     channels_last: bool = False # NHWC memory format
     compile: bool = False # wrap the model in torch.compile
+    plain: bool = False # on the CPU: the plain model, without the speed layer (`accelerate`, notebook 15)
     out: str | None = None # run directory; None: runs/<model>-<dataset>-<time>
     resume: bool = False # continue the run in `out` from its last.pt
     limit_train: int | None = None # use only the first N training images (tests, quick looks)
@@ -356,7 +358,7 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
     if cfg.resume:  # the run's own settings, except what may change between sessions
         check_out_dir(out, True)
         saved = _read_saved_config(out)
-        keep = {k: getattr(cfg, k) for k in ("device", "workers") }
+        keep = {k: getattr(cfg, k) for k in ("device", "workers", "plain")}   # (plain: the same function)
         if cfg.epochs is not None: keep["epochs"] = cfg.epochs
         cfg = TrainConfig(**{**saved, **keep, "out": str(out), "resume": True})
     lr_is_default = cfg.lr is None
@@ -392,6 +394,7 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
 
     model.to(dev)
     if cfg.channels_last: model.to(memory_format=torch.channels_last)
+    if dev.type == "cpu" and not cfg.plain: accelerate(model)   # same parameters and state-dict keys
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     sched = make_scheduler(opt, cfg.epochs, cfg.warmup_epochs, cfg.min_lr)
     scaler = make_scaler(dev, cfg.amp)
@@ -426,7 +429,8 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
         print(f"lect-train: {cfg.model} on {cfg.dataset} ({len(train_ds)} train{held} / {len(test_ds)} test images, "
               f"{size}x{size}x{info.in_chans}), {cfg.epochs} epochs, batch {cfg.batch_size}, "
               f"lr {cfg.lr:g}{lr_note}, "
-              f"device {dev}{f' x{di.world} processes' if di.enabled else ''}, amp {cfg.amp}; {chosen} -> {out}"
+              f"device {dev}{f' x{di.world} processes' if di.enabled else ''}, amp {cfg.amp}"
+              f"{', plain model' if cfg.plain and dev.type == 'cpu' else ''}; {chosen} -> {out}"
               + (f" (resumed at epoch {start + 1}, step {start_step + 1})" if cfg.resume else "")
               + (f"; extended from {saved_epochs} epochs: epochs {start + 1}-{cfg.epochs} follow the {cfg.epochs}-epoch "
                  "schedule" if cfg.resume and saved_epochs != cfg.epochs else ""), flush=True)
