@@ -151,7 +151,7 @@ def make_cost_layer(kind: str, # one of `COST_LAYERS`
                    ) -> nn.Module:
     "One attention layer called as `layer(x, (side, side))`."
     from lect_nb.baselines import Attention
-    from lect_nb.related import ConvProjectionAttention
+    from lect_nb.cvt import ConvProjectionAttention
     if kind in ("lemsa", "lemsa_reference"):
         if side % pooled_grid: raise ValueError(f"side {side} is not a multiple of the pooled grid {pooled_grid}")
         return LocallyEnhancedAttention(dim, heads, side // pooled_grid, attn_impl="fused" if kind == "lemsa" else "reference")

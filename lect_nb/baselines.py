@@ -1,4 +1,4 @@
-"""The five models the LeCT report compares against (ResNet, ConvNeXt, ViT, CeiT, AlterNet), rebuilt at the report's parameter budget on the common model API, with one rule for CIFAR-native 32x32 inputs.
+"""What the five baselines of the LeCT report (ResNet, ConvNeXt, ViT, CeiT, AlterNet) share: one rule for CIFAR-native 32x32 inputs, the builders, gradient checkpointing and the transformer pieces; each family then has its own notebook and module.
 
 Docs: https://lect-nb.github.io/lect_nb/baselines.html.md"""
 
@@ -6,22 +6,17 @@ Docs: https://lect-nb.github.io/lect_nb/baselines.html.md"""
 
 # %% ../nbs/06_baselines.ipynb #f65b0d73
 from __future__ import annotations
-import math
-from dataclasses import dataclass, replace, fields
+import contextlib, math
+from dataclasses import replace, fields
 import torch
 from torch import nn
 import torch.nn.functional as F
-import matplotlib.pyplot as plt
-from .core import (ImageClassifier, register_model, check_image_input, tokens_to_map, map_to_tokens,
-                          DropPath, init_transformer_weights, count_params, create_model)
+from torch.utils.checkpoint import checkpoint
+from .core import DropPath, tokens_to_map, map_to_tokens
 
 # %% auto #0
-__all__ = ['SMALL_IMAGE_MAX', 'is_small_image', 'build_config', 'check_build_size', 'build_family', 'ResNetConfig', 'BasicBlock',
-           'conv_stem', 'ResNet', 'resnet', 'LayerNorm2d', 'ConvNeXtConfig', 'ConvNeXtBlock', 'ConvNeXt', 'convnext',
-           'Attention', 'Mlp', 'TransformerBlock', 'resize_pos_embed', 'evenly_spaced', 'ViTConfig', 'ViT', 'vit',
-           'LeFF', 'CeiTConfig', 'CeiT', 'ceit', 'window_partition', 'window_merge', 'relative_position_index',
-           'WindowAttention', 'PreActBlock', 'AttentionBlock', 'AlterNetConfig', 'AlterNet', 'alternet',
-           'effective_receptive_field', 'plot_erfs']
+__all__ = ['SMALL_IMAGE_MAX', 'is_small_image', 'build_config', 'check_build_size', 'build_family', 'keep_bn_stats',
+           'GradCheckpointing', 'Attention', 'Mlp', 'TransformerBlock', 'resize_pos_embed', 'evenly_spaced']
 
 # %% ../nbs/06_baselines.ipynb #1ec133be
 SMALL_IMAGE_MAX = 64  # images with both sides <= this use a family's CIFAR-native ("small") settings
@@ -40,7 +35,13 @@ def build_config(cfg_cls: type, # a config dataclass with a `_small` dict of CIF
     unknown = sorted(set(overrides) - known)
     if unknown: raise ValueError(f"{cfg_cls.__name__} has no field(s) {unknown}; fields: {sorted(known)}")
     base = cfg_cls(**cfg_cls._small) if is_small_image(img_size) else cfg_cls()
-    return replace(base, **overrides)
+    cfg = replace(base, **overrides)
+    for f in fields(cfg):                      # drop_rate, attn_drop_rate, drop_path_rate, ...
+        v = getattr(cfg, f.name)
+        if "drop" in f.name and f.name.endswith("_rate") and not (
+                isinstance(v, (int, float)) and 0 <= v < 1):
+            raise ValueError(f"{cfg_cls.__name__}.{f.name} must be a number in [0, 1), got {v!r}")
+    return cfg
 
 def check_build_size(img_size: tuple[int, int], # (H, W) the model is built for
                      multiple: int, # the model's total stride
@@ -49,200 +50,45 @@ def check_build_size(img_size: tuple[int, int], # (H, W) the model is built for
     "Raise a `ValueError` naming the size if the model cannot be built for `img_size`."
     H, W = img_size
     if H % multiple or W % multiple:
-        raise ValueError(f"{name}: cannot build for image size {H}x{W}: both sides must be multiples of {multiple}")
+        raise ValueError(f"{name}: cannot build for image size {H}x{W}: "
+                         f"both sides must be multiples of {multiple}")
 
 def build_family(name: str, # registry name, for messages
                  cfg_cls: type, # the family's config dataclass
-                 model_cls: type, # its model class, `model_cls(cfg, num_classes, in_chans)` with `total_stride`
+                 model_cls: type, # `model_cls(cfg, num_classes, in_chans)`, with `total_stride`
                  num_classes: int, img_size: tuple[int, int], in_chans: int, overrides: dict):
     "The common builder: family config for `img_size` + overrides, the model, and the size check."
     m = model_cls(build_config(cfg_cls, img_size, overrides), num_classes, in_chans)
     check_build_size(img_size, m.total_stride, name)
     return m
 
-# %% ../nbs/06_baselines.ipynb #cddfe494
-@dataclass
-class ResNetConfig:
-    "ResNet with BasicBlocks; `_small` is the CIFAR stem (3x3/1, no max pool)."
-    widths: tuple = (32, 64, 96, 144) # channels of the four stages
-    depths: tuple = (2, 2, 2, 2) # BasicBlocks per stage
-    stem_width: int = 32 # channels after the stem
-    stem_kernel: int = 7 # stem convolution kernel
-    stem_stride: int = 2 # stem convolution stride
-    stem_pool: bool = True # 3x3/2 max pool after the stem
-    drop_rate: float = 0. # dropout before the classifier
-    _small = dict(stem_kernel=3, stem_stride=1, stem_pool=False)
+# %% ../nbs/06_baselines.ipynb #4980745d
+@contextlib.contextmanager
+def keep_bn_stats(module: nn.Module): # the statistics of its BatchNorm layers are restored on exit
+    "Context manager: the running statistics of every BatchNorm inside `module` are put back on exit."
+    bns = [m for m in module.modules()
+           if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [[t.clone() for t in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in bns]
+    try: yield
+    finally:
+        with torch.no_grad():
+            for m, s in zip(bns, saved):
+                for t, v in zip((m.running_mean, m.running_var, m.num_batches_tracked), s): t.copy_(v)
 
-class BasicBlock(nn.Module):
-    "conv3x3-BN-ReLU-conv3x3-BN, plus a (projected) shortcut, then ReLU."
-    def __init__(self, cin: int, cout: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                           if stride != 1 or cin != cout else nn.Identity())
+class GradCheckpointing:
+    "Mixin for models made of blocks: `set_grad_checkpointing`, and `run_block` to call each block."
+    grad_checkpointing: bool = False # off unless `set_grad_checkpointing` turns it on for a model
 
-    def forward(self, x):
-        "Map (B, cin, H, W) -> (B, cout, H/stride, W/stride): conv-BN-ReLU-conv-BN plus the (projected) shortcut, then ReLU."
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + self.downsample(x))
+    def set_grad_checkpointing(self, enable: bool = True):
+        "In training with gradients, recompute each block's forward in backward instead of storing it."
+        self.grad_checkpointing = bool(enable)
 
-def conv_stem(in_chans, width, kernel, stride, pool):
-    "conv-BN-ReLU stem, optionally followed by a 3x3/2 max pool."
-    layers = [nn.Conv2d(in_chans, width, kernel, stride, kernel // 2, bias=False),
-              nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
-    if pool: layers.append(nn.MaxPool2d(3, 2, 1))
-    return nn.Sequential(*layers)
-
-# %% ../nbs/06_baselines.ipynb #12274794
-class ResNet(ImageClassifier):
-    "ResNet with BasicBlocks (the report's 1.2M CNN baseline)."
-    def __init__(self, cfg: ResNetConfig, # the architecture
-                 num_classes: int = 100, # classifier outputs
-                 in_chans: int = 3, # input channels
-                 block: type = BasicBlock, # block class, `block(cin, cout, stride)`; LESA swaps it late
-                 stage_blocks: tuple | None = None, # optional per-stage block classes overriding `block`
-                ):
-        super().__init__()
-        self.cfg, self.num_classes, self.in_chans = cfg, num_classes, in_chans
-        self.stem = conv_stem(in_chans, cfg.stem_width, cfg.stem_kernel, cfg.stem_stride, cfg.stem_pool)
-        stride = cfg.stem_stride * (2 if cfg.stem_pool else 1)
-        stages, cin, self.feature_info = [], cfg.stem_width, []
-        for i, (w, d) in enumerate(zip(cfg.widths, cfg.depths)):
-            s = 1 if i == 0 else 2
-            stride *= s
-            blk = stage_blocks[i] if stage_blocks is not None else block
-            stages.append(nn.Sequential(*[blk(cin if j == 0 else w, w, s if j == 0 else 1) for j in range(d)]))
-            cin = w
-            self.feature_info.append(dict(num_chs=w, reduction=stride, module=f"stages.{i}"))
-        self.stages = nn.ModuleList(stages)
-        self.total_stride, self.num_features = stride, cin
-        self.head_drop = nn.Dropout(cfg.drop_rate)
-        self.head = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward_intermediates(self, x):
-        "Check the input, then return each stage's output map (B, C_i, H/r_i, W/r_i)."
-        check_image_input(x, self.in_chans, self.total_stride, name=type(self).__name__.lower())
-        x, outs = self.stem(x), []
-        for stage in self.stages:
-            x = stage(x)
-            outs.append(x)                 # (B, C_i, H/r_i, W/r_i)
-        return outs
-
-    def forward_features(self, x):
-        "The last stage's map (B, C, H/r, W/r), r = `total_stride`."
-        return self.forward_intermediates(x)[-1]
-
-    def forward_head(self, x, pre_logits: bool = False):
-        "GAP of the map, dropout -> (B, C); the logits (B, num_classes) unless `pre_logits`."
-        x = self.head_drop(self.pool(x))
-        return x if pre_logits else self.head(x)
-
-    def no_weight_decay(self) -> set[str]:
-        "Names of parameters exempt from weight decay: none."
-        return set()
-
-@register_model("resnet")
-def resnet(num_classes, img_size, in_chans, **overrides):
-    "The report's ResNet: BasicBlocks [2,2,2,2], widths 32/64/96/144 (1.2M parameters)."
-    return build_family("resnet", ResNetConfig, ResNet, num_classes, img_size, in_chans, overrides)
-
-# %% ../nbs/06_baselines.ipynb #8ff0388b
-class LayerNorm2d(nn.LayerNorm):
-    "LayerNorm over the channels of a map `(B, C, H, W)`."
-    def forward(self, x):
-        "Map (B, C, H, W) -> (B, C, H, W), LayerNorm over C (permuted to channels-last and back)."
-        x = x.permute(0, 2, 3, 1)                                    # (B, H, W, C)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
-
-@dataclass
-class ConvNeXtConfig:
-    "ConvNeXt; `_small` replaces the 4x4/4 stem with a 1x1/1 one."
-    depths: tuple = (1, 1, 4, 1) # blocks per stage
-    dims: tuple = (64, 96, 128, 196) # channels per stage
-    stem_patch: int = 4 # stem kernel = stride
-    kernel_size: int = 7 # depthwise kernel
-    mlp_ratio: int = 4 # inverted bottleneck expansion
-    layer_scale_init: float = 1e-6 # initial per-channel scale of each block's output
-    drop_path_rate: float = 0.1 # stochastic depth, linear over the blocks
-    _small = dict(stem_patch=1)
-
-class ConvNeXtBlock(nn.Module):
-    "dwconv7x7 -> LN -> Linear(C, 4C) -> GELU -> Linear(4C, C) -> layer scale -> drop path, residual."
-    def __init__(self, dim, kernel_size=7, mlp_ratio=4, layer_scale_init=1e-6, drop_path=0.):
-        super().__init__()
-        self.dwconv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.pwconv1 = nn.Linear(dim, mlp_ratio * dim)
-        self.act = nn.GELU()
-        self.pwconv2 = nn.Linear(mlp_ratio * dim, dim)
-        self.gamma = nn.Parameter(layer_scale_init * torch.ones(dim))
-        self.drop_path = DropPath(drop_path)
-
-    def forward(self, x):                                            # (B, C, H, W)
-        "Map (B, C, H, W) -> (B, C, H, W): `x + drop_path(gamma * MLP(LN(dwconv(x))))`."
-        y = self.dwconv(x).permute(0, 2, 3, 1)                       # (B, H, W, C): Linear acts on C
-        y = self.pwconv2(self.act(self.pwconv1(self.norm(y)))) * self.gamma
-        return x + self.drop_path(y.permute(0, 3, 1, 2))
-
-class ConvNeXt(ImageClassifier):
-    "ConvNeXt: patchify stem, LN + 2x2/2 downsampling, inverted-bottleneck depthwise blocks."
-    def __init__(self, cfg: ConvNeXtConfig, # the architecture
-                 num_classes: int = 100, # classifier outputs
-                 in_chans: int = 3, # input channels
-                ):
-        super().__init__()
-        self.cfg, self.num_classes, self.in_chans = cfg, num_classes, in_chans
-        dpr = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
-        self.downsample = nn.ModuleList([nn.Sequential(
-            nn.Conv2d(in_chans, cfg.dims[0], cfg.stem_patch, cfg.stem_patch), LayerNorm2d(cfg.dims[0], eps=1e-6))])
-        for i in range(1, len(cfg.dims)):
-            self.downsample.append(nn.Sequential(LayerNorm2d(cfg.dims[i - 1], eps=1e-6),
-                                                 nn.Conv2d(cfg.dims[i - 1], cfg.dims[i], 2, 2)))
-        self.stages, k, stride, self.feature_info = nn.ModuleList(), 0, cfg.stem_patch, []
-        for i, (d, dim) in enumerate(zip(cfg.depths, cfg.dims)):
-            self.stages.append(nn.Sequential(*[ConvNeXtBlock(dim, cfg.kernel_size, cfg.mlp_ratio,
-                                                             cfg.layer_scale_init, dpr[k + j]) for j in range(d)]))
-            k += d
-            stride *= 1 if i == 0 else 2
-            self.feature_info.append(dict(num_chs=dim, reduction=stride, module=f"stages.{i}"))
-        self.total_stride, self.num_features = stride, cfg.dims[-1]
-        self.norm = nn.LayerNorm(cfg.dims[-1], eps=1e-6)              # on the pooled vector
-        self.head = nn.Linear(cfg.dims[-1], num_classes) if num_classes > 0 else nn.Identity()
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(m.weight, std=.02); nn.init.zeros_(m.bias)
-
-    def forward_intermediates(self, x):
-        "Check the input, then return each stage's output map (B, C_i, H/r_i, W/r_i), each stage after its downsampling layer."
-        check_image_input(x, self.in_chans, self.total_stride, name="convnext")
-        outs = []
-        for down, stage in zip(self.downsample, self.stages):
-            x = stage(down(x))
-            outs.append(x)
-        return outs
-
-    def forward_features(self, x):
-        "The last stage's map (B, C, H/r, W/r), r = `total_stride`."
-        return self.forward_intermediates(x)[-1]
-    def pool(self, x):
-        "GAP of a map (B, C, H, W), then LayerNorm -> (B, C)."
-        return self.norm(x.mean((2, 3)))
-    def no_weight_decay(self) -> set[str]:
-        "Names of parameters exempt from weight decay: none."
-        return set()
-
-@register_model("convnext")
-def convnext(num_classes, img_size, in_chans, **overrides):
-    "The report's ConvNeXt: depths [1,1,4,1], dims [64,96,128,196] (1,186,888 parameters)."
-    return build_family("convnext", ConvNeXtConfig, ConvNeXt, num_classes, img_size, in_chans, overrides)
+    def run_block(self, blk: nn.Module, *args):
+        "`blk(*args)`, checkpointed when enabled and training with gradients (BN statistics counted once)."
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(blk, *args, use_reentrant=False,
+                              context_fn=lambda: (contextlib.nullcontext(), keep_bn_stats(blk)))
+        return blk(*args)
 
 # %% ../nbs/06_baselines.ipynb #e8534469
 class Attention(nn.Module):
@@ -313,377 +159,3 @@ def evenly_spaced(depth: int, n: int = 4) -> list[int]:
     "Indices of `n` blocks spread evenly over `depth`, ending with the last."
     n = min(n, depth)
     return [math.ceil((i + 1) * depth / n) - 1 for i in range(n)]
-
-# %% ../nbs/06_baselines.ipynb #9e155e41
-@dataclass
-class ViTConfig:
-    "ViT; `_small` uses 4x4 patches."
-    patch_size: int = 16 # patch side = stride of the patch embedding
-    dim: int = 128 # token channels
-    depth: int = 8 # transformer blocks
-    heads: int = 4 # attention heads
-    mlp_ratio: float = 4. # MLP hidden = dim * mlp_ratio
-    qkv_bias: bool = False # the report's count needs no q/k/v bias
-    class_token: bool = True # classify from a class token (else: mean over patches)
-    drop_rate: float = 0.2 # dropout after embedding, in MLP and after attention projection
-    attn_drop_rate: float = 0. # dropout on attention weights
-    drop_path_rate: float = 0.1 # stochastic depth, linear over blocks
-    attn_impl: str = "fused" # "fused" or "reference"
-    _small = dict(patch_size=4)
-
-class ViT(ImageClassifier):
-    "Vision Transformer: patchify, class token + learned position embedding, pre-norm blocks."
-    def __init__(self, cfg: ViTConfig, # the architecture
-                 num_classes: int = 100, # classifier outputs
-                 img_size: tuple[int, int] = (224, 224), # size the position embedding is learned for
-                 in_chans: int = 3, # input channels
-                 ffn: type | None = None, # feed-forward class `ffn(dim, hidden, drop)`; default `Mlp`
-                ):
-        super().__init__()
-        self.cfg, self.num_classes, self.in_chans = cfg, num_classes, in_chans
-        p, d = cfg.patch_size, cfg.dim
-        self.total_stride = p
-        self.grid = (img_size[0] // p, img_size[1] // p)
-        self.patch_embed = nn.Conv2d(in_chans, d, p, p)
-        self.num_prefix = 1 if cfg.class_token else 0
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, d)) if cfg.class_token else None
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], d))
-        self.cls_pos = nn.Parameter(torch.zeros(1, 1, d)) if cfg.class_token else None
-        self.pos_drop = nn.Dropout(cfg.drop_rate)
-        dpr = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
-        ffn = ffn or Mlp
-        self.blocks = nn.ModuleList([TransformerBlock(
-            d, Attention(d, cfg.heads, cfg.qkv_bias, cfg.attn_drop_rate, cfg.drop_rate, cfg.attn_impl),
-            ffn(d, int(d * cfg.mlp_ratio), cfg.drop_rate), dpr[i]) for i in range(cfg.depth)])
-        self.norm = nn.LayerNorm(d, eps=1e-6)
-        self.out_indices = evenly_spaced(cfg.depth)
-        self.feature_info = [dict(num_chs=d, reduction=p, module=f"blocks.{i}") for i in self.out_indices]
-        self.num_features = d
-        self.head = nn.Linear(d, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(init_transformer_weights)
-        for t in (self.pos_embed, self.cls_token, self.cls_pos):
-            if t is not None: nn.init.trunc_normal_(t, std=.02)
-
-    def _tokens(self, x):
-        "Patchify and add position: tokens (B, num_prefix + H*W, C) and the grid (H, W)."
-        check_image_input(x, self.in_chans, self.total_stride, name=type(self).__name__.lower())
-        x = self.patch_embed(x)                                       # (B, C, H, W)
-        hw = (x.shape[2], x.shape[3])
-        x = map_to_tokens(x) + resize_pos_embed(self.pos_embed, self.grid, hw)
-        if self.cls_token is not None:
-            x = torch.cat([(self.cls_token + self.cls_pos).expand(x.shape[0], -1, -1), x], 1)
-        return self.pos_drop(x), hw
-
-    def forward_features(self, x):
-        "Image (B, C_in, H, W) -> tokens (B, num_prefix + N, C) after all blocks and the final LayerNorm."
-        x, hw = self._tokens(x)
-        for blk in self.blocks: x = blk(x, hw)
-        return self.norm(x)                                           # (B, num_prefix + N, C)
-
-    def forward_intermediates(self, x):
-        "Patch tokens after the blocks in `out_indices` as maps (B, C, H/p, W/p): prefix tokens dropped, no final norm."
-        x, hw = self._tokens(x)
-        outs = []
-        for i, blk in enumerate(self.blocks):
-            x = blk(x, hw)
-            if i in self.out_indices: outs.append(tokens_to_map(x[:, self.num_prefix:], hw))
-        return outs
-
-    def pool(self, x):
-        "Tokens (B, num_prefix + N, C) -> (B, C): the class token if there is one, else the mean over tokens."
-        return x[:, 0] if self.cls_token is not None else x.mean(1)
-
-    def no_weight_decay(self) -> set[str]:
-        "Names of the position embeddings and class token (those present), exempt from weight decay."
-        return {n for n in ("pos_embed", "cls_token", "cls_pos") if getattr(self, n) is not None}
-
-@register_model("vit")
-def vit(num_classes, img_size, in_chans, **overrides):
-    "The report's ViT: patch 16, dim 128, depth 8, heads 4, MLP 4, class token (1,720,036 parameters)."
-    cfg = build_config(ViTConfig, img_size, overrides)
-    check_build_size(img_size, cfg.patch_size, "vit")
-    return ViT(cfg, num_classes, img_size, in_chans)
-
-# %% ../nbs/06_baselines.ipynb #628ff21f
-class LeFF(nn.Module):
-    "CeiT's locally enhanced feed-forward on tokens of an `(H, W)` map: 1x1 -> BN -> GELU -> dw3x3 -> BN -> GELU -> 1x1 -> BN."
-    def __init__(self, dim: int, # token channels
-                 hidden: int, # expanded channels
-                 drop: float = 0., # dropout after the activations and the output
-                 kernel_size: int = 3, # depthwise kernel
-                ):
-        super().__init__()
-        self.up = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.BatchNorm2d(hidden), nn.GELU())
-        self.local = nn.Sequential(nn.Conv2d(hidden, hidden, kernel_size, 1, kernel_size // 2, groups=hidden),
-                                   nn.BatchNorm2d(hidden), nn.GELU(), nn.Dropout(drop))
-        self.down = nn.Sequential(nn.Conv2d(hidden, dim, 1), nn.BatchNorm2d(dim), nn.Dropout(drop))
-
-    def forward(self, x, hw: tuple[int, int]):                       # (B, N, C) with N = H*W
-        "Tokens (B, N, C), N = H*W -> (B, N, C): 1x1 expand, depthwise conv, 1x1 project on the (H, W) map, each with BN (GELU after the first two)."
-        y = self.down(self.local(self.up(tokens_to_map(x, hw))))
-        return map_to_tokens(y)
-
-@dataclass
-class CeiTConfig:
-    "CeiT with GAP; `_small` uses a 3x3/1 stem without max pool."
-    stem_width: int = 32 # I2T conv channels
-    stem_kernel: int = 7 # I2T conv kernel
-    stem_stride: int = 2 # I2T conv stride
-    stem_pool: bool = True # I2T max pool 3x3/2
-    patch_size: int = 4 # patch conv on the I2T features (kernel = stride)
-    dim: int = 112 # token channels
-    depth: int = 8 # transformer blocks
-    heads: int = 4 # attention heads
-    mlp_ratio: float = 3. # LeFF expansion (report lists 2: 0.94M; 3 reaches the 1.2M budget)
-    qkv_bias: bool = True # bias on q/k/v
-    drop_rate: float = 0.1 # dropout
-    attn_drop_rate: float = 0. # dropout on attention weights
-    drop_path_rate: float = 0.1 # stochastic depth, linear over blocks
-    attn_impl: str = "fused" # "fused" or "reference"
-    _small = dict(stem_kernel=3, stem_stride=1, stem_pool=False)
-
-class CeiT(ViT):
-    "CeiT: I2T conv stem + patch conv, learned position embedding, blocks with LeFF, global average pooling."
-    def __init__(self, cfg: CeiTConfig, # the architecture
-                 num_classes: int = 100, # classifier outputs
-                 img_size: tuple[int, int] = (224, 224), # size the position embedding is learned for
-                 in_chans: int = 3, # input channels
-                ):
-        stem_stride = cfg.stem_stride * (2 if cfg.stem_pool else 1)
-        vit_cfg = ViTConfig(patch_size=cfg.patch_size, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
-                            mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias, class_token=False,
-                            drop_rate=cfg.drop_rate, attn_drop_rate=cfg.attn_drop_rate,
-                            drop_path_rate=cfg.drop_path_rate, attn_impl=cfg.attn_impl)
-        grid_img = (img_size[0] // stem_stride, img_size[1] // stem_stride)
-        super().__init__(vit_cfg, num_classes, grid_img, cfg.stem_width, ffn=LeFF)
-        self.cfg, self.in_chans = cfg, in_chans
-        s = nn.Sequential(nn.Conv2d(in_chans, cfg.stem_width, cfg.stem_kernel, cfg.stem_stride,
-                                    cfg.stem_kernel // 2), nn.BatchNorm2d(cfg.stem_width))
-        if cfg.stem_pool: s.append(nn.MaxPool2d(3, 2, 1))
-        self.stem = s
-        self.total_stride = stem_stride * cfg.patch_size
-        for f in self.feature_info: f["reduction"] = self.total_stride
-
-    def _tokens(self, x):
-        check_image_input(x, self.in_chans, self.total_stride, name="ceit")
-        x = self.patch_embed(self.stem(x))                            # (B, C, H, W)
-        hw = (x.shape[2], x.shape[3])
-        return self.pos_drop(map_to_tokens(x) + resize_pos_embed(self.pos_embed, self.grid, hw)), hw
-
-@register_model("ceit")
-def ceit(num_classes, img_size, in_chans, **overrides):
-    "CeiT with GAP at the report's budget: I2T stem, dim 112, depth 8, heads 4, LeFF ratio 3."
-    cfg = build_config(CeiTConfig, img_size, overrides)
-    stride = cfg.stem_stride * (2 if cfg.stem_pool else 1) * cfg.patch_size
-    check_build_size(img_size, stride, "ceit")
-    return CeiT(cfg, num_classes, img_size, in_chans)
-
-# %% ../nbs/06_baselines.ipynb #e3645617
-def window_partition(x: torch.Tensor, # (B, C, H, W), H and W multiples of the window
-                     ws: tuple[int, int], # window (wh, ww)
-                    ) -> torch.Tensor: # (B * nW, wh*ww, C)
-    "Cut a map into non-overlapping windows of tokens."
-    B, C, H, W = x.shape
-    x = x.reshape(B, C, H // ws[0], ws[0], W // ws[1], ws[1]).permute(0, 2, 4, 3, 5, 1)  # (B, nh, nw, wh, ww, C)
-    return x.reshape(-1, ws[0] * ws[1], C)
-
-def window_merge(x: torch.Tensor, # (B * nW, wh*ww, C)
-                 ws: tuple[int, int], # window (wh, ww)
-                 hw: tuple[int, int], # (H, W) of the padded map
-                ) -> torch.Tensor: # (B, C, H, W)
-    "Inverse of `window_partition`."
-    H, W = hw
-    C = x.shape[-1]
-    x = x.reshape(-1, H // ws[0], W // ws[1], ws[0], ws[1], C).permute(0, 5, 1, 3, 2, 4)
-    return x.reshape(-1, C, H, W)
-
-def relative_position_index(ws: tuple[int, int]) -> torch.Tensor:
-    "Index `(N, N)` into a flattened `(2wh-1) x (2ww-1)` table for every pair of window positions."
-    coords = torch.stack(torch.meshgrid(torch.arange(ws[0]), torch.arange(ws[1]), indexing="ij")).flatten(1)  # (2, N)
-    rel = coords[:, :, None] - coords[:, None, :] + torch.tensor([ws[0] - 1, ws[1] - 1])[:, None, None]
-    return rel[0] * (2 * ws[1] - 1) + rel[1]
-
-class WindowAttention(nn.Module):
-    "Multi-head self-attention inside non-overlapping windows of a map, with a relative position bias."
-    def __init__(self, dim: int, # input/output channels
-                 heads: int, # attention heads
-                 head_dim: int = 64, # channels per head
-                 window: int = 7, # window side
-                 attn_drop: float = 0., # dropout on attention weights
-                ):
-        super().__init__()
-        self.heads, self.head_dim, self.ws, self.attn_drop = heads, head_dim, (window, window), attn_drop
-        inner = heads * head_dim
-        self.to_qkv = nn.Conv2d(dim, 3 * inner, 1, bias=False)
-        self.to_out = nn.Conv2d(inner, dim, 1)
-        self.rel_pos_table = nn.Parameter(torch.randn((2 * window - 1) ** 2) * .02)   # shared by the heads
-        self.register_buffer("rel_index", relative_position_index(self.ws), persistent=False)
-
-    def forward(self, x):                                             # (B, C, H, W)
-        "Map (B, C, H, W) -> (B, C, H, W): MSA inside each window (map padded to whole windows, padded keys masked) with the shared relative position bias."
-        B, _, H, W = x.shape
-        wh, ww = self.ws
-        ph, pw = (-H) % wh, (-W) % ww
-        qkv = F.pad(self.to_qkv(x), (0, pw, 0, ph))                   # pad to whole windows
-        Hp, Wp = H + ph, W + pw
-        t = window_partition(qkv, self.ws)                            # (B*nW, N, 3*inner)
-        q, k, v = t.reshape(t.shape[0], -1, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B*nW, h, N, d)
-        N = wh * ww
-        bias = self.rel_pos_table[self.rel_index].reshape(1, 1, N, N)  # (1, 1, N, N), same for every head
-        if ph or pw:                                                  # padded keys get -inf
-            valid = F.pad(x.new_ones(1, 1, H, W), (0, pw, 0, ph))
-            valid = window_partition(valid, self.ws).reshape(1, -1, 1, 1, N)      # (1, nW, 1, 1, N)
-            bias = bias.unsqueeze(1) + (1 - valid) * torch.finfo(x.dtype).min     # (1, nW, 1, N, N)
-            bias = bias.expand(B, -1, -1, -1, -1).reshape(-1, 1, N, N)            # (B*nW, 1, N, N)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
-                                           dropout_p=self.attn_drop if self.training else 0.)
-        o = window_merge(o.transpose(1, 2).reshape(o.shape[0], N, -1), self.ws, (Hp, Wp))
-        return self.to_out(o[:, :, :H, :W])
-
-    def reference(self, x):
-        "Literal form for tests: for each query, softmax over the real keys of its window only."
-        B, _, H, W = x.shape
-        q, k, v = self.to_qkv(x).chunk(3, 1)                          # (B, inner, H, W) each
-        out = torch.zeros_like(q)
-        wh, ww = self.ws
-        idx = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij"), -1)  # window coords
-        for i0 in range(0, H, wh):
-            for j0 in range(0, W, ww):
-                qs = q[:, :, i0:i0 + wh, j0:j0 + ww]; hq, wq = qs.shape[-2:]
-                ks, vs = k[:, :, i0:i0 + wh, j0:j0 + ww], v[:, :, i0:i0 + wh, j0:j0 + ww]
-                split = lambda t: t.reshape(B, self.heads, self.head_dim, -1).transpose(-1, -2)  # (B, h, n, d)
-                c = idx[:hq, :wq].reshape(-1, 2)
-                rel = (c[:, None] - c[None] + torch.tensor([wh - 1, ww - 1]))
-                bias = self.rel_pos_table[rel[..., 0] * (2 * ww - 1) + rel[..., 1]]
-                a = (split(qs) @ split(ks).transpose(-1, -2) * self.head_dim ** -0.5 + bias).softmax(-1)
-                out[:, :, i0:i0 + hq, j0:j0 + wq] = (a @ split(vs)).transpose(-1, -2).reshape(B, -1, hq, wq)
-        return self.to_out(out)
-
-# %% ../nbs/06_baselines.ipynb #026a7d06
-class PreActBlock(nn.Module):
-    "Pre-activation BasicBlock: BN-ReLU-conv3x3-BN-ReLU-conv3x3, plus a (projected) shortcut."
-    def __init__(self, cin: int, cout: int, stride: int = 1, drop_path: float = 0.):
-        super().__init__()
-        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.relu = nn.ReLU()
-        self.shortcut = nn.Conv2d(cin, cout, 1, stride, bias=False) if stride != 1 or cin != cout else None
-        self.drop_path = DropPath(drop_path)
-
-    def forward(self, x):
-        "Map (B, cin, H, W) -> (B, cout, H/stride, W/stride): BN-ReLU-conv-BN-ReLU-conv with drop path, plus the shortcut (projected from the activated input when the shape changes)."
-        out = self.relu(self.bn1(x))
-        skip = self.shortcut(out) if self.shortcut is not None else x  # projection sees the activated input
-        out = self.conv2(self.relu(self.bn2(self.conv1(out))))
-        return skip + self.drop_path(out)
-
-class AttentionBlock(nn.Module):
-    "AlterNet's MSA block: BN-ReLU-1x1 conv-BN-windowed MSA, residual; no MLP."
-    def __init__(self, dim: int, heads: int, head_dim: int = 64, window: int = 7, drop_path: float = 0.):
-        super().__init__()
-        self.norm1, self.relu = nn.BatchNorm2d(dim), nn.ReLU()
-        self.conv = nn.Conv2d(dim, dim, 1)
-        self.norm2 = nn.BatchNorm2d(dim)
-        self.attn = WindowAttention(dim, heads, head_dim, window)
-        self.drop_path = DropPath(drop_path)
-
-    def forward(self, x):
-        "Map (B, C, H, W) -> (B, C, H, W): `x + drop_path(WindowAttention(BN(conv1x1(ReLU(BN(x))))))`."
-        return x + self.drop_path(self.attn(self.norm2(self.conv(self.relu(self.norm1(x))))))
-
-@dataclass
-class AlterNetConfig:
-    "alter-ResNet-18; `_small` is the CIFAR stem (3x3/1, no pool) with window 4."
-    widths: tuple = (64, 128, 256, 512) # stage channels
-    depths: tuple = (2, 2, 2, 2) # blocks per stage (the last of stages 2-4 is attention)
-    attn_heads: tuple = (0, 6, 12, 24) # heads per stage; 0: no attention block in that stage
-    head_dim: int = 64 # channels per head
-    window: int = 7 # attention window side
-    stem_kernel: int = 7 # stem kernel
-    stem_stride: int = 2 # stem stride
-    stem_pool: bool = True # 3x3/2 max pool after the stem
-    drop_path_rate: float = 0.1 # stochastic depth, linear over the blocks
-    _small = dict(stem_kernel=3, stem_stride=1, stem_pool=False, window=4)
-
-class AlterNet(ImageClassifier):
-    "Pre-activation ResNet whose last block in the attention stages is a windowed MSA block."
-    def __init__(self, cfg: AlterNetConfig, # the architecture
-                 num_classes: int = 100, # classifier outputs
-                 in_chans: int = 3, # input channels
-                ):
-        super().__init__()
-        self.cfg, self.num_classes, self.in_chans = cfg, num_classes, in_chans
-        w0 = cfg.widths[0]
-        self.stem = conv_stem(in_chans, w0, cfg.stem_kernel, cfg.stem_stride, cfg.stem_pool)
-        stride = cfg.stem_stride * (2 if cfg.stem_pool else 1)
-        dpr = iter(torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist())
-        self.stages, cin, self.feature_info = nn.ModuleList(), w0, []
-        for i, (w, d, h) in enumerate(zip(cfg.widths, cfg.depths, cfg.attn_heads)):
-            s = 1 if i == 0 else 2
-            stride *= s
-            blocks = []
-            for j in range(d):
-                if h and j == d - 1: blocks.append(AttentionBlock(w, h, cfg.head_dim, cfg.window, next(dpr)))
-                else: blocks.append(PreActBlock(cin if j == 0 else w, w, s if j == 0 else 1, next(dpr)))
-            self.stages.append(nn.Sequential(*blocks))
-            cin = w
-            self.feature_info.append(dict(num_chs=w, reduction=stride, module=f"stages.{i}"))
-        self.total_stride, self.num_features = stride, cin
-        self.head = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
-
-    def forward_intermediates(self, x):
-        "Check the input, then return each stage's output map (B, C_i, H/r_i, W/r_i)."
-        check_image_input(x, self.in_chans, self.total_stride, name="alternet")
-        x, outs = self.stem(x), []
-        for stage in self.stages:
-            x = stage(x)
-            outs.append(x)
-        return outs
-
-    def forward_features(self, x):
-        "The last stage's map (B, C, H/r, W/r), r = `total_stride`."
-        return self.forward_intermediates(x)[-1]
-
-    def no_weight_decay(self) -> set[str]:
-        "Names of the relative position bias tables, exempt from weight decay."
-        return {n for n, _ in self.named_parameters() if n.endswith("rel_pos_table")}
-
-@register_model("alternet")
-def alternet(num_classes, img_size, in_chans, **overrides):
-    "alter-ResNet-18 (9,507,103 parameters): pre-activation ResNet-18 with windowed MSA closing stages 2-4."
-    return build_family("alternet", AlterNetConfig, AlterNet, num_classes, img_size, in_chans, overrides)
-
-# %% ../nbs/06_baselines.ipynb #3508bbc3
-def effective_receptive_field(model: nn.Module, # an `ImageClassifier` with `forward_intermediates`
-                              img_size: tuple[int, int] = (96, 96), # input size
-                              stage: int = -1, # which intermediate map
-                              n: int = 2, # random inputs to average over
-                              seed: int = 0, # input seed
-                             ) -> torch.Tensor: # (H, W) map, max-normalised to 1
-    "|d centre of intermediate map `stage` / d input|, summed over channels, averaged over `n` inputs."
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, model.in_chans, *img_size, generator=g).requires_grad_(True)
-    was_training = model.training
-    model.eval()
-    f = model.forward_intermediates(x)[stage]                          # (n, C, h, w)
-    f[:, :, f.shape[2] // 2, f.shape[3] // 2].sum().backward()
-    model.train(was_training)
-    erf = x.grad.abs().sum((0, 1))
-    return erf / erf.max()
-
-def plot_erfs(names: list[str], # registered model names
-              img_size: tuple[int, int] = (96, 96), # input size the ERFs are computed at
-              stages: tuple = (0, -1), # which intermediate maps (rows)
-              seed: int = 0, # model init seed
-             ):
-    "Grid of effective receptive fields (log10 scale): one column per model, one row per stage."
-    fig, axs = plt.subplots(len(stages), len(names), figsize=(2 * len(names), 2.1 * len(stages)), squeeze=False, dpi=60)
-    for j, name in enumerate(names):
-        torch.manual_seed(seed)
-        m = create_model(name, img_size=img_size)
-        for i, s in enumerate(stages):
-            axs[i, j].imshow(effective_receptive_field(m, img_size, s).clamp_min(1e-4).log10(), cmap="magma", vmin=-4, vmax=0)
-            axs[i, j].set_xticks([]); axs[i, j].set_yticks([])
-            axs[i, j].set_title(f"{name}, map {s if s >= 0 else len(m.feature_info) + s}", fontsize=9)
-    fig.tight_layout()
-    return fig

@@ -1,4 +1,4 @@
-"""CvT, LocalViT and LESA, the related works the LeCT report names, at LeCT's 1.2M budget; then a cost table (parameters and FLOPs at 224 and 32) of every registered model.
+"""CvT, LocalViT and LESA, the related works the LeCT report names, at LeCT's 1.2M budget (one notebook and module each); here, a cost table (parameters and FLOPs at 224 and 32) of every registered model.
 
 Docs: https://lect-nb.github.io/lect_nb/related.html.md"""
 
@@ -6,225 +6,23 @@ Docs: https://lect-nb.github.io/lect_nb/related.html.md"""
 
 # %% ../nbs/07_related.ipynb #8e48b6d2
 from __future__ import annotations
-import math
-from dataclasses import dataclass
 import torch
 from torch import nn
-import torch.nn.functional as F
-import matplotlib.pyplot as plt
 from torch.utils.flop_counter import FlopCounterMode
 from torch.nn.attention import sdpa_kernel, SDPBackend
-from .core import (ImageClassifier, register_model, check_image_input, tokens_to_map, map_to_tokens,
-                          DropPath, init_transformer_weights, count_params, create_model, list_models)
-from .baselines import (build_config, build_family, check_build_size, is_small_image, Mlp, ViT, ViTConfig, ResNet,
-                               ResNetConfig, BasicBlock, plot_erfs)
+from .core import count_params, create_model, list_models
 
 # %% auto #0
-__all__ = ['PAPER_PARAMS', 'AUTHORS_CODE_PARAMS', 'dw_conv_bn', 'ConvProjectionAttention', 'CvTBlock', 'CvTConfig', 'CvT', 'cvt',
-           'LocalityFeedForward', 'LocalViTConfig', 'localvit', 'LESALayer', 'LESABlock', 'LESAConfig', 'lesa',
-           'count_flops', 'cost_table', 'format_table']
+__all__ = ['PAPER_PARAMS', 'AUTHORS_CODE_PARAMS', 'count_flops', 'cost_table', 'format_table']
 
-# %% ../nbs/07_related.ipynb #e986ef8f
-def dw_conv_bn(dim, kernel=3, stride=1):
-    "Depthwise conv (no bias) + BN: CvT's convolutional projection before its linear layer."
-    return nn.Sequential(nn.Conv2d(dim, dim, kernel, stride, kernel // 2, groups=dim, bias=False), nn.BatchNorm2d(dim))
-
-class ConvProjectionAttention(nn.Module):
-    "CvT attention: q, k, v = Linear(BN(DWConv(map))) in parallel; k and v with stride `kv_stride`."
-    def __init__(self, dim: int, # channels
-                 heads: int, # attention heads
-                 kernel: int = 3, # depthwise kernel of the projections
-                 kv_stride: int = 2, # stride of the k/v convolutions (token subsampling)
-                 qkv_bias: bool = True, # bias of the linear projections
-                 attn_drop: float = 0., # dropout on attention weights
-                 proj_drop: float = 0., # dropout after the output projection
-                ):
-        super().__init__()
-        if dim % heads: raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-        self.heads, self.attn_drop = heads, attn_drop
-        self.conv_q, self.conv_k, self.conv_v = dw_conv_bn(dim, kernel), dw_conv_bn(dim, kernel, kv_stride), dw_conv_bn(dim, kernel, kv_stride)
-        self.q, self.k, self.v = (nn.Linear(dim, dim, bias=qkv_bias) for _ in range(3))
-        self.proj, self.proj_drop = nn.Linear(dim, dim), nn.Dropout(proj_drop)
-
-    def forward(self, x, hw: tuple[int, int]):                      # (B, N, C), N = H*W
-        "Tokens (B, N, C) on an (H, W) grid -> (B, N, C): q from a stride-1, k and v from stride-`kv_stride` depthwise conv-BN + Linear; multi-head attention, output projection."
-        B, N, C = x.shape
-        m = tokens_to_map(x, hw)
-        split = lambda t: t.reshape(B, -1, self.heads, C // self.heads).transpose(1, 2)   # (B, h, n, d)
-        q = split(self.q(map_to_tokens(self.conv_q(m))))            # (B, h, N, d)
-        k = split(self.k(map_to_tokens(self.conv_k(m))))            # (B, h, ~N/4, d)
-        v = split(self.v(map_to_tokens(self.conv_v(m))))
-        o = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.)
-        return self.proj_drop(self.proj(o.transpose(1, 2).reshape(B, N, C)))
-
-class CvTBlock(nn.Module):
-    "Pre-norm block: convolutional-projection attention, then MLP."
-    def __init__(self, dim, heads, mlp_ratio=4., kv_stride=2, drop=0., drop_path=0.):
-        super().__init__()
-        self.norm1, self.attn = nn.LayerNorm(dim), ConvProjectionAttention(dim, heads, kv_stride=kv_stride, proj_drop=drop)
-        self.norm2, self.mlp = nn.LayerNorm(dim), Mlp(dim, int(dim * mlp_ratio), drop)
-        self.drop_path = DropPath(drop_path)
-
-    def forward(self, x, hw):
-        "Tokens (B, N, C) on an (H, W) grid -> (B, N, C): LN -> conv-projection attention and LN -> MLP, both residual with drop path."
-        x = x + self.drop_path(self.attn(self.norm1(x), hw))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
-
-@dataclass
-class CvTConfig:
-    "CvT at LeCT's budget; `_small` makes the first token embedding 3x3/2."
-    dims: tuple = (64, 128, 192) # channels per stage
-    depths: tuple = (1, 2, 1) # blocks per stage
-    heads: tuple = (1, 2, 3) # heads per stage
-    embed_kernels: tuple = (7, 3, 3) # token-embedding conv kernels
-    embed_strides: tuple = (4, 2, 2) # token-embedding conv strides
-    mlp_ratio: float = 4. # MLP expansion
-    kv_stride: int = 2 # k/v projection stride
-    drop_rate: float = 0.1 # dropout
-    drop_path_rate: float = 0.1 # stochastic depth, linear over blocks
-    _small = dict(embed_kernels=(3, 3, 3), embed_strides=(2, 2, 2))
-
-class CvT(ImageClassifier):
-    "Convolutional vision Transformer: conv token embedding per stage + conv-projection attention, GAP head."
-    def __init__(self, cfg: CvTConfig, # the architecture
-                 num_classes: int = 100, # classifier outputs
-                 in_chans: int = 3, # input channels
-                ):
-        super().__init__()
-        self.cfg, self.num_classes, self.in_chans = cfg, num_classes, in_chans
-        dpr = iter(torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist())
-        self.embeds, self.embed_norms, self.stages, self.feature_info = nn.ModuleList(), nn.ModuleList(), nn.ModuleList(), []
-        cin, stride = in_chans, 1
-        for i, (d, n, h, k, s) in enumerate(zip(cfg.dims, cfg.depths, cfg.heads, cfg.embed_kernels, cfg.embed_strides)):
-            self.embeds.append(nn.Conv2d(cin, d, k, s, k // 2))
-            self.embed_norms.append(nn.LayerNorm(d))
-            self.stages.append(nn.ModuleList([CvTBlock(d, h, cfg.mlp_ratio, cfg.kv_stride, cfg.drop_rate, next(dpr)) for _ in range(n)]))
-            cin, stride = d, stride * s
-            self.feature_info.append(dict(num_chs=d, reduction=stride, module=f"stages.{i}"))
-        self.total_stride, self.num_features = stride, cin
-        self.norm = nn.LayerNorm(cin)
-        self.head = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(init_transformer_weights)
-
-    def _run(self, x):
-        check_image_input(x, self.in_chans, self.total_stride, name="cvt")
-        outs = []
-        for embed, norm, blocks in zip(self.embeds, self.embed_norms, self.stages):
-            x = embed(x)                                               # (B, C, H, W)
-            hw = (x.shape[2], x.shape[3])
-            t = norm(map_to_tokens(x))                                 # (B, N, C)
-            for blk in blocks: t = blk(t, hw)
-            x = tokens_to_map(t, hw)
-            outs.append(x)
-        return outs, t
-
-    def forward_intermediates(self, x):
-        "Check the input, then return each stage's output map (B, C_i, H/r_i, W/r_i)."
-        return self._run(x)[0]
-    def forward_features(self, x):
-        "The last stage's tokens (B, N, C) after the final LayerNorm."
-        return self.norm(self._run(x)[1])   # (B, N, C)
-    def no_weight_decay(self) -> set[str]:
-        "Names of parameters exempt from weight decay: none."
-        return set()
-
-@register_model("cvt")
-def cvt(num_classes, img_size, in_chans, **overrides):
-    "CvT at LeCT's budget: dims 64/128/192, depths 1/2/1, conv token embedding + conv projections."
-    return build_family("cvt", CvTConfig, CvT, num_classes, img_size, in_chans, overrides)
-
-# %% ../nbs/07_related.ipynb #d692def0
-class LocalityFeedForward(nn.Module):
-    "LocalViT feed-forward on tokens `(B, prefix + H*W, C)`: prefix (class) tokens get zero update."
-    def __init__(self, dim: int, # token channels
-                 hidden: int, # expanded channels
-                 drop: float = 0., # dropout on the output
-                 kernel_size: int = 3, # depthwise kernel
-                ):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(dim, hidden, 1), nn.BatchNorm2d(hidden), nn.Hardswish(),
-            nn.Conv2d(hidden, hidden, kernel_size, 1, kernel_size // 2, groups=hidden), nn.BatchNorm2d(hidden), nn.Hardswish(),
-            nn.Conv2d(hidden, dim, 1), nn.BatchNorm2d(dim), nn.Dropout(drop))
-
-    def forward(self, x, hw: tuple[int, int]):
-        "Tokens (B, prefix + H*W, C) -> same shape: conv feed-forward on the (H, W) patch tokens; prefix tokens get zeros."
-        n_prefix = x.shape[1] - hw[0] * hw[1]
-        y = map_to_tokens(self.net(tokens_to_map(x[:, n_prefix:], hw)))      # (B, H*W, C)
-        return torch.cat([y.new_zeros(y.shape[0], n_prefix, y.shape[2]), y], 1)
-
-@dataclass
-class LocalViTConfig(ViTConfig):
-    "ViT/DeiT fields with LocalViT's defaults (5 blocks, q/k/v bias as in DeiT)."
-    depth: int = 5 # transformer blocks
-    qkv_bias: bool = True # DeiT uses q/k/v bias
-    drop_rate: float = 0.1 # dropout
-    _small = dict(patch_size=4)
-
-@register_model("localvit")
-def localvit(num_classes, img_size, in_chans, **overrides):
-    "LocalViT at LeCT's budget: DeiT (dim 128, depth 5, heads 4) whose FFN has a depthwise 3x3 conv."
-    cfg = build_config(LocalViTConfig, img_size, overrides)
-    check_build_size(img_size, cfg.patch_size, "localvit")
-    m = ViT(cfg, num_classes, img_size, in_chans, ffn=LocalityFeedForward)
-    return m
-
-# %% ../nbs/07_related.ipynb #07f6b1b6
-class LESALayer(nn.Module):
-    "Locally enhanced self-attention on a map: `local + sigmoid(gate([q, local])) * context`."
-    def __init__(self, dim: int, # channels (in = out)
-                 heads: int = 4, # attention heads = groups of the local conv
-                 impl: str = "fused", # "fused" (scaled_dot_product_attention) or "reference"
-                ):
-        super().__init__()
-        if dim % heads: raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-        self.heads, self.impl = heads, impl
-        self.qkv = nn.Conv2d(dim, 3 * dim, 1, bias=False)
-        self.local = nn.Conv2d(dim, dim, 3, 1, 1, groups=heads, bias=False)
-        self.gate = nn.Conv2d(2 * dim, dim, 1)
-
-    def forward(self, x):                                             # (B, C, H, W)
-        "Map (B, C, H, W) -> (B, C, H, W): grouped 3x3 conv of v (local) plus multi-head attention context gated by `sigmoid(gate([q, local]))`."
-        B, C, H, W = x.shape
-        q, k, v = self.qkv(x).chunk(3, 1)                             # (B, C, H, W) each
-        local = self.local(v)
-        split = lambda t: t.reshape(B, self.heads, C // self.heads, H * W).transpose(-1, -2)  # (B, h, N, d)
-        if self.impl == "fused":
-            ctx = F.scaled_dot_product_attention(split(q), split(k), split(v))
-        else:
-            a = (split(q) @ split(k).transpose(-1, -2) * (C // self.heads) ** -0.5).softmax(-1)   # (B, h, N, N)
-            ctx = a @ split(v)
-        ctx = ctx.transpose(-1, -2).reshape(B, C, H, W)
-        return local + torch.sigmoid(self.gate(torch.cat([q, local], 1))) * ctx
-
-class LESABlock(BasicBlock):
-    "BasicBlock whose second 3x3 conv is a LESA layer."
-    def __init__(self, cin: int, cout: int, stride: int = 1, heads: int = 4):
-        super().__init__(cin, cout, stride)
-        self.conv2 = LESALayer(cout, heads)
-
-@dataclass
-class LESAConfig(ResNetConfig):
-    "ResNet fields plus which stages use LESA blocks."
-    widths: tuple = (32, 64, 112, 144) # stage channels
-    lesa_stages: tuple = (False, False, True, True) # stages whose blocks use LESA
-    heads: int = 4 # LESA heads
-    _small = dict(stem_kernel=3, stem_stride=1, stem_pool=False)
-
-@register_model("lesa")
-def lesa(num_classes, img_size, in_chans, **overrides):
-    "LESA-ResNet at LeCT's budget: the ResNet baseline with LESA layers in stages 3-4 (widths 32/64/112/144)."
-    cfg = build_config(LESAConfig, img_size, overrides)
-    lesa_block = lambda cin, cout, stride: LESABlock(cin, cout, stride, cfg.heads)
-    m = ResNet(cfg, num_classes, in_chans, stage_blocks=[lesa_block if u else BasicBlock for u in cfg.lesa_stages])
-    check_build_size(img_size, m.total_stride, "lesa")
-    return m
+# %% ../nbs/07_related.ipynb #5db6004e
+from . import resnet, convnext, vit, ceit, alternet, cvt, localvit, lesa  # noqa: F401 (registers them)
 
 # %% ../nbs/07_related.ipynb #cd8de67d
 PAPER_PARAMS = {"lect": "1.2M", "lect_v2": "1.1M", "lect_v3": "1.2M", "ceit": "1.2M", "alternet": "9.5M",
                 "resnet": "1.2M", "convnext": "1.2M", "vit": "1.7M"}  # the report's Table 2 ("paper")
 AUTHORS_CODE_PARAMS = {"lect": 1_168_932, "lect_v3": 1_231_539, "lect_v2": 1_102_804, "convnext": 1_186_888,
-                       "vit": 1_720_036, "alternet": 9_507_103}  # PAPER.md, measured from the authors' classes
+                       "vit": 1_720_036, "alternet": 9_507_103}  # measured from the authors' classes
 
 def count_flops(model: nn.Module, # a model
                 img_size: tuple[int, int], # (H, W) of the one input image
