@@ -10,12 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from lect_nb.models import convert_authors_state_dict, create_model
+from lect_nb.models import AUTHORS_SR_RATIOS, convert_authors_state_dict, create_model, load_authors_checkpoint
 
 LISTING = Path(__file__).parent / "data" / "authors_lect_state_dict.txt"
 
 
-def synth_state_dict(section, seed=0):
+AUTHORS_GRIDS = ((4, 4), (4, 4), (7, 7))   # the pooled grids of the listing (224x224, K = 14, 7, 2)
+
+
+def synth_state_dict(section, seed=0, grids=AUTHORS_GRIDS):
+    "Random tensors with the listing's shapes; LeCTv3's per-position kernels resized to other pooled `grids`."
     g = torch.Generator().manual_seed(seed)
     out, cur = {}, None
     for line in LISTING.read_text().splitlines():
@@ -25,6 +29,10 @@ def synth_state_dict(section, seed=0):
             continue
         key, shape = line.split("\t")
         dims = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
+        if ".v_upsample.2." in key and section == "LeCTv3":    # (C' * h * w, ...) for stage i's pooled grid
+            i = int(key[len("blocks")]) - 1
+            (h0, w0), (h, w) = AUTHORS_GRIDS[i], grids[i]
+            dims = (dims[0] // (h0 * w0) * h * w,) + dims[1:]
         if key.endswith("num_batches_tracked"):
             out[key] = torch.tensor(7)
         elif key.endswith("running_var"):
@@ -45,9 +53,9 @@ def _dw(x, w, b=None):
     return F.conv2d(x, w, b, 1, w.shape[-1] // 2, 1, x.shape[1])
 
 
-def _attention(t, sd, p, heads, K, v3):
+def _attention(t, sd, p, heads, K, v3, hw=None):
     B, N, C = t.shape
-    h = w = int(math.sqrt(N))
+    h, w = hw or (int(math.sqrt(N)),) * 2          # the authors recover the side as sqrt(N); explicit for non-square
     v = F.linear(t, sd[p + "proj_v.weight"])
     s = v.reshape(B, h, w, C).permute(0, 3, 1, 2)
     s = _bn(_dw(s, sd[p + "conv1.0.weight"]), sd, p + "conv1.1.")
@@ -60,15 +68,15 @@ def _attention(t, sd, p, heads, K, v3):
     k = k.reshape(B, heads, d, -1).transpose(-2, -1)
     vv = v.reshape(B, N, heads, d).transpose(1, 2)
     logits = q @ k.transpose(-2, -1)
-    n = logits.shape[-1]; hh = int(math.sqrt(n))
-    logits = F.interpolate(logits.reshape(-1, n, hh, hh), scale_factor=K, mode="bilinear") * C ** -0.5
+    n = logits.shape[-1]; hh, ww = h // K, w // K
+    logits = F.interpolate(logits.reshape(-1, n, hh, ww), scale_factor=K, mode="bilinear") * C ** -0.5
     a = logits.reshape(B, heads, n, N).softmax(-1)
-    o = (a @ vv).reshape(B, heads, hh, hh, d).permute(0, 1, 4, 2, 3).reshape(B, C, hh, hh)
+    o = (a @ vv).reshape(B, heads, hh, ww, d).permute(0, 1, 4, 2, 3).reshape(B, C, hh, ww)
     if v3:
         r = F.conv2d(o, sd[p + "v_upsample.0.weight"])
-        cr = r.shape[1]; G = cr * hh * hh
+        cr = r.shape[1]; G = cr * hh * ww
         r = F.conv_transpose2d(r.reshape(B, G, 1, 1), sd[p + "v_upsample.2.weight"], sd[p + "v_upsample.2.bias"], groups=G)
-        r = r.reshape(B, cr, hh, hh, K, K).permute(0, 1, 2, 4, 3, 5).reshape(B, cr, hh * K, hh * K)
+        r = r.reshape(B, cr, hh, ww, K, K).permute(0, 1, 2, 4, 3, 5).reshape(B, cr, hh * K, ww * K)
         o = F.conv2d(r, sd[p + "v_upsample.4.weight"])
     else:
         o = F.interpolate(o, scale_factor=K, mode="bilinear")
@@ -76,10 +84,10 @@ def _attention(t, sd, p, heads, K, v3):
     return F.linear(o.reshape(B, C, N).transpose(1, 2) + skip, sd[p + "proj.weight"], sd[p + "proj.bias"])
 
 
-def _leff(t, sd, p):
+def _leff(t, sd, p, hw=None):
     B, N, C = t.shape
-    h = int(math.sqrt(N))
-    x = t.reshape(B, h, h, C).permute(0, 3, 1, 2)
+    h, w = hw or (int(math.sqrt(N)),) * 2
+    x = t.reshape(B, h, w, C).permute(0, 3, 1, 2)
     x = F.gelu(_bn(F.conv2d(x, sd[p + "conv1.weight"], sd[p + "conv1.bias"]), sd, p + "bn1."))
     x = F.gelu(_bn(_dw(x, sd[p + "conv2.weight"], sd[p + "conv2.bias"]), sd, p + "bn2."))
     x = _bn(F.conv2d(x, sd[p + "conv3.weight"], sd[p + "conv3.bias"]), sd, p + "bn3.")
@@ -96,8 +104,10 @@ def authors_forward(sd, x, v3=False, heads=(2, 4, 6), srs=(14, 7, 2), depths=(1,
         t = F.layer_norm(x.reshape(B, C, H * W).transpose(1, 2), (C,), sd[p + "norm.weight"], sd[p + "norm.bias"], 1e-5)
         for j in range(depths[i]):
             b = f"blocks{i + 1}.{j}."
-            t = t + _attention(F.layer_norm(t, (C,), sd[b + "norm1.weight"], sd[b + "norm1.bias"], 1e-6), sd, b + "leatt.", heads[i], srs[i], v3)
-            t = t + _leff(F.layer_norm(t, (C,), sd[b + "norm2.weight"], sd[b + "norm2.bias"], 1e-6), sd, b + "leff.")
+            t = t + _attention(F.layer_norm(t, (C,), sd[b + "norm1.weight"], sd[b + "norm1.bias"], 1e-6), sd,
+                               b + "leatt.", heads[i], srs[i], v3, (H, W))
+            t = t + _leff(F.layer_norm(t, (C,), sd[b + "norm2.weight"], sd[b + "norm2.bias"], 1e-6), sd, b + "leff.",
+                          (H, W))
         t = F.layer_norm(t, (C,), sd[f"norm{i + 1}.weight"], sd[f"norm{i + 1}.bias"], 1e-6)
         x = t.reshape(B, H, W, C).permute(0, 3, 1, 2)
     return F.linear(t.mean(1), sd["head.weight"], sd["head.bias"])
@@ -135,3 +145,23 @@ def test_dataparallel_prefix_and_10_classes():
     sd = {"module." + k: v for k, v in sd.items()}
     model = create_model("lect", num_classes=10)
     model.load_state_dict(convert_authors_state_dict(sd, "lect"), strict=True)
+
+
+@pytest.mark.parametrize("section,name", [("LeCT", "lect"), ("LeCTv3", "lect_v3")])
+@pytest.mark.parametrize("size", [(448, 448), (224, 448)])
+def test_authors_checkpoint_at_its_own_size(tmp_path, section, name, size):
+    "A checkpoint trained at another size: built with the authors' ratios, our logits are theirs within 1e-5."
+    grids = [(size[0] // s // k, size[1] // s // k) for s, k in zip((4, 8, 16), AUTHORS_SR_RATIOS)]
+    sd = synth_state_dict(section, grids=grids)
+    path = tmp_path / "authors.pth"
+    torch.save(sd, path)
+    model = load_authors_checkpoint(path, name, size).eval()
+    assert model.sr_ratios == AUTHORS_SR_RATIOS and model.img_size == size
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = authors_forward(sd, x, v3=(name == "lect_v3"))
+        ours = model(x)
+    assert ref.abs().max() > 0.1
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    if size == (448, 448):              # our own derived ratios are another function there
+        assert create_model(name, img_size=size).sr_ratios != AUTHORS_SR_RATIOS
