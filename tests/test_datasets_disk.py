@@ -11,7 +11,7 @@ import torchvision.datasets as tvd
 import torchvision.datasets.cifar as tv_cifar, torchvision.datasets.stl10 as tv_stl10
 import torchvision.datasets.utils as tv_utils
 from lect_nb.data import DATASETS, DatasetFilesError, build_datasets, dataset_files
-from lect_nb.train import main
+from lect_nb.cli import main
 
 @pytest.fixture
 def tv_check(monkeypatch):
@@ -247,7 +247,7 @@ def test_one_lect_train_epoch(tmp_path, tv_check, offline, capsys, name):
     assert f"lect_cifar on {name} (20 train / 10 test images, 32x32x3)" in stdout and offline == []
     recs = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(recs) == 1 and recs[0]["epoch"] == 1
-    assert math.isfinite(recs[0]["train_loss"]) and math.isfinite(recs[0]["val_loss"]) and 0 <= recs[0]["val_acc"] <= 1
+    assert math.isfinite(recs[0]["train_loss"]) and math.isfinite(recs[0]["test_loss"]) and 0 <= recs[0]["test_acc"] <= 1
     # the model was built for the dataset's classes
     head = {k: v for k, v in torch.load(out / "last.pt", weights_only=True)["model"].items() if k.startswith("head")}
     assert head["head.weight"].shape[0] == DATASETS[name].num_classes
