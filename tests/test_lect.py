@@ -93,7 +93,7 @@ def test_compile_fullgraph(name, size):
 
 def test_intermediates_and_reset_classifier():
     m = create_model("lect", img_size=(96, 160))
-    feats = m.forward_intermediates(torch.randn(1, 3, 96, 160))
+    feats = m.forward_intermediates(torch.randn(1, 3, 96, 160), intermediates_only=True)
     assert [tuple(f.shape[1:]) for f in feats] == [(64, 24, 40), (128, 12, 20), (192, 6, 10)]
     assert [f["num_chs"] for f in m.feature_info] == [64, 128, 192]
     m.reset_classifier(7)
