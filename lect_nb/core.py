@@ -312,6 +312,8 @@ def create_model(name: str, # a name from `list_models()`
                 ) -> nn.Module:
     "Build a registered model by name; its resolved default configuration is `model.pretrained_cfg`."
     cfg = model_default_cfg(name)
+    if out_indices is not None and not features_only:
+        raise ValueError(f"{name}: out_indices chooses feature maps for features_only=True")
     if pretrained:
         raise ValueError(f"{name}: no pretrained weights are published for lect_nb's models; train one with "
                          "lect-train and load its checkpoint with model.load_state_dict")

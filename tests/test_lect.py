@@ -61,8 +61,8 @@ def test_bad_inputs_are_named():
         m(torch.randn(1, 3, 112, 224))
     with pytest.raises(ValueError, match="not a multiple of the total stride 16"):
         create_model("lect", img_size=100)
-    with pytest.raises(ValueError, match="supports only 224x224"):
-        create_model("lect_v3", img_size=96)
+    with pytest.raises(ValueError, match="lect_v3: this model only supports 96x96 inputs, got 224x224"):
+        create_model("lect_v3", img_size=96)(torch.randn(1, 3, 224, 224))   # built for 96x96: that size only
     with pytest.raises(ValueError, match="unknown model 'lectt'"):
         create_model("lectt")
 
