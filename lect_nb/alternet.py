@@ -15,8 +15,8 @@ from .baselines import GradCheckpointing, build_family
 from .resnet import conv_stem
 
 # %% auto #0
-__all__ = ['window_partition', 'window_merge', 'relative_position_index', 'WindowAttention', 'PreActBlock', 'AttentionBlock',
-           'AlterNetConfig', 'AlterNet', 'alternet']
+__all__ = ['window_partition', 'window_merge', 'relative_position_index', 'mask_padded_keys', 'WindowAttention', 'PreActBlock',
+           'AttentionBlock', 'AlterNetConfig', 'AlterNet', 'alternet']
 
 # %% ../nbs/06e_alternet.ipynb #e3645617
 def window_partition(x: torch.Tensor, # (B, C, H, W), H and W multiples of the window
@@ -42,6 +42,22 @@ def relative_position_index(ws: tuple[int, int]) -> torch.Tensor:
     coords = torch.stack(torch.meshgrid(torch.arange(ws[0]), torch.arange(ws[1]), indexing="ij")).flatten(1)  # (2, N)
     rel = coords[:, :, None] - coords[:, None, :] + torch.tensor([ws[0] - 1, ws[1] - 1])[:, None, None]
     return rel[0] * (2 * ws[1] - 1) + rel[1]
+
+def mask_padded_keys(bias: torch.Tensor, # relative position bias (1, 1, N, N), N = wh*ww
+                     x: torch.Tensor, # the map (B, C, H, W) before padding to whole windows
+                     ws: tuple[int, int], # window (wh, ww)
+                    ) -> torch.Tensor: # `bias`, or (B*nW, 1, N, N) with -inf on padded keys
+    "Add -inf to the attention bias of the keys that padding to whole windows created (none: `bias` unchanged)."
+    B, _, H, W = x.shape
+    ph, pw = (-H) % ws[0], (-W) % ws[1]
+    if not (ph or pw): return bias
+    N = ws[0] * ws[1]
+    valid = F.pad(x.new_ones(1, 1, H, W), (0, pw, 0, ph))
+    valid = window_partition(valid, ws).reshape(1, -1, 1, 1, N)              # (1, nW, 1, 1, N)
+    bias = bias.unsqueeze(1) + (1 - valid) * torch.finfo(x.dtype).min        # (1, nW, 1, N, N)
+    return bias.expand(B, -1, -1, -1, -1).reshape(-1, 1, N, N)               # (B*nW, 1, N, N)
+
+torch.fx.wrap("mask_padded_keys")   # torch.fx keeps it as one call: its size test runs on real shapes
 
 class WindowAttention(nn.Module):
     "Multi-head self-attention inside non-overlapping windows of a map, with a relative position bias."
@@ -70,11 +86,7 @@ class WindowAttention(nn.Module):
         q, k, v = t.reshape(t.shape[0], -1, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B*nW, h, N, d)
         N = wh * ww
         bias = self.rel_pos_table[self.rel_index].reshape(1, 1, N, N)  # (1, 1, N, N), same for every head
-        if ph or pw:                                                  # padded keys get -inf
-            valid = F.pad(x.new_ones(1, 1, H, W), (0, pw, 0, ph))
-            valid = window_partition(valid, self.ws).reshape(1, -1, 1, 1, N)      # (1, nW, 1, 1, N)
-            bias = bias.unsqueeze(1) + (1 - valid) * torch.finfo(x.dtype).min     # (1, nW, 1, N, N)
-            bias = bias.expand(B, -1, -1, -1, -1).reshape(-1, 1, N, N)            # (B*nW, 1, N, N)
+        bias = mask_padded_keys(bias, x, self.ws)                     # padded keys get -inf
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
                                            dropout_p=self.attn_drop if self.training else 0.)
         o = window_merge(o.transpose(1, 2).reshape(o.shape[0], N, -1), self.ws, (Hp, Wp))
@@ -148,6 +160,7 @@ class AlterNetConfig:
 
 class AlterNet(GradCheckpointing, ImageClassifier):
     "Pre-activation ResNet whose last block in the attention stages is a windowed MSA block."
+    first_conv = "stem.0"
     def __init__(self, cfg: AlterNetConfig, # the architecture
                  num_classes: int = 100, # classifier outputs
                  in_chans: int = 3, # input channels
@@ -176,18 +189,18 @@ class AlterNet(GradCheckpointing, ImageClassifier):
         self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
 
-    def forward_intermediates(self, x):
-        "Check the input, then return each stage's output map (B, C_i, H/r_i, W/r_i)."
+    def embed_input(self, x):
+        "Check the input, then the stem: map (B, C_0, H/s, W/s)."
         check_image_input(x, self.in_chans, self.total_stride, name=self.model_name)
-        x, outs = self.stem(x), []
-        for stage in self.stages:
-            for blk in stage: x = self.run_block(blk, x)
-            outs.append(x)
-        return outs
+        return self.stem(x)
 
-    def forward_features(self, x):
-        "The last stage's map (B, C, H/r, W/r), r = `total_stride`."
-        return self.forward_intermediates(x)[-1]
+    def trunk_steps(self):
+        "One step per stage, map to map (B, C_i, H/r_i, W/r_i); `forward_features` ends on the last."
+        return [lambda x, s=s: self.run_stage(s, x) for s in self.stages]
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        "Stem, then one group per block (per stage if `coarse`)."
+        return dict(stem=r"^stem", blocks=r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)")
 
     def forward_head(self, x, pre_logits: bool = False):
         "GAP of the map, dropout -> (B, C); the logits (B, num_classes) unless `pre_logits`."

@@ -90,6 +90,11 @@ class GradCheckpointing:
                               context_fn=lambda: (contextlib.nullcontext(), keep_bn_stats(blk)))
         return blk(*args)
 
+    def run_stage(self, stage, x):
+        "Run the blocks of `stage` (a sequence of map-to-map blocks) on `x` with `run_block`."
+        for blk in stage: x = self.run_block(blk, x)
+        return x
+
 # %% ../nbs/06_baselines.ipynb #e8534469
 class Attention(nn.Module):
     "Multi-head self-attention over tokens `(B, N, C)`."

@@ -7,6 +7,7 @@ Docs: https://lect-nb.github.io/lect_nb/ceit.html.md"""
 # %% ../nbs/06d_ceit.ipynb #68f357dd
 from __future__ import annotations
 from dataclasses import dataclass
+import torch
 from torch import nn
 from .core import register_model, check_image_input, tokens_to_map, map_to_tokens
 from .baselines import build_config, check_build_size, resize_pos_embed
@@ -55,6 +56,7 @@ class CeiTConfig:
 
 class CeiT(ViT):
     "CeiT: I2T conv stem + patch conv, learned position embedding, blocks with LeFF, global average pooling."
+    first_conv = "stem.0"
     def __init__(self, cfg: CeiTConfig, # the architecture
                  num_classes: int = 100, # classifier outputs
                  img_size: tuple[int, int] = (224, 224), # size the position embedding is learned for
@@ -80,6 +82,8 @@ class CeiT(ViT):
         x = self.patch_embed(self.stem(x))                            # (B, C, H, W)
         hw = (x.shape[2], x.shape[3])
         return self.pos_drop(map_to_tokens(x) + resize_pos_embed(self.pos_embed, self.grid, hw)), hw
+
+torch.fx.wrap("resize_pos_embed")   # torch.fx keeps it as one call: its size test runs on real shapes
 
 @register_model("ceit")
 def ceit(num_classes, img_size, in_chans, **overrides):

@@ -58,6 +58,7 @@ class ConvNeXtBlock(nn.Module):
 
 class ConvNeXt(GradCheckpointing, ImageClassifier):
     "ConvNeXt: patchify stem, LN + 2x2/2 downsampling, inverted-bottleneck depthwise blocks."
+    first_conv = "downsample.0.0"
     def __init__(self, cfg: ConvNeXtConfig, # the architecture
                  num_classes: int = 100, # classifier outputs
                  in_chans: int = 3, # input channels
@@ -88,22 +89,23 @@ class ConvNeXt(GradCheckpointing, ImageClassifier):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.trunc_normal_(m.weight, std=.02); nn.init.zeros_(m.bias)
 
-    def forward_intermediates(self, x):
-        "Check the input; each stage's output map (B, C_i, H/r_i, W/r_i), after its downsampling layer."
+    def embed_input(self, x):
+        "Check the input (the stem is the first downsampling layer)."
         check_image_input(x, self.in_chans, self.total_stride, name=self.model_name)
-        outs = []
-        for down, stage in zip(self.downsample, self.stages):
-            x = down(x)
-            for blk in stage: x = self.run_block(blk, x)
-            outs.append(x)
-        return outs
+        return x
 
-    def forward_features(self, x):
-        "The last stage's map (B, C, H/r, W/r), r = `total_stride`."
-        return self.forward_intermediates(x)[-1]
+    def trunk_steps(self):
+        "One step per stage: its downsampling layer, then its blocks -> (B, C_i, H/r_i, W/r_i)."
+        return [lambda x, d=d, s=s: self.run_stage(s, d(x)) for d, s in zip(self.downsample, self.stages)]
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        "Stem, then one group per block (per stage if `coarse`); a downsampling layer joins the block after it."
+        return dict(stem=r"^downsample\.0\.", blocks=r"^(?:downsample|stages)\.(\d+)" if coarse else [
+            (r"^downsample\.(\d+)", (0,)), (r"^stages\.(\d+)\.(\d+)", None)])
+
     def pool(self, x):
-        "GAP of a map (B, C, H, W), then LayerNorm -> (B, C)."
-        return self.norm(x.mean((2, 3)))
+        "GAP of a map (B, C, H, W), then LayerNorm -> (B, C); the map itself if `global_pool` is ''."
+        return self.norm(x.mean((2, 3))) if self.global_pool else x
     def forward_head(self, x, pre_logits: bool = False):
         "Pool (GAP + LayerNorm), dropout -> (B, C); the logits (B, num_classes) unless `pre_logits`."
         x = self.head_drop(self.pool(x))

@@ -6,24 +6,28 @@ Docs: https://lect-nb.github.io/lect_nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #d0970c89
 from __future__ import annotations
-import fnmatch, importlib
+import fnmatch, importlib, inspect
 from typing import Callable
 import torch
 from torch import nn
 
 # %% auto #0
 __all__ = ['DEFAULT_CFG', 'MODEL_FAMILIES', 'tokens_to_map', 'map_to_tokens', 'drop_path', 'DropPath', 'init_transformer_weights',
-           'check_image_input', 'ImageClassifier', 'register_model', 'list_models', 'model_default_cfg', 'create_model',
-           'count_params']
+           'check_image_input', 'feature_take_indices', 'ImageClassifier', 'FeatureMaps', 'register_model',
+           'list_models', 'model_default_cfg', 'create_model', 'count_params']
 
 # %% ../nbs/00_core.ipynb #09a3aae8
+def _tracing() -> bool:
+    "Whether the model is being traced symbolically (torch.fx, TorchScript), where shapes are not numbers."
+    return torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_symbolic_tracing()
+
 def tokens_to_map(x: torch.Tensor, # tokens, (B, N, C)
                   hw: tuple[int, int], # the map size (H, W), with H*W == N
                  ) -> torch.Tensor: # the map, (B, C, H, W), channels_last strides
     "View a token sequence as a feature map of size `hw` (no copy for contiguous tokens)."
     B, N, C = x.shape
     H, W = hw
-    if H * W != N: raise ValueError(f"tokens_to_map: {N} tokens do not fill a {H}x{W} map")
+    if not _tracing() and H * W != N: raise ValueError(f"tokens_to_map: {N} tokens do not fill a {H}x{W} map")
     return x.reshape(B, H, W, C).permute(0, 3, 1, 2)
 
 # %% ../nbs/00_core.ipynb #8412327f
@@ -67,10 +71,6 @@ def init_transformer_weights(m: nn.Module):
         nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
 
 # %% ../nbs/00_core.ipynb #2c18b48d
-def _tracing() -> bool:
-    "Whether the model is being traced symbolically (torch.fx, TorchScript), where shapes are not numbers."
-    return torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_symbolic_tracing()
-
 def check_image_input(x: torch.Tensor, # the batch given to the model
                       in_chans: int, # channels the model was built for
                       multiple: int = 1, # height and width must be multiples of this
@@ -93,16 +93,42 @@ def check_image_input(x: torch.Tensor, # the batch given to the model
                          f"(required by its strides and pooling); try {near(H)}x{near(W)}")
 
 # %% ../nbs/00_core.ipynb #68b2e20b
+def feature_take_indices(n: int, # number of feature maps the model has (`len(feature_info)`)
+                         indices: int | list[int] | tuple | None = None, # None: all; int k: the last k
+                        ) -> list[int]:
+    "Sorted, non-negative indices of the wanted feature maps; a `ValueError` for any out of range."
+    if indices is None: return list(range(n))
+    if isinstance(indices, int):
+        if not 0 < indices <= n: raise ValueError(f"indices={indices}: this model has {n} feature maps")
+        return list(range(n - indices, n))
+    out = []
+    for i in indices:
+        if not isinstance(i, int) or not -n <= i < n:
+            raise ValueError(f"feature index {i!r} out of range for {n} feature maps")
+        out.append(i % n)
+    return sorted(set(out))
+
 class ImageClassifier(nn.Module):
-    "Base class giving every model the same classification API."
+    "Base class giving every model the same classification API (timm's)."
     num_classes: int = 0
     num_features: int = 0
     in_chans: int = 3
     feature_info: list = []
+    model_name: str = "model" # the registry name, used in messages (`create_model` sets it)
+    first_conv: str = "" # the module that sees the images (timm's `pretrained_cfg["first_conv"]`)
+    output_fmt: str = "NCHW" # what `forward_features` returns: maps "NCHW" or tokens "NLC"
+    global_pool: str = "avg" # "avg", or "": no pooling
+    global_pools: tuple = ("avg", "") # the values `global_pool` may take
+
+    @property
+    def head_hidden_size(self) -> int:
+        "Width of the features the classifier sees (`num_features`: no pre-logits layer)."
+        return self.num_features
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
-        "Global average pooling of maps `(B, C, H, W)` or tokens `(B, N, C)`."
-        return x.mean((2, 3)) if x.ndim == 4 else x.mean(1)
+        "Global average pooling of maps `(B, C, H, W)` or tokens `(B, N, C)`; `x` itself if `global_pool` is ''."
+        if not self.global_pool: return x
+        return x.mean(1) if self.output_fmt == "NLC" else x.mean((2, 3))
 
     def forward_head(self, x: torch.Tensor, # output of `forward_features`
                      pre_logits: bool = False, # return the pooled features instead of logits
@@ -119,25 +145,114 @@ class ImageClassifier(nn.Module):
         "The classifier head (`nn.Linear`, or `nn.Identity` with 0 classes)."
         return self.head
 
-    def reset_classifier(self, num_classes: int): # new number of classes; 0 gives pooled features
+    def set_global_pool(self, global_pool: str, # one of `global_pools`
+                        num_classes: int | None = None, # the classifier it will feed (default: the current one)
+                       ):
+        "Choose the pooling; '' (no pooling) only without a classifier, as in timm."
+        num_classes = self.num_classes if num_classes is None else num_classes
+        if global_pool not in self.global_pools:
+            raise ValueError(f"{self.model_name}: global_pool must be one of {self.global_pools}, got {global_pool!r}")
+        if not global_pool and num_classes > 0:
+            raise ValueError(f"{self.model_name}: global_pool='' (unpooled features) needs num_classes=0, "
+                             f"got {num_classes}")
+        self.global_pool = global_pool
+
+    def reset_classifier(self, num_classes: int, # new number of classes; 0 gives pooled features
+                         global_pool: str | None = None, # new pooling; None keeps the current one
+                        ):
         "Replace the classifier with a freshly initialised one for `num_classes` classes."
-        if num_classes < 0: raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        if not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+        self.set_global_pool(self.global_pool if global_pool is None else global_pool, num_classes)
         self.num_classes = num_classes
         ref = next(self.parameters())
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         init_transformer_weights(self.head)
         self.head.to(device=ref.device, dtype=ref.dtype)
 
-    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
-        "Per-stage feature maps `(B, C_i, H_i, W_i)`."
-        raise NotImplementedError
+    # the trunk, described by hooks
+    def embed_input(self, x: torch.Tensor):
+        "Hook: check the images and run the stem; returns the trunk's first state."
+        raise NotImplementedError(f"{type(self).__name__} does not describe its trunk (embed_input)")
+
+    def trunk_steps(self) -> list:
+        "Hook: the trunk as a list of callables `state -> state` (stages or blocks), run in order."
+        raise NotImplementedError(f"{type(self).__name__} does not describe its trunk (trunk_steps)")
+
+    def feature_steps(self) -> list[int]:
+        "Hook: the trunk step after which each `feature_info` map is taken (default: one per step)."
+        return list(range(len(self.feature_info)))
+
+    def state_to_map(self, state, norm: bool = False) -> torch.Tensor:
+        "Hook: the feature map `(B, C, H, W)` of a trunk state (`norm`: through the final norm, if any)."
+        return state
+
+    def finish_features(self, state):
+        "Hook: the `forward_features` output from the trunk's last state (e.g. a final norm)."
+        return state
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        "Features before pooling: `embed_input`, every trunk step, `finish_features`."
+        x = self.embed_input(x)
+        for step in self.trunk_steps(): x = step(x)
+        return self.finish_features(x)
+
+    def forward_intermediates(self, x: torch.Tensor, # images (B, C_in, H, W)
+                              indices: int | list[int] | None = None, # which `feature_info` maps (None: all)
+                              norm: bool = False, # pass the maps through the final norm (models that have one)
+                              stop_early: bool = False, # run the trunk only up to the last wanted map
+                              output_fmt: str = "NCHW", # "NCHW" or "NHWC" maps
+                              intermediates_only: bool = False, # return only the list of maps
+                             ):
+        "timm's contract: `(forward_features output, [maps])`, or only the maps with `intermediates_only`."
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ValueError(f"{self.model_name}: output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        take = feature_take_indices(len(self.feature_info), indices)
+        points = self.feature_steps()
+        wanted = {points[i] for i in take}
+        steps = self.trunk_steps()
+        last = len(steps) - 1
+        if (stop_early or intermediates_only) and wanted: last = max(wanted)
+        x, maps = self.embed_input(x), []
+        for i, step in enumerate(steps[:last + 1]):
+            x = step(x)
+            if i in wanted:
+                f = self.state_to_map(x, norm)
+                maps.append(f.permute(0, 2, 3, 1) if output_fmt == "NHWC" else f)
+        if intermediates_only: return maps
+        if last < len(steps) - 1: return maps[-1], maps     # stopped early: the last map is the final output
+        return self.finish_features(x), maps
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        "Parameter groups for timm (`stem` and `blocks` regexes); coarse: one group per stage."
+        raise NotImplementedError(f"{type(self).__name__} has no group_matcher")
+
+    def no_weight_decay(self) -> set:
+        "Names of parameters exempt from weight decay (none unless a model says so)."
+        return set()
+
+class FeatureMaps(nn.Module):
+    "`features_only=True`: a model whose forward returns the maps of `feature_info[out_indices]` (no head)."
+    def __init__(self, model: ImageClassifier, # built by `create_model`
+                 out_indices: int | list[int] | None = None, # which `feature_info` entries (None: all)
+                ):
+        super().__init__()
+        self.out_indices = feature_take_indices(len(model.feature_info), out_indices)
+        model.reset_classifier(0, "")
+        self.model = model
+        self.feature_info = [dict(model.feature_info[i], index=i) for i in self.out_indices]
+        self.pretrained_cfg = self.default_cfg = getattr(model, "pretrained_cfg", {})
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        "Images -> the chosen feature maps `(B, C_i, H_i, W_i)`, computed no further than the last one."
+        return self.model.forward_intermediates(x, self.out_indices, intermediates_only=True)
 
 # %% ../nbs/00_core.ipynb #a736f683
 DEFAULT_CFG = dict(input_size=(3, 224, 224), # (channels, height, width) the model is built for by default
                    num_classes=100, # classifier outputs by default (CIFAR-100)
                    mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761), # CIFAR-100's statistics
                    interpolation="bilinear", crop_pct=1.0, # resize, no centre crop (the report's recipe)
-                   first_conv="", classifier="head") # parameter names of the first conv and the head
+                   first_conv="", classifier="head") # module names of the first conv ("": the model's own) and the head
 
 _MODEL_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DEFAULT_CFGS: dict[str, dict] = {}
@@ -150,8 +265,14 @@ def register_model(name: str, # the name `create_model` will know it by
     unknown = set(default_cfg) - set(DEFAULT_CFG)
     if unknown: raise ValueError(f"register_model({name!r}): unknown default_cfg key(s) {sorted(unknown)}")
     def deco(fn):
+        cfg = {**DEFAULT_CFG, **default_cfg}
+        if "input_size" not in default_cfg:    # no size given: the builder's own default `img_size`, if it has one
+            size = inspect.signature(fn).parameters.get("img_size")
+            size = None if size is None else size.default
+            if isinstance(size, int): size = (size, size)
+            if isinstance(size, tuple) and len(size) == 2: cfg["input_size"] = (cfg["input_size"][0], *size)
         _MODEL_REGISTRY[name] = fn      # the latest definition wins (re-running a notebook cell re-registers)
-        _DEFAULT_CFGS[name] = {**DEFAULT_CFG, **default_cfg}
+        _DEFAULT_CFGS[name] = cfg
         return fn
     return deco
 
@@ -184,10 +305,15 @@ def create_model(name: str, # a name from `list_models()`
                  num_classes: int | None = None, # classifier outputs (0: no classifier); default from the config
                  img_size: int | tuple[int, int] | None = None, # input size; default: the model's own
                  in_chans: int | None = None, # input channels; default: the model's own (3)
+                 global_pool: str | None = None, # "avg", "" (unpooled features, with num_classes=0), ...
+                 features_only: bool = False, # return a `FeatureMaps` model giving the feature maps
+                 out_indices: int | list[int] | None = None, # with `features_only`: which maps (None: all)
                  **overrides, # config fields to change, e.g. `drop_path_rate=0.`, `attn_impl="reference"`
                 ) -> nn.Module:
     "Build a registered model by name; its resolved default configuration is `model.pretrained_cfg`."
     cfg = model_default_cfg(name)
+    if out_indices is not None and not features_only:
+        raise ValueError(f"{name}: out_indices chooses feature maps for features_only=True")
     if pretrained:
         raise ValueError(f"{name}: no pretrained weights are published for lect_nb's models; train one with "
                          "lect-train and load its checkpoint with model.load_state_dict")
@@ -202,9 +328,15 @@ def create_model(name: str, # a name from `list_models()`
     if len(size) != 2 or any((not isinstance(s, int)) or s <= 0 for s in size):
         raise ValueError(f"img_size must be a positive int or (H, W), got {img_size!r}")
     model = _MODEL_REGISTRY[name](num_classes=num_classes, img_size=size, in_chans=in_chans, **overrides)
+    if isinstance(model, ImageClassifier):
+        model.model_name = name
+        cfg["first_conv"] = cfg["first_conv"] or model.first_conv
+        if global_pool is not None: model.set_global_pool(global_pool)
+    elif global_pool is not None or features_only:
+        raise ValueError(f"{name}: global_pool and features_only need an ImageClassifier")
     model.pretrained_cfg = {**cfg, "architecture": name, "input_size": (in_chans, *size), "num_classes": num_classes}
     model.default_cfg = model.pretrained_cfg
-    return model
+    return FeatureMaps(model, out_indices) if features_only else model
 
 # %% ../nbs/00_core.ipynb #86a60053
 def count_params(model: nn.Module, trainable_only: bool = True) -> int:

@@ -80,6 +80,7 @@ class CvTConfig:
 
 class CvT(GradCheckpointing, ImageClassifier):
     "Convolutional vision Transformer: conv token embedding per stage + conv-projection attention, GAP head."
+    first_conv, output_fmt = "embeds.0", "NLC" # forward_features gives tokens (B, N, C)
     def __init__(self, cfg: CvTConfig, # the architecture
                  num_classes: int = 100, # classifier outputs
                  in_chans: int = 3, # input channels
@@ -101,24 +102,30 @@ class CvT(GradCheckpointing, ImageClassifier):
         self.head = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(init_transformer_weights)
 
-    def _run(self, x):
-        check_image_input(x, self.in_chans, self.total_stride, name=self.model_name)
-        outs = []
-        for embed, norm, blocks in zip(self.embeds, self.embed_norms, self.stages):
-            x = embed(x)                                               # (B, C, H, W)
-            hw = (x.shape[2], x.shape[3])
-            t = norm(map_to_tokens(x))                                 # (B, N, C)
-            for blk in blocks: t = self.run_block(blk, t, hw)
-            x = tokens_to_map(t, hw)
-            outs.append(x)
-        return outs, t
+    def run_cvt_stage(self, i, x):
+        "Stage `i`: conv token embedding, LayerNorm, blocks; map in, map (B, C_i, H/r_i, W/r_i) out."
+        x = self.embeds[i](x)                                          # (B, C, H, W)
+        hw = (x.shape[2], x.shape[3])
+        t = self.embed_norms[i](map_to_tokens(x))                      # (B, N, C)
+        for blk in self.stages[i]: t = self.run_block(blk, t, hw)
+        return tokens_to_map(t, hw)
 
-    def forward_intermediates(self, x):
-        "Check the input, then return each stage's output map (B, C_i, H/r_i, W/r_i)."
-        return self._run(x)[0]
-    def forward_features(self, x):
+    # the trunk (see `ImageClassifier`): one map-to-map step per stage
+    def embed_input(self, x):
+        "Check the input (the stem is the first token embedding)."
+        check_image_input(x, self.in_chans, self.total_stride, name=self.model_name)
+        return x
+    def trunk_steps(self):
+        "One step per stage (`run_cvt_stage`)."
+        return [lambda x, i=i: self.run_cvt_stage(i, x) for i in range(len(self.stages))]
+    def finish_features(self, x):
         "The last stage's tokens (B, N, C) after the final LayerNorm."
-        return self.norm(self._run(x)[1])   # (B, N, C)
+        return self.norm(map_to_tokens(x))
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        "Stem: the first token embedding; then one group per block (per stage if `coarse`)."
+        return dict(stem=r"^(?:embeds|embed_norms)\.0\.", blocks=r"^(?:embeds|embed_norms|stages)\.(\d+)" if coarse else [
+            (r"^(?:embeds|embed_norms)\.(\d+)", (0,)), (r"^stages\.(\d+)\.(\d+)", None)])
     def no_weight_decay(self) -> set[str]:
         "Names of parameters exempt from weight decay: none."
         return set()

@@ -130,24 +130,31 @@ class LeCTStage(nn.Module):
 # %% ../nbs/05_lect.ipynb #c71ad370
 class LeCT(ImageClassifier):
     "Locally enhanced Convolutional Transformer: three conv-embedded stages of LeMSA + LeFFN blocks, GAP, Linear."
+    first_conv = "stages.0.embed.proj"
     def __init__(self, cfg: LeCTConfig = LeCTConfig(), # architecture
                  num_classes: int = 100, # classifier outputs (0: none)
                  img_size: tuple[int, int] = (224, 224), # the input size the model is built for
                  in_chans: int = 3, # input channels
+                 name: str = "lect", # registry name, used in messages
                 ):
         super().__init__()
         self.cfg, self.num_classes, self.in_chans, self.img_size = cfg, num_classes, in_chans, tuple(img_size)
+        self.model_name = name
+        for f in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+            v = getattr(cfg, f)
+            if not (isinstance(v, (int, float)) and 0 <= v < 1):
+                raise ValueError(f"{name}: {f} must be a number in [0, 1), got {v!r}")
         n = len(cfg.embed_dims)
         total = math.prod(cfg.strides)
         if self.img_size[0] % total or self.img_size[1] % total or min(self.img_size) <= 0:
-            raise ValueError(f"LeCT: image size {self.img_size[0]}x{self.img_size[1]} is not a multiple of the total "
+            raise ValueError(f"{name}: image size {self.img_size[0]}x{self.img_size[1]} is not a multiple of the total "
                              f"stride {total}; try {max(total, round(self.img_size[0] / total) * total)}")
         maps = stage_map_sizes(cfg, self.img_size)
-        if any(h == 0 or w == 0 for h, w in maps): raise ValueError(f"LeCT: image size {img_size} is too small")
+        if any(h == 0 or w == 0 for h, w in maps): raise ValueError(f"{name}: image size {img_size} is too small")
         sr = tuple(cfg.sr_ratios) if cfg.sr_ratios is not None else derive_sr_ratios(maps, cfg.pooled_grid)
         for i, ((h, w), k) in enumerate(zip(maps, sr)):
             if h % k or w % k:
-                raise ValueError(f"LeCT: stage {i + 1} map {h}x{w} (input {img_size[0]}x{img_size[1]}) is not "
+                raise ValueError(f"{name}: stage {i + 1} map {h}x{w} (input {img_size[0]}x{img_size[1]}) is not "
                                  f"divisible by its spatial-reduction ratio {k}; choose another img_size or sr_ratios")
         self.sr_ratios, self.map_sizes = sr, maps
         strides = [math.prod(cfg.strides[:i + 1]) for i in range(n)]
@@ -182,19 +189,26 @@ class LeCT(ImageClassifier):
 
     def check_input(self, x):
         "Raise a `ValueError` unless `x` has `in_chans` channels, sides a multiple of `input_multiple` (and the built size with `fixed_size`)."
-        check_image_input(x, self.in_chans, self.input_multiple, self.fixed_img_size, name=type(self).__name__)
-
-    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
-        "Normalised output map of every stage, `(B, C_i, H/4, W/4)`, `(B, C_i, H/8, ...)`, ..."
-        self.check_input(x)
-        outs = []
-        for stage in self.stages:
-            x = stage(x); outs.append(x)
-        return outs
+        check_image_input(x, self.in_chans, self.input_multiple, self.fixed_img_size, name=self.model_name)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         "Last stage's normalised map `(B, C, H/16, W/16)`."
-        return self.forward_intermediates(x)[-1]
+        self.check_input(x)
+        for stage in self.stages: x = stage(x)                          # (B, C_i, H_i, W_i)
+        return x
+
+    # the trunk for `forward_intermediates` (see `ImageClassifier`): each stage gives one feature map
+    def embed_input(self, x):
+        "Check the input (the stem is the first stage's patch embedding)."
+        self.check_input(x); return x
+    def trunk_steps(self):
+        "The three stages, map to map."
+        return list(self.stages)
+    def group_matcher(self, coarse: bool = False) -> dict:
+        "Stem: the first patch embedding; then every block (each embedding with the block after it)."
+        return dict(stem=r"^stages\.0\.embed", blocks=r"^stages\.(\d+)" if coarse else [
+            (r"^stages\.(\d+)\.embed", (0,)), (r"^stages\.(\d+)\.blocks\.(\d+)", None),
+            (r"^stages\.(\d+)\.norm", (99999,))])
 
     def set_attn_impl(self, impl: str): # "fused" or "reference"
         "Switch every attention layer between the fused and the paper-literal implementation."
@@ -235,13 +249,13 @@ def _builder(name):
         base = LECT_CONFIGS[name]
         unknown = set(overrides) - set(asdict(base))
         if unknown: raise ValueError(f"{name}: unknown config field(s) {sorted(unknown)}; known: {sorted(asdict(base))}")
-        return LeCT(replace(base, **overrides), num_classes, img_size, in_chans)
+        return LeCT(replace(base, **overrides), num_classes, img_size, in_chans, name=name)
     build.__doc__ = f"Build `{name}` (see `LECT_CONFIGS`)."
     return build
 
 _DEFAULT_CFGS = {"lect_cifar": dict(input_size=(3, 32, 32))}   # every other variant: 224x224
 for _name in LECT_CONFIGS:
-    register_model(_name, first_conv="stages.0.embed.proj", **_DEFAULT_CFGS.get(_name, {}))(_builder(_name))
+    register_model(_name, **_DEFAULT_CFGS.get(_name, {}))(_builder(_name))
 
 # %% ../nbs/05_lect.ipynb #2d8cb1d4
 _COMMON_RULES = [

@@ -25,7 +25,7 @@ def effective_receptive_field(model: nn.Module, # an `ImageClassifier` with `for
     x = torch.randn(n, model.in_chans, *img_size, generator=g).requires_grad_(True)
     was_training = model.training
     model.eval()
-    f = model.forward_intermediates(x)[stage]                          # (n, C, h, w)
+    f = model.forward_intermediates(x, indices=[stage], intermediates_only=True)[0]                          # (n, C, h, w)
     f[:, :, f.shape[2] // 2, f.shape[3] // 2].sum().backward()
     model.train(was_training)
     erf = x.grad.abs().sum((0, 1))

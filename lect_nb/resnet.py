@@ -59,6 +59,7 @@ def conv_stem(in_chans, width, kernel, stride, pool):
 # %% ../nbs/06a_resnet.ipynb #12274794
 class ResNet(GradCheckpointing, ImageClassifier):
     "ResNet with BasicBlocks (the report's 1.2M CNN baseline)."
+    first_conv = "stem.0"
     def __init__(self, cfg: ResNetConfig, # the architecture
                  num_classes: int = 100, # classifier outputs
                  in_chans: int = 3, # input channels
@@ -87,18 +88,18 @@ class ResNet(GradCheckpointing, ImageClassifier):
         for m in self.modules():
             if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward_intermediates(self, x):
-        "Check the input, then return each stage's output map (B, C_i, H/r_i, W/r_i)."
+    def embed_input(self, x):
+        "Check the input, then the stem: map (B, C_0, H/s, W/s)."
         check_image_input(x, self.in_chans, self.total_stride, name=self.model_name)
-        x, outs = self.stem(x), []
-        for stage in self.stages:
-            for blk in stage: x = self.run_block(blk, x)
-            outs.append(x)                 # (B, C_i, H/r_i, W/r_i)
-        return outs
+        return self.stem(x)
 
-    def forward_features(self, x):
-        "The last stage's map (B, C, H/r, W/r), r = `total_stride`."
-        return self.forward_intermediates(x)[-1]
+    def trunk_steps(self):
+        "One step per stage, map to map (B, C_i, H/r_i, W/r_i); `forward_features` ends on the last."
+        return [lambda x, s=s: self.run_stage(s, x) for s in self.stages]
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        "Stem, then one group per block (per stage if `coarse`)."
+        return dict(stem=r"^stem", blocks=r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)")
 
     def forward_head(self, x, pre_logits: bool = False):
         "GAP of the map, dropout -> (B, C); the logits (B, num_classes) unless `pre_logits`."

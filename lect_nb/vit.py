@@ -36,6 +36,7 @@ class ViTConfig:
 
 class ViT(GradCheckpointing, ImageClassifier):
     "Vision Transformer: patchify, class token + learned position embedding, pre-norm blocks."
+    first_conv, output_fmt = "patch_embed", "NLC" # forward_features gives tokens (B, num_prefix + N, C)
     def __init__(self, cfg: ViTConfig, # the architecture
                  num_classes: int = 100, # classifier outputs
                  img_size: tuple[int, int] = (224, 224), # size the position embedding is learned for
@@ -50,6 +51,8 @@ class ViT(GradCheckpointing, ImageClassifier):
         self.grid = (img_size[0] // p, img_size[1] // p)
         self.patch_embed = nn.Conv2d(in_chans, d, p, p)
         self.num_prefix = 1 if cfg.class_token else 0
+        self.global_pools = ("token", "avg", "") if cfg.class_token else ("avg", "")
+        self.global_pool = self.global_pools[0]      # classify from the class token if there is one
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d)) if cfg.class_token else None
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], d))
         self.cls_pos = nn.Parameter(torch.zeros(1, 1, d)) if cfg.class_token else None
@@ -78,28 +81,39 @@ class ViT(GradCheckpointing, ImageClassifier):
             x = torch.cat([(self.cls_token + self.cls_pos).expand(x.shape[0], -1, -1), x], 1)
         return self.pos_drop(x), hw
 
-    def forward_features(self, x):
-        "Image (B, C_in, H, W) -> tokens (B, num_prefix + N, C) after all blocks and the final LayerNorm."
-        x, hw = self._tokens(x)
-        for blk in self.blocks: x = self.run_block(blk, x, hw)
-        return self.norm(x)                                           # (B, num_prefix + N, C)
-
-    def forward_intermediates(self, x):
-        "Patch tokens after the blocks in `out_indices` as maps (B, C, H/p, W/p): no prefix, no final norm."
-        x, hw = self._tokens(x)
-        outs = []
-        for i, blk in enumerate(self.blocks):
-            x = self.run_block(blk, x, hw)
-            if i in self.out_indices: outs.append(tokens_to_map(x[:, self.num_prefix:], hw))
-        return outs
+    # the trunk (see `ImageClassifier`): state = (tokens, grid); features after the blocks in `out_indices`
+    def embed_input(self, x):
+        "Image -> (tokens (B, num_prefix + H*W, C), grid (H, W))."
+        return self._tokens(x)
+    def trunk_steps(self):
+        "One step per block, on (tokens, grid)."
+        return [lambda s, b=b: (self.run_block(b, s[0], s[1]), s[1]) for b in self.blocks]
+    def feature_steps(self):
+        "Features after the blocks in `out_indices`."
+        return list(self.out_indices)
+    def state_to_map(self, s, norm=False):
+        "Patch tokens as a map (B, C, H/p, W/p), without the prefix (through the final LayerNorm if `norm`)."
+        t = self.norm(s[0]) if norm else s[0]
+        return tokens_to_map(t[:, self.num_prefix:], s[1])
+    def finish_features(self, s):
+        "All tokens through the final LayerNorm: (B, num_prefix + N, C)."
+        return self.norm(s[0])
 
     def pool(self, x):
-        "Tokens (B, num_prefix + N, C) -> (B, C): the class token if there is one, else the mean over tokens."
-        return x[:, 0] if self.cls_token is not None else x.mean(1)
+        "Tokens (B, num_prefix + N, C) -> (B, C): the class token (`global_pool='token'`) or the patch-token mean."
+        if self.global_pool == "token": return x[:, 0]
+        return x[:, self.num_prefix:].mean(1) if self.global_pool else x
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        "Stem: patch embedding, class token and position embeddings; then one group per block."
+        return dict(stem=r"^(?:cls_token|cls_pos|pos_embed|patch_embed|stem)",
+                    blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
 
     def no_weight_decay(self) -> set[str]:
         "Names of the position embeddings and class token (those present), exempt from weight decay."
         return {n for n in ("pos_embed", "cls_token", "cls_pos") if getattr(self, n) is not None}
+
+torch.fx.wrap("resize_pos_embed")   # torch.fx keeps it as one call: its size test runs on real shapes
 
 @register_model("vit")
 def vit(num_classes, img_size, in_chans, **overrides):

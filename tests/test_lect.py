@@ -61,8 +61,8 @@ def test_bad_inputs_are_named():
         m(torch.randn(1, 3, 112, 224))
     with pytest.raises(ValueError, match="not a multiple of the total stride 16"):
         create_model("lect", img_size=100)
-    with pytest.raises(ValueError, match="only supports 96x96"):     # v3 is built for one size
-        create_model("lect_v3", img_size=96)(torch.randn(1, 3, 224, 224))
+    with pytest.raises(ValueError, match="lect_v3: this model only supports 96x96 inputs, got 224x224"):
+        create_model("lect_v3", img_size=96)(torch.randn(1, 3, 224, 224))   # built for 96x96: that size only
     with pytest.raises(ValueError, match="unknown model 'lectt'"):
         create_model("lectt")
 
@@ -93,7 +93,7 @@ def test_compile_fullgraph(name, size):
 
 def test_intermediates_and_reset_classifier():
     m = create_model("lect", img_size=(96, 160))
-    feats = m.forward_intermediates(torch.randn(1, 3, 96, 160))
+    feats = m.forward_intermediates(torch.randn(1, 3, 96, 160), intermediates_only=True)
     assert [tuple(f.shape[1:]) for f in feats] == [(64, 24, 40), (128, 12, 20), (192, 6, 10)]
     assert [f["num_chs"] for f in m.feature_info] == [64, 128, 192]
     m.reset_classifier(7)

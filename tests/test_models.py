@@ -69,7 +69,8 @@ def check_model(name, m, size):
         torch.testing.assert_close(m.forward_head(feats), logits)
         pre = m.forward_head(feats, pre_logits=True)
         assert pre.shape == (B, m.num_features), f"{name}: pre_logits {tuple(pre.shape)} vs num_features {m.num_features}"
-        inter = m.forward_intermediates(x)
+        final, inter = m.forward_intermediates(x)         # timm's contract: (forward_features output, maps)
+        torch.testing.assert_close(final, feats, rtol=0, atol=0)
         assert len(inter) == len(m.feature_info), f"{name}: {len(inter)} maps, {len(m.feature_info)} feature_info entries"
         for i, (f, info) in enumerate(zip(inter, m.feature_info)):
             assert f.ndim == 4 and f.shape[0] == B, f"{name}: intermediate {i} has shape {tuple(f.shape)}"
@@ -80,6 +81,8 @@ def check_model(name, m, size):
         assert m(x).shape == (B, 7)
         m.reset_classifier(0)
         assert m(x).shape == (B, m.num_features)
+        m.reset_classifier(0, "")                         # no pooling: the forward_features output itself
+        torch.testing.assert_close(m(x), feats, rtol=0, atol=0)
 
     # bad input: clear ValueErrors naming the problem
     with pytest.raises(ValueError, match="channels"):
