@@ -10,7 +10,7 @@ import argparse, sys
 from dataclasses import fields
 from .data import DATASETS
 from .train import AMP_DTYPES, NonFiniteError
-from .runs import TrainConfig, TrainingInterrupted, run
+from .runs import DEVICE_DEFAULTS, TrainConfig, TrainingInterrupted, run
 
 # %% auto #0
 __all__ = ['build_parser', 'main']
@@ -71,9 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     a("--workers", type=int, default=d.workers, help=f"DataLoader worker processes (default: {d.workers})")
     a("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     a("--seed", type=int, default=d.seed, help=f"seed of the weights, data order, augmentation and --val-split (default: {d.seed})")
-    a("--amp", default=d.amp, choices=list(AMP_DTYPES), help=f"mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA) (default: {d.amp})")
-    a("--channels-last", action="store_true", help="keep images and activations in channels-last (NHWC) memory format")
-    a("--compile", action="store_true", help="wrap the model in torch.compile")
+    dd = lambda k: ", ".join(f"{dev} {v[k] if isinstance(v[k], str) else ('on' if v[k] else 'off')}"
+                             for dev, v in DEVICE_DEFAULTS.items() if dev != "mps")
+    a("--amp", default=d.amp, choices=[*AMP_DTYPES, "auto"],
+      help=f"mixed precision: none, bf16 (CPU or CUDA) or fp16 (CUDA) (default: auto = {dd('amp')})")
+    a("--channels-last", action="store_const", const=True, default=None,
+      help=f"keep images and activations in channels-last (NHWC) memory format (default: {dd('channels_last')})")
+    a("--no-channels-last", dest="channels_last", action="store_const", const=False,
+      help="keep the contiguous (NCHW) memory format, whatever the device's default")
+    a("--compile", action="store_const", const=True, default=None,
+      help=f"wrap the model in torch.compile (default: {dd('compile')})")
+    a("--no-compile", dest="compile", action="store_const", const=False,
+      help="run the model eagerly, whatever the device's default")
+    a("--gpu-augment", default=d.gpu_augment, choices=("auto", "on", "off"),
+      help="transform (pad, crop, flip, RandAugment, resize) whole batches on the device instead of each image "
+           "in PIL (default: auto = on for CUDA with a dataset held in memory, off otherwise)")
     a("--plain", action="store_true",
       help="on the CPU: train the plain model of notebooks 00-05 instead of its accelerated form (notebook 15); "
            "the same function, slower")

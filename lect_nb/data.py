@@ -19,8 +19,10 @@ from torchvision import transforms as T
 
 # %% auto #0
 __all__ = ['FASHION_CLASSES', 'FASHION_MEAN', 'FASHION_STD', 'DATASETS', 'FASHION_FILES', 'SAMPLE_FILE', 'TORCHVISION_DATASETS',
-           'DEFAULT_DATA_DIR', 'DatasetInfo', 'dataset_info', 'read_idx', 'load_fashion_dir', 'load_sample',
-           'ArrayDataset', 'build_transforms', 'DatasetFilesError', 'DatasetFiles', 'dataset_files', 'build_datasets']
+           'DEFAULT_DATA_DIR', 'RANDAUG_OPS', 'DatasetInfo', 'dataset_info', 'read_idx', 'load_fashion_dir',
+           'load_sample', 'ArrayDataset', 'build_transforms', 'DatasetFilesError', 'DatasetFiles', 'dataset_files',
+           'build_datasets', 'randaugment_magnitudes', 'apply_randaugment_op', 'batch_uniforms', 'BatchTransform',
+           'held_images', 'DeviceBatches']
 
 # %% ../nbs/08_data.ipynb #49e863c1
 @dataclass(frozen=True)
@@ -333,3 +335,181 @@ def build_datasets(name: str, # a key of `DATASETS`
         tr, te, classes = _torchvision_datasets(info, root, tf_train, tf_eval, download)
         if classes and not info.classes: info = replace(info, classes=classes)
     return _limit(tr, limit_train), _limit(te, limit_val), info
+
+# %% ../nbs/08_data.ipynb #b22a29c9
+import itertools
+import torch.nn.functional as F
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF2
+
+# %% ../nbs/08_data.ipynb #81e1005f
+RANDAUG_OPS = ("Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color",
+               "Contrast", "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize")
+_SIGNED = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast", "Sharpness")
+
+def randaugment_magnitudes(size: tuple[int, int], # (H, W) of the images RandAugment sees
+                           magnitude: int = 9, # torchvision's default bin
+                           bins: int = 31, # torchvision's default number of bins
+                          ) -> dict[str, float]:
+    "The magnitude of each op that `T.RandAugment()` applies to images of `size` (before a random sign)."
+    H, W = size
+    lin = lambda hi: float(torch.linspace(0., hi, bins)[magnitude])   # the same float32 values
+    return {"Identity": 0., "ShearX": lin(0.3), "ShearY": lin(0.3), "TranslateX": lin(150. / 331. * W),
+            "TranslateY": lin(150. / 331. * H), "Rotate": lin(30.), "Brightness": lin(0.9), "Color": lin(0.9),
+            "Contrast": lin(0.9), "Sharpness": lin(0.9),
+            "Posterize": float(8 - (torch.arange(bins) / ((bins - 1) / 4)).round().int()[magnitude]),
+            "Solarize": float(torch.linspace(255., 0., bins)[magnitude]), "AutoContrast": 0., "Equalize": 0.}
+
+def apply_randaugment_op(x: torch.Tensor, # uint8 images (N, C, H, W), on any device
+                         op: str, # one of `RANDAUG_OPS`
+                         mag: float, # signed magnitude, as `randaugment_magnitudes` gives it
+                        ) -> torch.Tensor:
+    "One RandAugment op on a batch, with the parameters torchvision's per-image `RandAugment` uses."
+    near = InterpolationMode.NEAREST
+    if op == "Identity": return x
+    if op in ("ShearX", "ShearY"):
+        s = math.degrees(math.atan(mag))
+        return TF2.affine(x, angle=0., translate=[0, 0], scale=1., shear=[s, 0.] if op == "ShearX" else [0., s],
+                          interpolation=near, fill=0, center=[0, 0])
+    if op in ("TranslateX", "TranslateY"):
+        t = [int(mag), 0] if op == "TranslateX" else [0, int(mag)]
+        return TF2.affine(x, angle=0., translate=t, scale=1., shear=[0., 0.], interpolation=near, fill=0)
+    if op == "Rotate": return TF2.rotate(x, mag, interpolation=near, fill=0)
+    if op == "Brightness": return TF2.adjust_brightness(x, 1. + mag)
+    if op == "Color": return TF2.adjust_saturation(x, 1. + mag)
+    if op == "Contrast": return TF2.adjust_contrast(x, 1. + mag)
+    if op == "Sharpness": return TF2.adjust_sharpness(x, 1. + mag)
+    if op == "Posterize": return TF2.posterize(x, int(mag))
+    if op == "Solarize": return TF2.solarize(x, mag)
+    if op == "AutoContrast": return TF2.autocontrast(x)
+    if op == "Equalize": return TF2.equalize(x)
+    raise ValueError(f"unknown RandAugment op {op!r}; known: {', '.join(RANDAUG_OPS)}")
+
+# %% ../nbs/08_data.ipynb #200ca5ff
+_MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB86659FD93)
+
+def batch_uniforms(seed: int, # the run's seed
+                   epoch: int, # the epoch
+                   index, # image indices (a sequence or array of ints)
+                   n: int, # numbers per image
+                  ) -> np.ndarray: # (len(index), n) float64 in [0, 1)
+    "Uniform numbers for each image that depend only on (seed, epoch, index): a batch's composition never matters."
+    idx = np.asarray(index, dtype=np.uint64).reshape(-1, 1)
+    slot = np.arange(n, dtype=np.uint64).reshape(1, -1)
+    m = [np.uint64(c) for c in _MIX]
+    with np.errstate(over="ignore"):   # uint64 arithmetic wraps modulo 2**64, as intended
+        z = (np.full_like(idx, seed % 2**64) * m[0] + np.full_like(idx, epoch % 2**64) * m[1]
+             + idx * m[2] + slot * m[3] + np.uint64(1))
+        z = (z ^ (z >> np.uint64(30))) * m[1]
+        z = (z ^ (z >> np.uint64(27))) * m[2]
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / 2.**53
+
+@dataclass(frozen=True)
+class BatchTransform:
+    "`build_transforms(info, img_size, train, augment)` for a batch of uint8 images on their device, seeded per image."
+    info: DatasetInfo # the dataset: native size, base padding, normalisation
+    img_size: int | tuple[int, int] | None = None # model input; None = native
+    train: bool = True # the training transform (crop, flip, RandAugment) or the evaluation one
+    augment: bool = True # False: the training transform skips crop, flip and RandAugment
+    seed: int = 0 # the run's seed
+    num_ops: int = 2 # RandAugment ops per image (torchvision's default)
+    crop_pad: int = 4 # RandomCrop padding of the recipe
+
+    def params(self, epoch: int, # the epoch
+               index, # the images' indices in the dataset
+              ) -> dict[str, np.ndarray]:
+        "Crop offsets, flips, RandAugment ops and signs of each image: a function of (seed, epoch, index)."
+        u = batch_uniforms(self.seed, epoch, index, 3 + 2 * self.num_ops)
+        k = 2 * self.crop_pad + 1
+        ops = np.minimum((u[:, 3::2] * len(RANDAUG_OPS)).astype(np.int64), len(RANDAUG_OPS) - 1)
+        return {"top": (u[:, 0] * k).astype(np.int64), "left": (u[:, 1] * k).astype(np.int64),
+                "flip": u[:, 2] < 0.5, "ops": ops, "negative": u[:, 4::2] < 0.5}
+
+    def __call__(self, x: torch.Tensor, # uint8 images (N, C, H, W) as stored (before `base_pad`)
+                 index, # their indices in the dataset (what `params` draws from)
+                 epoch: int = 0, # the epoch
+                ) -> torch.Tensor: # float32 (N, C, S, S), normalised
+        "Pad, (crop, flip, RandAugment,) resize and normalise the batch in one pass on `x.device`."
+        if x.dtype != torch.uint8 or x.ndim != 4:
+            raise ValueError(f"expected uint8 images (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
+        if len(index) != len(x): raise ValueError(f"{len(x)} images but {len(index)} indices")
+        p = self.info.base_pad
+        if p: x = F.pad(x, (p, p, p, p))
+        if self.train and self.augment:
+            x = self._crop_flip_randaugment(x, self.params(epoch, index))
+        if self.img_size is not None:
+            size = [self.img_size] * 2 if isinstance(self.img_size, int) else list(self.img_size)
+            if any(s <= 0 for s in size): raise ValueError(f"img_size must be positive, got {self.img_size!r}")
+            if list(x.shape[-2:]) != size: x = TF2.resize(x, size, antialias=True)
+        mean = torch.tensor(self.info.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.info.std, device=x.device).view(1, -1, 1, 1)
+        return (x.float() / 255. - mean) / std
+
+    def _crop_flip_randaugment(self, x, prm):
+        N, C, H, W = x.shape
+        if self.info.native_size is not None and (H, W) != (self.info.native_size,) * 2:
+            raise ValueError(f"{self.info.name}: images are {H}x{W} after padding, expected "
+                             f"{self.info.native_size}x{self.info.native_size}")
+        d, q = x.device, self.crop_pad
+        xp = F.pad(x, (q, q, q, q))
+        rows = torch.from_numpy(prm["top"]).to(d)[:, None] + torch.arange(H, device=d)
+        cols = torch.from_numpy(prm["left"]).to(d)[:, None] + torch.arange(W, device=d)
+        cols = torch.where(torch.from_numpy(prm["flip"]).to(d)[:, None], cols.flip(1), cols)
+        n = torch.arange(N, device=d)[:, None, None]
+        x = xp.permute(0, 2, 3, 1)[n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+        mags = randaugment_magnitudes((H, W))
+        for slot in range(prm["ops"].shape[1]):
+            for k, op in enumerate(RANDAUG_OPS):
+                for neg in ((False, True) if op in _SIGNED else (None,)):   # unsigned ops ignore the sign
+                    chosen = prm["ops"][:, slot] == k
+                    if neg is not None: chosen &= prm["negative"][:, slot] == neg
+                    sel = np.flatnonzero(chosen)
+                    if not len(sel) or op == "Identity": continue
+                    mag = -mags[op] if neg else mags[op]
+                    i = torch.from_numpy(sel).to(d)
+                    x[i] = apply_randaugment_op(x[i], op, mag)
+        return x
+
+# %% ../nbs/08_data.ipynb #f480567a
+def held_images(ds, # a dataset from `build_datasets`, possibly wrapped in `Subset`s
+               ) -> tuple[torch.Tensor, torch.Tensor] | None: # uint8 (N, C, H, W) and int64 labels, or None
+    "The images of `ds` as one uint8 tensor (N, C, H, W) with their labels, if it holds them in memory as an array."
+    idx = None
+    while isinstance(ds, Subset):
+        sub = np.asarray(ds.indices, dtype=np.int64)
+        idx, ds = (sub if idx is None else sub[idx]), ds.dataset
+    if isinstance(ds, ArrayDataset): x, y = ds.images, ds.targets
+    elif isinstance(ds, (torchvision.datasets.CIFAR10, torchvision.datasets.FashionMNIST,
+                         torchvision.datasets.STL10)):
+        x, y = ds.data, _labels(ds)
+    else: return None
+    x = torch.as_tensor(np.asarray(x))
+    if x.dtype != torch.uint8: return None
+    if x.ndim == 3: x = x[:, None]
+    elif x.ndim == 4 and not isinstance(ds, torchvision.datasets.STL10): x = x.permute(0, 3, 1, 2)  # NHWC
+    y = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+    if idx is not None: x, y = x[torch.from_numpy(idx)], y[torch.from_numpy(idx)]
+    return x.contiguous(), y
+
+class DeviceBatches:
+    "Batches `(x, y)` of images held on `device`, in `sampler`'s order, transformed there by a `BatchTransform`."
+    def __init__(self, images: torch.Tensor, # uint8 (N, C, H, W), as `held_images` returns them
+                 labels: torch.Tensor, # int64 (N,)
+                 sampler, # yields indices, or `(epoch, index)` pairs (`lect_nb.runs.EpochSampler`)
+                 batch_size: int, # images per batch (the last may be smaller)
+                 transform: BatchTransform, # applied to each batch on `device`
+                 device="cpu", # where the images are kept and transformed
+                ):
+        if batch_size <= 0: raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.images, self.labels = images.to(device), labels.to(device)
+        self.sampler, self.batch_size, self.transform, self.device = sampler, batch_size, transform, device
+    def __len__(self): return math.ceil(len(self.sampler) / self.batch_size)
+    def __iter__(self):
+        it = iter(self.sampler)
+        while chunk := list(itertools.islice(it, self.batch_size)):
+            pairs = isinstance(chunk[0], tuple)
+            epoch = chunk[0][0] if pairs else 0
+            idx = np.array([c[1] for c in chunk] if pairs else chunk, dtype=np.int64)
+            i = torch.from_numpy(idx).to(self.device)
+            yield self.transform(self.images[i], idx, epoch), self.labels[i]

@@ -16,17 +16,17 @@ from torch import nn
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 from .core import create_model, list_models
-from .data import build_datasets, dataset_info
+from .data import BatchTransform, DeviceBatches, build_datasets, dataset_info, held_images
 from .fast import accelerate
 from .train import (AMP_DTYPES, DistInfo, Progress, ShardSampler, autocast_for, default_lr,
                            evaluate, init_distributed, make_optimizer, make_scaler, make_scheduler, plot_curves,
                            train_one_epoch)
 
 # %% auto #0
-__all__ = ['RUN_FILES', 'TrainConfig', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'restore_checkpoint',
-           'resolve_device', 'check_config', 'check_model_input', 'check_out_dir', 'sample_seed', 'SeededDataset',
-           'EpochSampler', 'Interrupts', 'TrainingInterrupted', 'set_deterministic', 'follow_schedule',
-           'split_train_val', 'run']
+__all__ = ['RUN_FILES', 'DEVICE_DEFAULTS', 'IN_MEMORY_DATASETS', 'TrainConfig', 'rng_state', 'set_rng_state', 'save_checkpoint',
+           'load_checkpoint', 'restore_checkpoint', 'resolve_device', 'check_config', 'check_model_input',
+           'check_out_dir', 'device_defaults', 'sample_seed', 'SeededDataset', 'EpochSampler', 'Interrupts',
+           'TrainingInterrupted', 'set_deterministic', 'follow_schedule', 'split_train_val', 'run']
 
 # %% ../nbs/09b_runs.ipynb #890c381b
 @dataclass
@@ -48,9 +48,10 @@ class TrainConfig:
     workers: int = 0 # DataLoader worker processes
     device: str | None = None # "cpu", "cuda", "cuda:1"...; None: cuda if available
     seed: int = 0 # seeds python, numpy and torch
-    amp: str = "none" # "none", "bf16" (CPU or CUDA) or "fp16" (CUDA, with a GradScaler)
-    channels_last: bool = False # NHWC memory format
-    compile: bool = False # wrap the model in torch.compile
+    amp: str = "auto" # "none", "bf16" (CPU or CUDA), "fp16" (CUDA, with a GradScaler); "auto": `DEVICE_DEFAULTS`
+    channels_last: bool | None = None # NHWC memory format; None: `DEVICE_DEFAULTS`
+    compile: bool | None = None # wrap the model in torch.compile; None: `DEVICE_DEFAULTS`
+    gpu_augment: str = "auto" # "on": transform batches on the device (`BatchTransform`); "off": per image in PIL
     plain: bool = False # on the CPU: the plain model, without the speed layer (`accelerate`, notebook 15)
     out: str | None = None # run directory; None: runs/<model>-<dataset>-<time>
     resume: bool = False # continue the run in `out` from its last.pt
@@ -164,7 +165,9 @@ def check_config(cfg: TrainConfig, # the settings to check
     if cfg.warmup_epochs < 0: _fail(f"warmup_epochs must be >= 0, got {cfg.warmup_epochs}")
     if not 0 <= cfg.label_smoothing < 1: _fail(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
     if not 0 <= cfg.val_split < 1: _fail(f"val_split must be in [0, 1), got {cfg.val_split}")
-    if cfg.amp not in AMP_DTYPES: _fail(f"amp must be one of {list(AMP_DTYPES)}, got {cfg.amp!r}")
+    if cfg.amp not in (*AMP_DTYPES, "auto"): _fail(f"amp must be one of {[*AMP_DTYPES, 'auto']}, got {cfg.amp!r}")
+    if cfg.gpu_augment not in ("auto", "on", "off"):
+        _fail(f"gpu_augment must be 'auto', 'on' or 'off', got {cfg.gpu_augment!r}")
     if cfg.data_dir is not None and cfg.dataset != "sample":
         if not Path(cfg.data_dir).is_dir(): raise FileNotFoundError(f"data directory not found: {cfg.data_dir}")
         if not os.access(cfg.data_dir, os.R_OK | os.X_OK): _fail(f"data directory {cfg.data_dir} is not readable")
@@ -201,6 +204,25 @@ def check_out_dir(out: str | Path, # the run directory
     if resume and not (out / "last.pt").is_file(): raise FileNotFoundError(f"nothing to resume: {out / 'last.pt'} not found")
     if held and not resume:
         _fail(f"{out} already holds a run ({', '.join(held)}); pass --resume to continue it or choose another --out")
+
+# %% ../nbs/09b_runs.ipynb #dea42b2e
+DEVICE_DEFAULTS = {   # device type -> the defaults of amp, channels_last, compile
+    "cpu": dict(amp="none", channels_last=False, compile=False),
+    "cuda": dict(amp="bf16", channels_last=False, compile=False),   # provisional: see notebook 13a_gpu
+    "mps": dict(amp="none", channels_last=False, compile=False),
+}
+IN_MEMORY_DATASETS = ("sample", "fashion_mnist", "cifar10", "cifar100", "stl10")
+
+def device_defaults(cfg: TrainConfig, # settings, possibly with "auto" / None switches
+                    device: torch.device, # where the run trains
+                   ) -> TrainConfig:
+    "`cfg` with `amp`, `channels_last`, `compile` and `gpu_augment` decided for `device` (set values kept)."
+    d = DEVICE_DEFAULTS.get(device.type, DEVICE_DEFAULTS["cpu"])
+    kw = {k: d[k] for k in ("channels_last", "compile") if getattr(cfg, k) is None}
+    if cfg.amp == "auto": kw["amp"] = d["amp"]
+    if cfg.gpu_augment == "auto":
+        kw["gpu_augment"] = "on" if device.type == "cuda" and cfg.dataset in IN_MEMORY_DATASETS else "off"
+    return TrainConfig(**{**asdict(cfg), **kw})
 
 # %% ../nbs/09b_runs.ipynb #fc4028b9
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -363,6 +385,7 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
         cfg = TrainConfig(**{**saved, **keep, "out": str(out), "resume": True})
     lr_is_default = cfg.lr is None
     cfg = check_config(cfg, di.world, cli=cli)
+    cfg = device_defaults(cfg, dev)
     cfg.out = str(out)
     autocast_for(dev, cfg.amp)  # fp16 without CUDA fails here, not at the first step
     if cfg.deterministic: set_deterministic()
@@ -387,9 +410,21 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
     gen = torch.Generator()  # the loaders' own: making an iterator leaves the global generator alone
     loader_kw = dict(num_workers=cfg.workers, pin_memory=dev.type == "cuda", worker_init_fn=_seed_worker,
                      persistent_workers=cfg.workers > 0, generator=gen)
-    train_dl = DataLoader(SeededDataset(train_ds, cfg.seed), per_proc, sampler=train_sampler, **loader_kw)
-    eval_loader = lambda ds: DataLoader(ds, max(per_proc, 128), sampler=ShardSampler(len(ds), di.rank, di.world),
-                                        **loader_kw)
+    if cfg.gpu_augment == "on":  # the images on the device, transformed there a batch at a time
+        held = {k: held_images(ds) for k, ds in (("train", train_ds), ("test", test_ds), ("val", val_ds))
+                if ds is not None}
+        if any(h is None for h in held.values()):
+            _fail(f"gpu_augment 'on' needs a dataset held in memory as uint8 images; {cfg.dataset!r} is read "
+                  f"from files one by one: use {'--gpu-augment off' if cli else 'gpu_augment=off'}")
+        bt = lambda train: BatchTransform(info, cfg.img_size, train, cfg.augment, cfg.seed)
+        train_dl = DeviceBatches(*held["train"], train_sampler, per_proc, bt(True), dev)
+        eval_loader = lambda ds: DeviceBatches(*held["val" if ds is val_ds else "test"],
+                                               ShardSampler(len(ds), di.rank, di.world), max(per_proc, 128),
+                                               bt(False), dev)
+    else:
+        train_dl = DataLoader(SeededDataset(train_ds, cfg.seed), per_proc, sampler=train_sampler, **loader_kw)
+        eval_loader = lambda ds: DataLoader(ds, max(per_proc, 128),
+                                            sampler=ShardSampler(len(ds), di.rank, di.world), **loader_kw)
     test_dl, val_dl = eval_loader(test_ds), (eval_loader(val_ds) if val_ds is not None else None)
 
     model.to(dev)
@@ -430,6 +465,8 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
               f"{size}x{size}x{info.in_chans}), {cfg.epochs} epochs, batch {cfg.batch_size}, "
               f"lr {cfg.lr:g}{lr_note}, "
               f"device {dev}{f' x{di.world} processes' if di.enabled else ''}, amp {cfg.amp}"
+              f"{', channels_last' if cfg.channels_last else ''}{', compiled' if cfg.compile else ''}"
+              f"{', transforms on the device' if cfg.gpu_augment == 'on' else ''}"
               f"{', plain model' if cfg.plain and dev.type == 'cpu' else ''}; {chosen} -> {out}"
               + (f" (resumed at epoch {start + 1}, step {start_step + 1})" if cfg.resume else "")
               + (f"; extended from {saved_epochs} epochs: epochs {start + 1}-{cfg.epochs} follow the {cfg.epochs}-epoch "
@@ -450,11 +487,14 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
         train_sampler.set_epoch(epoch, skip=skip_steps * per_proc)
         gen.manual_seed(cfg.seed * 100_003 + epoch)
         lr = opt.param_groups[0]["lr"]
+        t_train = time.time()
         tr = train_one_epoch(train_model, train_dl, opt, dev, scaler, cfg.amp, cfg.clip_grad, cfg.label_smoothing,
                              cfg.channels_last, di, bar, epoch, on_nan=cfg.on_nan, stop=stop, start_step=skip_steps, sums=sums0)
         if tr["stopped_at"] is not None:  # an interrupt inside the epoch: save where we are and leave
             if di.main: save_checkpoint(out / "last.pt", state(epoch, step=tr["stopped_at"], train_sums=tr["sums"].cpu()))
             raise interrupted(f"at epoch {epoch + 1}, step {tr['stopped_at']}/{tr['steps']}")
+        trained = tr["sums"][2].item() - (float(sums0[2]) if sums0 is not None else 0.)   # all processes
+        images_per_s = trained / max(time.time() - t_train, 1e-9)
         if di.enabled:  # BatchNorm statistics as rank 0 has them, so every shard is judged by one model
             for b in model.buffers(): dist.broadcast(b, 0)
         te = evaluate(eval_model, test_dl, dev, cfg.amp, cfg.channels_last, di)
@@ -462,7 +502,8 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
         sched.step()
         rec = dict(epoch=epoch + 1, train_loss=tr["loss"], train_acc=tr["acc"])
         if va is not None: rec.update(val_loss=va["loss"], val_acc=va["acc"])
-        rec.update(test_loss=te["loss"], test_acc=te["acc"], lr=lr, seconds=round(time.time() - t0, 3))
+        rec.update(test_loss=te["loss"], test_acc=te["acc"], lr=lr, seconds=round(time.time() - t0, 3),
+                   train_images_per_s=round(images_per_s, 1))
         metrics.append(rec)
         bar.epoch_end(rec)
         if di.main:

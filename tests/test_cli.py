@@ -7,7 +7,7 @@ from lect_nb.runs import RUN_FILES, load_checkpoint
 from test_train import register_tiny
 
 register_tiny()
-METRIC_KEYS = {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"}
+METRIC_KEYS = {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "train_images_per_s"}
 
 @pytest.mark.parametrize("args, msg", [
     (["--dataset", "mnist"], "unknown dataset 'mnist'"),
