@@ -1,4 +1,4 @@
-"""Every ablation of the report and of the issue as a named config diff on LeCT, registered as a model (paper-sized and CIFAR-native), a small CPU study with 3 seeds that actually ran here, and the GPU cells for the real tables.
+"""Every ablation of the LeCT report, and the query-upsampling variants studied here, as a named config diff on LeCT, registered as a model (paper-sized and CIFAR-native), a small CPU study with 3 seeds that actually ran here, and the GPU cells for the real tables.
 
 Docs: https://lect-nb.github.io/lect_nb/ablations.html.md"""
 
@@ -22,153 +22,260 @@ __all__ = ['ABLATIONS', 'ABLATION_BASES', 'EXISTING_NAMES', 'STUDY_MODELS', 'STU
 # %% ../nbs/11_ablations.ipynb #c4cd6618
 @dataclass(frozen=True)
 class Ablation:
-    "One ablation: the group it belongs to, what it changes, and the `LeCTConfig` fields it overrides."
-    group: str # "Table 3", "query axis", "key axis", "spatial reduction", "pooling"
-    what: str # one line for tables
-    diff: dict # LeCTConfig overrides
+    """One ablation: the group it belongs to, what it changes, and the `LeCTConfig` fields it
+    overrides."""
+
+    group: str  # "Table 3", "query axis", "key axis", "spatial reduction", "pooling"
+    what: str  # one line for tables
+    diff: dict  # LeCTConfig overrides
+
 
 ABLATIONS: dict[str, Ablation] = {
-    "noskip":       Ablation("Table 3", "parallel q/k/v projections, no conv skip (report's Table 3)",
-                             dict(projection="parallel", conv_skip=False)),
-    "skiponly":     Ablation("Table 3", "parallel projections, conv skip kept", dict(projection="parallel", conv_skip=True)),
-    "seqonly":      Ablation("Table 3", "sequential projections, no conv skip", dict(conv_skip=False)),
-    "qup_bilinear": Ablation("query axis", "bilinear only (no DWConv + BN)", dict(query_upsample="bilinear")),
-    "qup_nearest":  Ablation("query axis", "nearest (the report's figure)", dict(query_upsample="nearest")),
-    "qup_convt":    Ablation("query axis", "depthwise ConvTranspose K x K, stride K, + BN", dict(query_upsample="conv_transpose")),
-    "qup_sv":       Ablation("query axis", "spatially varying ConvTranspose (LeCTv3; fixed input size)",
-                             dict(query_upsample="spatially_varying", fixed_size=True)),
-    "kup_none":     Ablation("key axis", "no key-axis upsampling: pooled keys and pooled values (PVT-style)",
-                             dict(key_upsample="none")),
-    "grid2":        Ablation("spatial reduction", "pooled grid 2x2 in every stage", dict(pooled_grid=(2, 2, 2))),
-    "grid7":        Ablation("spatial reduction", "pooled grid >= 7x7 in every stage", dict(pooled_grid=(7, 7, 7))),
-    "grid14":       Ablation("spatial reduction", "pooled grid >= 14x14 in every stage", dict(pooled_grid=(14, 14, 14))),
-    "nopool":       Ablation("spatial reduction", "no pooling (K = 1): full attention", dict(sr_ratios=(1, 1, 1))),
-    "pool_max":     Ablation("pooling", "max pooling of q and k", dict(pooling="max")),
-    "pool_avgmax":  Ablation("pooling", "avg and max pooled, concatenated per head (LeCTv2's choice)", dict(pooling="avg_max")),
+    "noskip": Ablation(
+        "Table 3",
+        "parallel q/k/v projections, no conv skip (report's Table 3)",
+        dict(projection="parallel", conv_skip=False),
+    ),
+    "skiponly": Ablation(
+        "Table 3",
+        "parallel projections, conv skip kept",
+        dict(projection="parallel", conv_skip=True),
+    ),
+    "seqonly": Ablation("Table 3", "sequential projections, no conv skip", dict(conv_skip=False)),
+    "qup_bilinear": Ablation(
+        "query axis", "bilinear only (no DWConv + BN)", dict(query_upsample="bilinear")
+    ),
+    "qup_nearest": Ablation(
+        "query axis", "nearest (the report's figure)", dict(query_upsample="nearest")
+    ),
+    "qup_convt": Ablation(
+        "query axis",
+        "depthwise ConvTranspose K x K, stride K, + BN",
+        dict(query_upsample="conv_transpose"),
+    ),
+    "qup_sv": Ablation(
+        "query axis",
+        "spatially varying ConvTranspose (LeCTv3; fixed input size)",
+        dict(query_upsample="spatially_varying", fixed_size=True),
+    ),
+    "kup_none": Ablation(
+        "key axis",
+        "no key-axis upsampling: pooled keys and pooled values (PVT-style)",
+        dict(key_upsample="none"),
+    ),
+    "grid2": Ablation(
+        "spatial reduction", "pooled grid 2x2 in every stage", dict(pooled_grid=(2, 2, 2))
+    ),
+    "grid7": Ablation(
+        "spatial reduction", "pooled grid >= 7x7 in every stage", dict(pooled_grid=(7, 7, 7))
+    ),
+    "grid14": Ablation(
+        "spatial reduction", "pooled grid >= 14x14 in every stage", dict(pooled_grid=(14, 14, 14))
+    ),
+    "nopool": Ablation(
+        "spatial reduction", "no pooling (K = 1): full attention", dict(sr_ratios=(1, 1, 1))
+    ),
+    "pool_max": Ablation("pooling", "max pooling of q and k", dict(pooling="max")),
+    "pool_avgmax": Ablation(
+        "pooling",
+        "avg and max pooled, concatenated per head (LeCTv2's choice)",
+        dict(pooling="avg_max"),
+    ),
 }
 
 # %% ../nbs/11_ablations.ipynb #d3dd37fc
 @dataclass(frozen=True)
 class AblationBase:
     "A base model the ablations are applied to."
-    model: str # its registered name (a key of `LECT_CONFIGS`)
-    suffix: str # appended to the ablation names
-    size: tuple # the input size it is meant for (and the only one for fixed-size ablations)
 
-ABLATION_BASES = {"lect": AblationBase("lect", "", (224, 224)),
-                  "lect_cifar": AblationBase("lect_cifar", "_cifar", (32, 32))}
-EXISTING_NAMES = {("qup_sv", "lect"): "lect_v3"} # ablations registered elsewhere under another name
+    model: str  # its registered name (a key of `LECT_CONFIGS`)
+    suffix: str  # appended to the ablation names
+    size: tuple  # the input size it is meant for (and the only one for fixed-size ablations)
 
-def ablation_name(tag: str, # a key of `ABLATIONS`
-                  base: str = "lect", # a key of `ABLATION_BASES`
-                 ) -> str:
+# %% ../nbs/11_ablations.ipynb #d3dd37fc_1
+ABLATION_BASES = {
+    "lect": AblationBase("lect", "", (224, 224)),
+    "lect_cifar": AblationBase("lect_cifar", "_cifar", (32, 32)),
+}
+EXISTING_NAMES = {
+    ("qup_sv", "lect"): "lect_v3"
+}  # ablations registered elsewhere under another name
+
+
+def ablation_name(
+    tag: str,  # a key of `ABLATIONS`
+    base: str = "lect",  # a key of `ABLATION_BASES`
+) -> str:
     "The registered model name of ablation `tag` on `base`."
-    if tag not in ABLATIONS: raise ValueError(f"unknown ablation {tag!r}; known: {', '.join(ABLATIONS)}")
-    if base not in ABLATION_BASES: raise ValueError(f"unknown ablation base {base!r}; known: {', '.join(ABLATION_BASES)}")
+    if tag not in ABLATIONS:
+        raise ValueError(f"unknown ablation {tag!r}; known: {', '.join(ABLATIONS)}")
+    if base not in ABLATION_BASES:
+        raise ValueError(f"unknown ablation base {base!r}; known: {', '.join(ABLATION_BASES)}")
     return EXISTING_NAMES.get((tag, base), f"lect_{tag}{ABLATION_BASES[base].suffix}")
 
-def ablation_config(tag: str, # a key of `ABLATIONS`
-                    base: str = "lect", # a key of `ABLATION_BASES`
-                    **overrides, # further LeCTConfig fields (e.g. `drop_path_rate=0.`)
-                   ) -> LeCTConfig:
+# %% ../nbs/11_ablations.ipynb #d3dd37fc_2
+def ablation_config(
+    tag: str,  # a key of `ABLATIONS`
+    base: str = "lect",  # a key of `ABLATION_BASES`
+    **overrides,  # further LeCTConfig fields (e.g. `drop_path_rate=0.`)
+) -> LeCTConfig:
     "Base config + the ablation's diff (+ overrides)."
     name = ablation_name(tag, base)
     cfg = replace(LECT_CONFIGS[ABLATION_BASES[base].model], **ABLATIONS[tag].diff)
     unknown = set(overrides) - set(asdict(cfg))
-    if unknown: raise ValueError(f"{name}: unknown config field(s) {sorted(unknown)}; known: {sorted(asdict(cfg))}")
+    if unknown:
+        raise ValueError(
+            f"{name}: unknown config field(s) {sorted(unknown)}; known: {sorted(asdict(cfg))}"
+        )
     return replace(cfg, **overrides)
 
 # %% ../nbs/11_ablations.ipynb #6efdb00e
 def _ablation_builder(tag, base):
     name, size = ablation_name(tag, base), ABLATION_BASES[base].size
+
     def build(num_classes=100, img_size=size, in_chans=3, **overrides):
         cfg = ablation_config(tag, base, **overrides)
         if cfg.fixed_size and tuple(img_size) != tuple(size):
-            raise ValueError(f"{name} supports only {size[0]}x{size[1]} inputs (its spatially varying upsampling has one "
-                             f"kernel per pooled position), got {img_size[0]}x{img_size[1]}")
+            raise ValueError(
+                f"{name} supports only {size[0]}x{size[1]} inputs (its spatially varying "
+                f"upsampling has one kernel per pooled position), got {img_size[0]}x{img_size[1]}"
+            )
         return LeCT(cfg, num_classes, img_size, in_chans)
+
     build.__doc__ = f"`{ABLATION_BASES[base].model}` with ablation `{tag}`: {ABLATIONS[tag].what}."
     return build
 
-def ablation_names(base: str | None = None, # a key of `ABLATION_BASES`; None: both
-                  ) -> list[str]:
+
+def ablation_names(
+    base: str | None = None,  # a key of `ABLATION_BASES`; None: both
+) -> list[str]:
     "Registered names of every ablation (on one base or on both)."
     bases = [base] if base is not None else list(ABLATION_BASES)
     return [ablation_name(t, b) for b in bases for t in ABLATIONS]
 
+
 for _base in ABLATION_BASES:
     for _tag in ABLATIONS:
         _name = ablation_name(_tag, _base)
-        if _name not in LECT_CONFIGS: register_model(_name)(_ablation_builder(_tag, _base))
+        if _name not in LECT_CONFIGS:
+            register_model(_name)(_ablation_builder(_tag, _base))
 
 # %% ../nbs/11_ablations.ipynb #68441471
 def describe_attention(model: LeCT) -> list[dict]:
-    "Per stage, what the first LeMSA layer of `model` actually is (projection, skip, upsamplers, pooling, K)."
+    """Per stage, what the first LeMSA layer of `model` actually is (projection, skip, upsamplers,
+    pooling, K)."""
     out = []
     for i, st in enumerate(model.stages):
         a = st.blocks[0].attn
-        out.append(dict(stage=i + 1, projection=type(a.qkv).__name__, conv_skip=a.qkv.conv_skip,
-                        query_up=type(a.q_up).__name__ + (f"({a.q_up.mode})" if hasattr(a.q_up, "mode") else ""),
-                        key_up=a.key_upsample, pooling=a.pooling, K=a.sr_ratio))
+        out.append(
+            dict(
+                stage=i + 1,
+                projection=type(a.qkv).__name__,
+                conv_skip=a.qkv.conv_skip,
+                query_up=type(a.q_up).__name__
+                + (f"({a.q_up.mode})" if hasattr(a.q_up, "mode") else ""),
+                key_up=a.key_upsample,
+                pooling=a.pooling,
+                K=a.sr_ratio,
+            )
+        )
     return out
 
-def ablation_table(base: str = "lect", # a key of `ABLATION_BASES`
-                   num_classes: int = 100,
-                  ) -> list[dict]:
-    "One row per ablation on `base`: name, group, diff, sr ratios and parameters at the base's size."
+# %% ../nbs/11_ablations.ipynb #68441471_1
+def ablation_table(
+    base: str = "lect",  # a key of `ABLATION_BASES`
+    num_classes: int = 100,
+) -> list[dict]:
+    """One row per ablation on `base`: name, group, diff, sr ratios and parameters at the base's
+    size."""
     size = ABLATION_BASES[base].size
     rows = []
     for tag in [None, *ABLATIONS]:
         name = ABLATION_BASES[base].model if tag is None else ablation_name(tag, base)
         m = create_model(name, num_classes=num_classes, img_size=size)
-        rows.append(dict(model=name, group="base" if tag is None else ABLATIONS[tag].group,
-                         diff="-" if tag is None else ", ".join(f"{k}={v}" for k, v in ABLATIONS[tag].diff.items()),
-                         K=m.sr_ratios, pooled=tuple(f"{h // k}x{w // k}" for (h, w), k in zip(m.map_sizes, m.sr_ratios)),
-                         params=count_params(m)))
+        rows.append(
+            dict(
+                model=name,
+                group="base" if tag is None else ABLATIONS[tag].group,
+                diff=(
+                    "-"
+                    if tag is None
+                    else ", ".join(f"{k}={v}" for k, v in ABLATIONS[tag].diff.items())
+                ),
+                K=m.sr_ratios,
+                pooled=tuple(f"{h // k}x{w // k}" for (h, w), k in zip(m.map_sizes, m.sr_ratios)),
+                params=count_params(m),
+            )
+        )
     return rows
 
-def markdown_table(rows: list[dict], # dicts with the same keys
-                   floatfmt: str = "{:.4g}") -> str:
+# %% ../nbs/11_ablations.ipynb #68441471_2
+def markdown_table(rows: list[dict], floatfmt: str = "{:.4g}") -> str:  # dicts with the same keys
     "Rows as a markdown table."
     cols = list(rows[0])
-    fmt = lambda v: (f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else
-                     floatfmt.format(v) if isinstance(v, float) else "" if v is None else str(v))
+    fmt = lambda v: (
+        f"{v:,}"
+        if isinstance(v, int) and not isinstance(v, bool)
+        else floatfmt.format(v) if isinstance(v, float) else "" if v is None else str(v)
+    )
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     return "\n".join(lines + ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows])
 
 # %% ../nbs/11_ablations.ipynb #de1fa74a
-def train_one_step(model: torch.nn.Module, # a classifier
-                   x: torch.Tensor, # a batch of images
-                   y: torch.Tensor, # its labels
-                   lr: float = 1e-3, # AdamW learning rate
-                  ) -> dict:
-    "One AdamW step; returns the loss, parameters without gradient, and parameters the step did not change."
+def train_one_step(
+    model: torch.nn.Module,  # a classifier
+    x: torch.Tensor,  # a batch of images
+    y: torch.Tensor,  # its labels
+    lr: float = 1e-3,  # AdamW learning rate
+) -> dict:
+    """One AdamW step; returns the loss, parameters without gradient, and parameters the step did
+    not change."""
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     loss = torch.nn.functional.cross_entropy(model(x), y)
-    opt.zero_grad(); loss.backward(); opt.step()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
     no_grad = [n for n, p in model.named_parameters() if p.grad is None]
     unchanged = [n for n, p in model.named_parameters() if torch.equal(p.detach(), before[n])]
     return dict(loss=loss.item(), no_grad=no_grad, unchanged=unchanged)
 
 # %% ../nbs/11_ablations.ipynb #8aa40cb5
-STUDY_MODELS = ("lect_cifar", "lect_noskip_cifar", "lect_skiponly_cifar", "lect_seqonly_cifar",
-                "lect_kup_none_cifar", "lect_qup_nearest_cifar")
-STUDY_SETTINGS = dict(dataset="sample", epochs=2, batch_size=32, limit_train=384, limit_val=300, augment=False,
-                      device="cpu", workers=0)
+STUDY_MODELS = (
+    "lect_cifar",
+    "lect_noskip_cifar",
+    "lect_skiponly_cifar",
+    "lect_seqonly_cifar",
+    "lect_kup_none_cifar",
+    "lect_qup_nearest_cifar",
+)
+STUDY_SETTINGS = dict(
+    dataset="sample",
+    epochs=2,
+    batch_size=32,
+    limit_train=384,
+    limit_val=300,
+    augment=False,
+    device="cpu",
+    workers=0,
+)
 
-def study_command(model: str, # registered name
-                  seed: int, # run seed
-                  settings: dict = STUDY_SETTINGS, # TrainConfig fields
-                  out: str | None = None, # run directory
-                 ) -> str:
+
+def study_command(
+    model: str,  # registered name
+    seed: int,  # run seed
+    settings: dict = STUDY_SETTINGS,  # TrainConfig fields
+    out: str | None = None,  # run directory
+) -> str:
     "The `lect-train` command line that makes the same run as `run_study`."
     flag = lambda k: "--" + k.replace("_", "-")
     parts = ["lect-train", "--model", model, "--seed", str(seed)]
     for k, v in settings.items():
-        if k == "augment": parts += [] if v else ["--no-augment"]
-        elif v is not None: parts += [flag(k), str(v)]
+        if k == "augment":
+            parts += [] if v else ["--no-augment"]
+        elif v is not None:
+            parts += [flag(k), str(v)]
     return " ".join(parts + (["--out", out] if out else []))
 
 # %% ../nbs/11_ablations.ipynb #e4012201
@@ -176,92 +283,145 @@ def _load_records(path):
     path = Path(path)
     return json.loads(path.read_text()) if path.is_file() else []
 
-def _save_records(path, records):
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp"); tmp.write_text(json.dumps(records, indent=1) + "\n"); os.replace(tmp, path)
 
-def run_study(out_json: str | Path, # where the per-run records are (and are appended)
-              runs_dir: str | Path, # parent of the run directories (checkpoints, metrics)
-              models: tuple = STUDY_MODELS, # registered names
-              seeds: tuple = (0, 1, 2), # one run per (model, seed)
-              settings: dict = STUDY_SETTINGS, # TrainConfig fields shared by every run
-              threads: int | None = None, # torch threads (None: leave as is)
-              verbose: bool = True,
-             ) -> list[dict]:
-    "Train every (model, seed) not yet in `out_json` through `lect_nb.runs.run`; return all records."
+def _save_records(path, records):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(records, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def run_study(
+    out_json: str | Path,  # where the per-run records are (and are appended)
+    runs_dir: str | Path,  # parent of the run directories (checkpoints, metrics)
+    models: tuple = STUDY_MODELS,  # registered names
+    seeds: tuple = (0, 1, 2),  # one run per (model, seed)
+    settings: dict = STUDY_SETTINGS,  # TrainConfig fields shared by every run
+    threads: int | None = None,  # torch threads (None: leave as is)
+    verbose: bool = True,
+) -> list[dict]:
+    """Train every (model, seed) not yet in `out_json` through `lect_nb.runs.run`; return all
+    records."""
     from lect_nb.runs import run, TrainConfig
+
     unknown = [m for m in models if m not in list_models()]
-    if unknown: raise ValueError(f"unknown model(s) {unknown}")
-    if threads: torch.set_num_threads(threads)
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}")
+    if threads:
+        torch.set_num_threads(threads)
     records = _load_records(out_json)
     key = lambda r: (r["model"], r["seed"], json.dumps(r["settings"], sort_keys=True))
     done = {key(r) for r in records}
-    for seed in seeds:            # seeds outermost: an interrupted study has every model at the same count
+    for seed in seeds:  # seeds outermost: an interrupted study has every model at the same count
         for model in models:
             rec = dict(model=model, seed=seed, settings=dict(settings))
-            if key(rec) in done: continue
+            if key(rec) in done:
+                continue
             out = Path(runs_dir) / f"{model}-seed{seed}"
-            cfg = TrainConfig(model=model, seed=seed, out=str(out), resume=(out / "last.pt").is_file(), **settings)
+            cfg = TrainConfig(
+                model=model, seed=seed, out=str(out), resume=(out / "last.pt").is_file(), **settings
+            )
             res = run(cfg, progress=False)
             last = res["metrics"][-1]
-            rec.update(test_acc=last["test_acc"], test_loss=last["test_loss"], train_acc=last["train_acc"],
-                       train_loss=last["train_loss"], best_test_acc=res["best_acc"], epochs=last["epoch"],
-                       seconds=round(res["seconds"], 1), threads=torch.get_num_threads(),
-                       command=study_command(model, seed, settings, str(out)))
-            records.append(rec); done.add(key(rec))
+            rec.update(
+                test_acc=last["test_acc"],
+                test_loss=last["test_loss"],
+                train_acc=last["train_acc"],
+                train_loss=last["train_loss"],
+                best_test_acc=res["best_acc"],
+                epochs=last["epoch"],
+                seconds=round(res["seconds"], 1),
+                threads=torch.get_num_threads(),
+                command=study_command(model, seed, settings, str(out)),
+            )
+            records.append(rec)
+            done.add(key(rec))
             _save_records(out_json, records)
-            if verbose: print(f"{model:24s} seed {seed}: test acc {rec['test_acc']:.2%}  ({rec['seconds']:.0f}s)", flush=True)
+            if verbose:
+                print(
+                    f"{model:24s} seed {seed}: test acc {rec['test_acc']:.2%}  "
+                    f"({rec['seconds']:.0f}s)",
+                    flush=True,
+                )
     return records
 
-def summarize(records: list[dict], # records from `run_study`
-              metric: str = "test_acc", # field to aggregate
-              models: tuple | None = None, # order of the rows (default: first appearance)
-             ) -> list[dict]:
+# %% ../nbs/11_ablations.ipynb #e4012201_1
+def summarize(
+    records: list[dict],  # records from `run_study`
+    metric: str = "test_acc",  # field to aggregate
+    models: tuple | None = None,  # order of the rows (default: first appearance)
+) -> list[dict]:
     "Mean, sample standard deviation, min and max of `metric` over seeds, one row per model (in %)."
     order = list(models) if models else list(dict.fromkeys(r["model"] for r in records))
     rows = []
     for m in order:
         v = [100 * r[metric] for r in records if r["model"] == m]
-        if not v: continue
-        rows.append(dict(model=m, n=len(v), mean=statistics.mean(v), std=statistics.stdev(v) if len(v) > 1 else float("nan"),
-                         min=min(v), max=max(v)))
+        if not v:
+            continue
+        rows.append(
+            dict(
+                model=m,
+                n=len(v),
+                mean=statistics.mean(v),
+                std=statistics.stdev(v) if len(v) > 1 else float("nan"),
+                min=min(v),
+                max=max(v),
+            )
+        )
     return rows
 
 # %% ../nbs/11_ablations.ipynb #b6aee49f
 @torch.no_grad()
-def recalibrate_batchnorm(model: torch.nn.Module, # trained model (changed in place)
-                          loader, # batches (x, y) of training images
-                         ) -> torch.nn.Module:
-    "Replace every BatchNorm's running statistics by their exact average over `loader` (weights unchanged)."
+def recalibrate_batchnorm(
+    model: torch.nn.Module,  # trained model (changed in place)
+    loader,  # batches (x, y) of training images
+) -> torch.nn.Module:
+    """Replace every BatchNorm's running statistics by their exact average over `loader` (weights
+    unchanged)."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns: raise ValueError(f"{type(model).__name__} has no BatchNorm layer")
+    if not bns:
+        raise ValueError(f"{type(model).__name__} has no BatchNorm layer")
     was = model.training
-    for m in bns: m.reset_running_stats(); m.momentum = None      # None: cumulative average
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # None: cumulative average
     model.train()
-    for x, _ in loader: model(x)
-    for m in bns: m.momentum = 0.1
+    for x, _ in loader:
+        model(x)
+    for m in bns:
+        m.momentum = 0.1
     return model.train(was)
 
-def study_bn_check(records: list[dict], # `run_study` records whose run directories still exist
-                   out_json: str | Path, # results are saved here; if it exists it is only read
-                   batch_size: int = 64,
-                  ) -> list[dict]:
-    "Test accuracy of each study run as trained and after `recalibrate_batchnorm` on its own training images."
-    if Path(out_json).is_file(): return json.loads(Path(out_json).read_text())
+# %% ../nbs/11_ablations.ipynb #b6aee49f_1
+def study_bn_check(
+    records: list[dict],  # `run_study` records whose run directories still exist
+    out_json: str | Path,  # results are saved here; if it exists it is only read
+    batch_size: int = 64,
+) -> list[dict]:
+    """Test accuracy of each study run as trained and after `recalibrate_batchnorm` on its own
+    training images."""
+    if Path(out_json).is_file():
+        return json.loads(Path(out_json).read_text())
     from torch.utils.data import DataLoader
     from lect_nb.analysis import load_trained
     from lect_nb.data import build_datasets
     from lect_nb.train import evaluate
+
     rows = []
     for r in records:
         run_dir = Path(r["command"].split("--out ")[1])
         s = r["settings"]
-        tr, te, _ = build_datasets(s["dataset"], augment=False, limit_train=s["limit_train"], limit_val=s["limit_val"])
+        tr, te, _ = build_datasets(
+            s["dataset"], augment=False, limit_train=s["limit_train"], limit_val=s["limit_val"]
+        )
         m = load_trained(run_dir)
         before = evaluate(m, DataLoader(te, 150), torch.device("cpu"))["acc"]
         recalibrate_batchnorm(m, DataLoader(tr, batch_size))
         after = evaluate(m, DataLoader(te, 150), torch.device("cpu"))["acc"]
-        rows.append(dict(model=r["model"], seed=r["seed"], test_acc=before, test_acc_bn_recalibrated=after))
+        rows.append(
+            dict(model=r["model"], seed=r["seed"], test_acc=before, test_acc_bn_recalibrated=after)
+        )
     _save_records(out_json, rows)
     return rows
 
@@ -273,18 +433,24 @@ PAPER_TABLE3 = {  # top-1 %, the report's Tables 2 and 3 ("paper")
 }
 PAPER_DATASETS = ("cifar100", "cifar10", "stl10")
 
+
 def final_accuracy(run_dir: str | Path) -> float | None:
-    "Test accuracy (%) of the last epoch in a run directory's metrics.jsonl, or None if there is no run."
+    """Test accuracy (%) of the last epoch in a run directory's metrics.jsonl, or None if there is
+    no run."""
     p = Path(run_dir) / "metrics.jsonl"
-    if not p.is_file(): return None
+    if not p.is_file():
+        return None
     lines = [json.loads(l) for l in p.read_text().splitlines() if l.strip()]
     return 100 * lines[-1]["test_acc"] if lines else None
 
-def results_table(models: list[str], # registered names, one row each
-                  runs_dir: str | Path | None = None, # holds <model>-<dataset>/ run directories; None: no "ours"
-                  datasets: tuple = PAPER_DATASETS,
-                 ) -> list[dict]:
-    "Rows with the paper's number (where one exists) and ours (only from a run directory) per dataset."
+# %% ../nbs/11_ablations.ipynb #e1389d4f_1
+def results_table(
+    models: list[str],  # registered names, one row each
+    runs_dir: str | Path | None = None,  # holds <model>-<dataset>/ run directories; None: no "ours"
+    datasets: tuple = PAPER_DATASETS,
+) -> list[dict]:
+    """Rows with the paper's number (where one exists) and ours (only from a run directory) per
+    dataset."""
     rows = []
     for m in models:
         row = dict(model=m)

@@ -23,86 +23,131 @@ __all__ = ['COST_LAYERS', 'COST_SIDES', 'lemsa_paths', 'capture_lemsa_inputs', '
 
 # %% ../nbs/12_analysis.ipynb #854a64bf
 @torch.no_grad()
-def lemsa_paths(attn: LocallyEnhancedAttention, # a LeMSA layer (eval mode for a deterministic output)
-                x: torch.Tensor, # its input tokens (B, N, C)
-                hw: tuple[int, int], # their grid (H, W)
-               ) -> dict:
-    "The inside of one LeMSA forward, read with forward hooks: pooled and upsampled attention, attention path, skip, output."
+def lemsa_paths(
+    attn: LocallyEnhancedAttention,  # a LeMSA layer (eval mode for a deterministic output)
+    x: torch.Tensor,  # its input tokens (B, N, C)
+    hw: tuple[int, int],  # their grid (H, W)
+) -> dict:
+    """The inside of one LeMSA forward, read with forward hooks: pooled and upsampled attention,
+    attention path, skip, output."""
     if not isinstance(attn, LocallyEnhancedAttention):
         raise ValueError(f"expected a LocallyEnhancedAttention, got {type(attn).__name__}")
     seen = {}
-    hooks = [attn.qkv.register_forward_hook(lambda m, i, o: seen.__setitem__("qkv", o)),        # (v, t1, t2, skip)
-             attn.q_up.register_forward_hook(lambda m, i, o: seen.__setitem__("attn_path", o))]  # (B, C, H, W)
+    hooks = [
+        attn.qkv.register_forward_hook(
+            lambda m, i, o: seen.__setitem__("qkv", o)
+        ),  # (v, t1, t2, skip)
+        attn.q_up.register_forward_hook(lambda m, i, o: seen.__setitem__("attn_path", o)),
+    ]  # (B, C, H, W)
     store = attn.store_attn
-    attn.store_attn = True                                   # the layer keeps its attention weights (reference core)
-    try: out = attn(x, hw)                                   # (B, N, C) (dropout: eval)
+    attn.store_attn = True  # the layer keeps its attention weights (reference core)
+    try:
+        out = attn(x, hw)  # (B, N, C) (dropout: eval)
     finally:
-        for h in hooks: h.remove()
+        for h in hooks:
+            h.remove()
         attn.store_attn, weights, attn.last_attn = store, attn.last_attn, None
     v, t1, t2, skip = seen["qkv"]
     K, heads = attn.sr_ratio, attn.num_heads
-    q, k = pooled_heads(t1, K, heads, attn.pooling), pooled_heads(t2, K, heads, attn.pooling)   # (B, heads, n, d)
-    pooled_attn = (q @ k.transpose(-2, -1) * attn.scale).softmax(-1)    # (B, heads, n, n): softmax over pooled keys
-    up_attn = None if attn.key_upsample == "none" else weights           # (B, heads, n, N)
-    return dict(q=q, k=k, pooled_attn=pooled_attn, attn=up_attn, attn_path=seen["attn_path"], skip=skip, out=out,
-                pooled_hw=(hw[0] // K, hw[1] // K), hw=tuple(hw))
+    q, k = pooled_heads(t1, K, heads, attn.pooling), pooled_heads(
+        t2, K, heads, attn.pooling
+    )  # (B, heads, n, d)
+    pooled_attn = (q @ k.transpose(-2, -1) * attn.scale).softmax(
+        -1
+    )  # (B, heads, n, n): softmax over pooled keys
+    up_attn = None if attn.key_upsample == "none" else weights  # (B, heads, n, N)
+    return dict(
+        q=q,
+        k=k,
+        pooled_attn=pooled_attn,
+        attn=up_attn,
+        attn_path=seen["attn_path"],
+        skip=skip,
+        out=out,
+        pooled_hw=(hw[0] // K, hw[1] // K),
+        hw=tuple(hw),
+    )
 
 # %% ../nbs/12_analysis.ipynb #b8cbcbec
 @torch.no_grad()
-def capture_lemsa_inputs(model: nn.Module, # a model containing LeMSA layers
-                         images: torch.Tensor, # a batch it accepts
-                        ) -> dict[str, tuple]:
+def capture_lemsa_inputs(
+    model: nn.Module,  # a model containing LeMSA layers
+    images: torch.Tensor,  # a batch it accepts
+) -> dict[str, tuple]:
     "Run `model` once in eval mode; return `{layer name: (module, x, hw)}` for every LeMSA layer."
     found, hooks = {}, []
     for name, m in model.named_modules():
         if isinstance(m, LocallyEnhancedAttention):
-            hooks.append(m.register_forward_pre_hook(
-                lambda mod, args, name=name: found.__setitem__(name, (mod, args[0].detach(), tuple(args[1])))))
+            hooks.append(
+                m.register_forward_pre_hook(
+                    lambda mod, args, name=name: found.__setitem__(
+                        name, (mod, args[0].detach(), tuple(args[1]))
+                    )
+                )
+            )
     was = model.training
     model.eval()
-    try: model(images)
+    try:
+        model(images)
     finally:
-        for h in hooks: h.remove()
+        for h in hooks:
+            h.remove()
         model.train(was)
-    if not found: raise ValueError(f"{type(model).__name__} has no LocallyEnhancedAttention layer")
+    if not found:
+        raise ValueError(f"{type(model).__name__} has no LocallyEnhancedAttention layer")
     return found
 
-def model_lemsa_paths(model: nn.Module, # a LeCT-like model
-                      images: torch.Tensor, # a batch it accepts
-                     ) -> dict[str, dict]:
+# %% ../nbs/12_analysis.ipynb #b8cbcbec_1
+def model_lemsa_paths(
+    model: nn.Module,  # a LeCT-like model
+    images: torch.Tensor,  # a batch it accepts
+) -> dict[str, dict]:
     "`lemsa_paths` of every LeMSA layer of `model` on `images`, by layer name."
-    return {n: lemsa_paths(m, x, hw) for n, (m, x, hw) in capture_lemsa_inputs(model, images).items()}
+    return {
+        n: lemsa_paths(m, x, hw) for n, (m, x, hw) in capture_lemsa_inputs(model, images).items()
+    }
 
 # %% ../nbs/12_analysis.ipynb #0152b1ed
-def load_trained(run_dir: str | Path, # a `lect-train` run directory
-                 device: str = "cpu",
-                ) -> nn.Module:
-    "Rebuild the model of a `lect-train` run from its config and load its last checkpoint (eval mode)."
+def load_trained(
+    run_dir: str | Path,  # a `lect-train` run directory
+    device: str = "cpu",
+) -> nn.Module:
+    """Rebuild the model of a `lect-train` run from its config and load its last checkpoint (eval
+    mode)."""
     from lect_nb.runs import load_checkpoint
     from lect_nb.data import dataset_info
     from lect_nb.core import create_model
+
     run_dir = Path(run_dir)
-    if not (run_dir / "last.pt").is_file(): raise FileNotFoundError(f"no checkpoint: {run_dir / 'last.pt'}")
+    if not (run_dir / "last.pt").is_file():
+        raise FileNotFoundError(f"no checkpoint: {run_dir / 'last.pt'}")
     cfg = json.loads((run_dir / "config.json").read_text())
     info = dataset_info(cfg["dataset"])
     size = cfg["img_size"] or info.native_size
-    model = create_model(cfg["model"], num_classes=info.num_classes, img_size=size, in_chans=info.in_chans)
+    model = create_model(
+        cfg["model"], num_classes=info.num_classes, img_size=size, in_chans=info.in_chans
+    )
     model.load_state_dict(load_checkpoint(run_dir / "last.pt", map_location=device)["model"])
     return model.to(device).eval()
 
 # %% ../nbs/12_analysis.ipynb #69c67bcd
-def plot_query_attention(image: torch.Tensor, # (C, H, W) normalised image, shown in grey
-                         paths: dict, # `lemsa_paths` of one layer for a batch containing `image` at `index`
-                         query: int, # pooled query index (row-major on the pooled grid)
-                         index: int = 0, # which image of the batch
-                         axes=None, # two matplotlib axes per head (default: a new figure)
-                        ):
-    "Per head: the softmax over pooled keys and the softmax after key-axis upsampling, for one pooled query."
+def plot_query_attention(
+    image: torch.Tensor,  # (C, H, W) normalised image, shown in grey
+    paths: dict,  # `lemsa_paths` of one layer for a batch containing `image` at `index`
+    query: int,  # pooled query index (row-major on the pooled grid)
+    index: int = 0,  # which image of the batch
+    axes=None,  # two matplotlib axes per head (default: a new figure)
+):
+    """Per head: the softmax over pooled keys and the softmax after key-axis upsampling, for one
+    pooled query."""
     import matplotlib.pyplot as plt
+
     (h, w), (H, W) = paths["pooled_hw"], paths["hw"]
     heads = paths["pooled_attn"].shape[1]
-    if not 0 <= query < h * w: raise ValueError(f"query {query} is outside the {h}x{w} pooled grid")
-    if axes is None: _, axes = plt.subplots(1, 2 * heads, figsize=(3 * heads * 2, 3))
+    if not 0 <= query < h * w:
+        raise ValueError(f"query {query} is outside the {h}x{w} pooled grid")
+    if axes is None:
+        _, axes = plt.subplots(1, 2 * heads, figsize=(3 * heads * 2, 3))
     img = image.mean(0)
     sy, sx = img.shape[0] / H, img.shape[1] / W
     qy, qx = divmod(query, w)
@@ -110,13 +155,30 @@ def plot_query_attention(image: torch.Tensor, # (C, H, W) normalised image, show
     for hd in range(heads):
         pooled = paths["pooled_attn"][index, hd, query].reshape(h, w)
         up = paths["attn"][index, hd, query].reshape(H, W) if paths["attn"] is not None else None
-        for ax, a, title in ((axes[2 * hd], pooled, f"head {hd}: pooled keys {h}x{w}"),
-                             (axes[2 * hd + 1], up, f"head {hd}: upsampled keys {H}x{W}")):
+        for ax, a, title in (
+            (axes[2 * hd], pooled, f"head {hd}: pooled keys {h}x{w}"),
+            (axes[2 * hd + 1], up, f"head {hd}: upsampled keys {H}x{W}"),
+        ):
             ax.imshow(img, cmap="gray")
             if a is not None:
-                ax.imshow(a.numpy(), cmap="inferno", alpha=.65, extent=(-.5, img.shape[1] - .5, img.shape[0] - .5, -.5))
-            ax.add_patch(plt.Rectangle((qx * K * sx - .5, qy * K * sy - .5), K * sx, K * sy, fill=False, ec="w", lw=1.5))
-            ax.set_title(title, fontsize=8); ax.axis("off")
+                ax.imshow(
+                    a.numpy(),
+                    cmap="inferno",
+                    alpha=0.65,
+                    extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5),
+                )
+            ax.add_patch(
+                plt.Rectangle(
+                    (qx * K * sx - 0.5, qy * K * sy - 0.5),
+                    K * sx,
+                    K * sy,
+                    fill=False,
+                    ec="w",
+                    lw=1.5,
+                )
+            )
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
     return axes
 
 # %% ../nbs/12_analysis.ipynb #cc4b3104
@@ -133,37 +195,49 @@ def window_mass(attn_up: torch.Tensor, # (B, heads, n, H*W) attention over pixel
 # %% ../nbs/12_analysis.ipynb #dcd5d065
 class TokensOnly(nn.Module):
     "Adapter giving a `(B, N, C) -> (B, N, C)` layer the `(x, hw)` call of LeMSA."
+
     def __init__(self, layer: nn.Module):
         super().__init__()
         self.layer = layer
+
     def forward(self, x, hw):
         "Apply the wrapped layer to tokens (B, N, C); the grid `hw` is ignored."
         return self.layer(x)
 
+# %% ../nbs/12_analysis.ipynb #dcd5d065_1
 COST_LAYERS = ("lemsa", "lemsa_reference", "msa", "msa_reference", "sra")
 
-def make_cost_layer(kind: str, # one of `COST_LAYERS`
-                    side: int, # the map is side x side tokens
-                    dim: int = 64, # channels
-                    heads: int = 2, # attention heads
-                    pooled_grid: int = 4, # LeMSA's fixed pooled grid (K = side // pooled_grid)
-                    kv_stride: int = 2, # spatial reduction of "sra" (CvT's stride)
-                   ) -> nn.Module:
+
+def make_cost_layer(
+    kind: str,  # one of `COST_LAYERS`
+    side: int,  # the map is side x side tokens
+    dim: int = 64,  # channels
+    heads: int = 2,  # attention heads
+    pooled_grid: int = 4,  # LeMSA's fixed pooled grid (K = side // pooled_grid)
+    kv_stride: int = 2,  # spatial reduction of "sra" (CvT's stride)
+) -> nn.Module:
     "One attention layer called as `layer(x, (side, side))`."
     from lect_nb.baselines import Attention
     from lect_nb.cvt import ConvProjectionAttention
+
     if kind in ("lemsa", "lemsa_reference"):
-        if side % pooled_grid: raise ValueError(f"side {side} is not a multiple of the pooled grid {pooled_grid}")
-        return LocallyEnhancedAttention(dim, heads, side // pooled_grid, attn_impl="fused" if kind == "lemsa" else "reference")
-    if kind in ("msa", "msa_reference"): return TokensOnly(Attention(dim, heads, impl="fused" if kind == "msa" else "reference"))
-    if kind == "sra": return ConvProjectionAttention(dim, heads, kv_stride=kv_stride)
+        if side % pooled_grid:
+            raise ValueError(f"side {side} is not a multiple of the pooled grid {pooled_grid}")
+        return LocallyEnhancedAttention(
+            dim, heads, side // pooled_grid, attn_impl="fused" if kind == "lemsa" else "reference"
+        )
+    if kind in ("msa", "msa_reference"):
+        return TokensOnly(Attention(dim, heads, impl="fused" if kind == "msa" else "reference"))
+    if kind == "sra":
+        return ConvProjectionAttention(dim, heads, kv_stride=kv_stride)
     raise ValueError(f"unknown layer kind {kind!r}; choose from {COST_LAYERS}")
 
 # %% ../nbs/12_analysis.ipynb #0eab7006
-def count_train_flops(layer: nn.Module, # a layer called as `layer(x, hw)`
-                      x: torch.Tensor, # its input
-                      hw: tuple[int, int],
-                     ) -> int:
+def count_train_flops(
+    layer: nn.Module,  # a layer called as `layer(x, hw)`
+    x: torch.Tensor,  # its input
+    hw: tuple[int, int],
+) -> int:
     "FLOPs of one forward + backward (attention through the math backend, so the counter sees it)."
     x = x.detach().requires_grad_(True)
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
@@ -171,128 +245,199 @@ def count_train_flops(layer: nn.Module, # a layer called as `layer(x, hw)`
     layer.zero_grad(set_to_none=True)
     return fc.get_total_flops()
 
+# %% ../nbs/12_analysis.ipynb #0eab7006_1
 def _status_mb(key):
     for line in open("/proc/self/status"):
-        if line.startswith(key + ":"): return int(line.split()[1]) / 1024
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
     raise KeyError(key)
 
-def measure_point(kind: str, # one of `COST_LAYERS`
-                  side: int, # map side
-                  dim: int = 64, heads: int = 2, batch: int = 1,
-                  repeats: int = 3, # timed forward + backward passes (median)
-                  device: str = "cpu",
-                  memory: bool = True, # measure peak memory (CPU: needs a fresh process, see `cost_sweep`)
-                 ) -> dict:
-    "Time, FLOPs and peak extra memory of one forward + backward of one layer on a `side x side` map."
+
+def measure_point(
+    kind: str,  # one of `COST_LAYERS`
+    side: int,  # map side
+    dim: int = 64,
+    heads: int = 2,
+    batch: int = 1,
+    repeats: int = 3,  # timed forward + backward passes (median)
+    device: str = "cpu",
+    memory: bool = True,  # measure peak memory (CPU: needs a fresh process, see `cost_sweep`)
+) -> dict:
+    """Time, FLOPs and peak extra memory of one forward + backward of one layer on a `side x side`
+    map."""
     torch.manual_seed(0)
     dev = torch.device(device)
     layer = make_cost_layer(kind, side, dim, heads).to(dev).train()
     x = torch.randn(batch, side * side, dim, device=dev, requires_grad=True)
     hw = (side, side)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+
     def step():
-        layer(x, hw).sum().backward(); layer.zero_grad(set_to_none=True); x.grad = None
+        layer(x, hw).sum().backward()
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+
     peak = None
-    if memory:                                     # first, so nothing earlier inflates the peak
+    if memory:  # first, so nothing earlier inflates the peak
         if dev.type == "cuda":
-            sync(); base = torch.cuda.memory_allocated(dev); torch.cuda.reset_peak_memory_stats(dev)
-            step(); sync(); peak = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
+            sync()
+            base = torch.cuda.memory_allocated(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+            step()
+            sync()
+            peak = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
         else:
-            with open("/proc/self/clear_refs", "w") as f: f.write("5")   # reset VmHWM to the current RSS
-            base = _status_mb("VmRSS"); step(); peak = _status_mb("VmHWM") - base
-    else: step()                                    # warm-up
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset VmHWM to the current RSS
+            base = _status_mb("VmRSS")
+            step()
+            peak = _status_mb("VmHWM") - base
+    else:
+        step()  # warm-up
     times = []
     for i in range(repeats):
-        sync(); t = time.perf_counter(); step(); sync(); times.append(time.perf_counter() - t)
-        if times[0] > 5: break                       # a point that slow is timed once
+        sync()
+        t = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t)
+        if times[0] > 5:
+            break  # a point that slow is timed once
     # FLOPs on the meta device: same count, no memory (the math backend would build the N x N map)
     meta = make_cost_layer(kind, side, dim, heads).to("meta").train()
     flops = count_train_flops(meta, torch.empty(batch, side * side, dim, device="meta"), hw)
-    return dict(layer=kind, side=side, tokens=side * side, dim=dim, heads=heads, batch=batch, device=device,
-                threads=torch.get_num_threads(), time_s=statistics.median(times), flops=flops, peak_mb=peak)
+    return dict(
+        layer=kind,
+        side=side,
+        tokens=side * side,
+        dim=dim,
+        heads=heads,
+        batch=batch,
+        device=device,
+        threads=torch.get_num_threads(),
+        time_s=statistics.median(times),
+        flops=flops,
+        peak_mb=peak,
+    )
 
 # %% ../nbs/12_analysis.ipynb #319cb87d
 COST_SIDES = (16, 32, 64, 128)
 
-def cost_sweep(sides: tuple = COST_SIDES, # map sides; tokens = side²
-               layers: tuple = COST_LAYERS,
-               device: str = "cpu",
-               repeats: int = 3,
-               threads: int | None = None, # torch threads in each child (None: default)
-               max_map_mb: float = 1100., # skip reference full attention whose N x N map would exceed this
-               out_json: str | Path | None = None, # save the records here
-              ) -> list[dict]:
+
+def cost_sweep(
+    sides: tuple = COST_SIDES,  # map sides; tokens = side²
+    layers: tuple = COST_LAYERS,
+    device: str = "cpu",
+    repeats: int = 3,
+    threads: int | None = None,  # torch threads in each child (None: default)
+    max_map_mb: float = 1100.0,  # skip reference full attention whose N x N map would exceed this
+    out_json: str | Path | None = None,  # save the records here
+) -> list[dict]:
     "`measure_point` for every layer and side, each in a fresh process on CPU (in-process on CUDA)."
     rows = []
     for kind in layers:
         for side in sides:
             N = side * side
-            if kind == "msa_reference" and 2 * N * N * 4 / 2**20 > max_map_mb: continue   # heads x N x N floats
+            if kind == "msa_reference" and 2 * N * N * 4 / 2**20 > max_map_mb:
+                continue  # heads x N x N floats
             if torch.device(device).type == "cuda":
                 r = measure_point(kind, side, repeats=repeats, device=device)
             else:
-                code = ("import json, torch; from lect_nb.analysis import measure_point; "
-                        + (f"torch.set_num_threads({threads}); " if threads else "")
-                        + f"print(json.dumps(measure_point({kind!r}, {side}, repeats={repeats})))")
+                code = (
+                    "import json, torch; from lect_nb.analysis import measure_point; "
+                    + (f"torch.set_num_threads({threads}); " if threads else "")
+                    + f"print(json.dumps(measure_point({kind!r}, {side}, repeats={repeats})))"
+                )
                 res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-                if res.returncode: raise RuntimeError(f"{kind} at {side}x{side} failed:\n{res.stderr[-2000:]}")
+                if res.returncode:
+                    raise RuntimeError(f"{kind} at {side}x{side} failed:\n{res.stderr[-2000:]}")
                 r = json.loads(res.stdout.strip().splitlines()[-1])
             rows.append(r)
-            if out_json: Path(out_json).write_text(json.dumps(rows, indent=1) + "\n")
+            if out_json:
+                Path(out_json).write_text(json.dumps(rows, indent=1) + "\n")
     return rows
 
-def fit_exponent(rows: list[dict], # records of one layer
-                 key: str = "time_s", # "time_s", "flops" or "peak_mb"
-                 last: int = 3, # fit on the largest `last` points
-                ) -> float:
+# %% ../nbs/12_analysis.ipynb #319cb87d_1
+def fit_exponent(
+    rows: list[dict],  # records of one layer
+    key: str = "time_s",  # "time_s", "flops" or "peak_mb"
+    last: int = 3,  # fit on the largest `last` points
+) -> float:
     "Slope of log(key) against log(tokens): ~1 for linear cost, ~2 for quadratic."
     pts = sorted((r["tokens"], r[key]) for r in rows if r[key] and r[key] > 0)[-last:]
-    if len(pts) < 2: return float("nan")
+    if len(pts) < 2:
+        return float("nan")
     xs, ys = [math.log(p[0]) for p in pts], [math.log(p[1]) for p in pts]
     mx, my = statistics.mean(xs), statistics.mean(ys)
     return sum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sum((a - mx) ** 2 for a in xs)
 
 # %% ../nbs/12_analysis.ipynb #fb3ff47f
-def plot_cost(rows: list[dict], # `cost_sweep` records
-              keys: tuple = ("time_s", "flops", "peak_mb"),
-             ):
-    "Log-log cost against tokens per layer, one panel per measurement, with linear and quadratic guides."
+def plot_cost(
+    rows: list[dict],  # `cost_sweep` records
+    keys: tuple = ("time_s", "flops", "peak_mb"),
+):
+    """Log-log cost against tokens per layer, one panel per measurement, with linear and quadratic
+    guides."""
     import matplotlib.pyplot as plt
-    titles = {"time_s": "time, fwd + bwd (s)", "flops": "FLOPs, fwd + bwd", "peak_mb": "peak extra memory (MB)"}
+
+    titles = {
+        "time_s": "time, fwd + bwd (s)",
+        "flops": "FLOPs, fwd + bwd",
+        "peak_mb": "peak extra memory (MB)",
+    }
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8))
     for ax, key in zip(axes, keys):
         for i, kind in enumerate(dict.fromkeys(r["layer"] for r in rows)):
-            pts = sorted((r["tokens"], r[key]) for r in rows if r["layer"] == kind and r[key] is not None)
-            if not pts: continue
-            ax.loglog(*zip(*pts), "o-" if "reference" not in kind else "s--", color=f"C{i}",
-                      label=f"{kind} (slope {fit_exponent([r for r in rows if r['layer'] == kind], key):.2f})")
-        n0 = min(r["tokens"] for r in rows); n1 = max(r["tokens"] for r in rows)
-        y0 = min(r[key] for r in rows if r[key]) 
+            pts = sorted(
+                (r["tokens"], r[key]) for r in rows if r["layer"] == kind and r[key] is not None
+            )
+            if not pts:
+                continue
+            ax.loglog(
+                *zip(*pts),
+                "o-" if "reference" not in kind else "s--",
+                color=f"C{i}",
+                label=f"{kind} (slope "
+                f"{fit_exponent([r for r in rows if r['layer'] == kind], key):.2f})",
+            )
+        n0 = min(r["tokens"] for r in rows)
+        n1 = max(r["tokens"] for r in rows)
+        y0 = min(r[key] for r in rows if r[key])
         ax.loglog([n0, n1], [y0, y0 * n1 / n0], ":", color="gray", lw=1, label="linear")
         ax.loglog([n0, n1], [y0, y0 * (n1 / n0) ** 2], "-.", color="gray", lw=1, label="quadratic")
-        ax.set_xlabel("tokens N"); ax.set_title(titles.get(key, key)); ax.grid(alpha=.3, which="both")
+        ax.set_xlabel("tokens N")
+        ax.set_title(titles.get(key, key))
+        ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/12_analysis.ipynb #47388a47
-def log_amplitude_profile(fmap: torch.Tensor, # feature maps (B, C, H, W)
-                          eps: float = 1e-8,
-                         ) -> torch.Tensor: # (min(H, W) // 2 + 1,) relative log amplitude from 0 to π
-    "Log amplitude of the 2D FFT averaged over images and channels, along the diagonal, minus its DC value."
-    if fmap.ndim != 4: raise ValueError(f"expected feature maps (B, C, H, W), got shape {tuple(fmap.shape)}")
+def log_amplitude_profile(
+    fmap: torch.Tensor,  # feature maps (B, C, H, W)
+    eps: float = 1e-8,
+) -> torch.Tensor:  # (min(H, W) // 2 + 1,) relative log amplitude from 0 to π
+    """Log amplitude of the 2D FFT averaged over images and channels, along the diagonal, minus its
+    DC value."""
+    if fmap.ndim != 4:
+        raise ValueError(f"expected feature maps (B, C, H, W), got shape {tuple(fmap.shape)}")
     H, W = fmap.shape[-2:]
     amp = torch.fft.fftshift(torch.fft.fft2(fmap.double()), dim=(-2, -1)).abs()
-    la = (amp + eps).log().mean((0, 1))                                      # (H, W), DC at (H//2, W//2)
+    la = (amp + eps).log().mean((0, 1))  # (H, W), DC at (H//2, W//2)
     n = min(H, W) // 2
-    diag = torch.stack([la[H // 2 + i, W // 2 + i] if i < n else la[0, 0] for i in range(n + 1)])  # (0,0) is (π, π)
+    diag = torch.stack(
+        [la[H // 2 + i, W // 2 + i] if i < n else la[0, 0] for i in range(n + 1)]
+    )  # (0,0) is (π, π)
     return (diag - diag[0]).float()
 
-def high_frequency_fraction(fmap: torch.Tensor, # feature maps (B, C, H, W)
-                           ) -> float:
+# %% ../nbs/12_analysis.ipynb #47388a47_1
+def high_frequency_fraction(
+    fmap: torch.Tensor,  # feature maps (B, C, H, W)
+) -> float:
     "Fraction of non-DC spectral energy at radial frequency above π/2 (per map, averaged)."
     H, W = fmap.shape[-2:]
-    fy = torch.fft.fftfreq(H).abs()[:, None] * 2; fx = torch.fft.fftfreq(W).abs()[None] * 2   # in units of π
+    fy = torch.fft.fftfreq(H).abs()[:, None] * 2
+    fx = torch.fft.fftfreq(W).abs()[None] * 2  # in units of π
     r = torch.maximum(fy, fx)
     p = torch.fft.fft2(fmap.double()).abs() ** 2
     nondc = p.sum((-2, -1)) - p[..., 0, 0]
@@ -300,13 +445,16 @@ def high_frequency_fraction(fmap: torch.Tensor, # feature maps (B, C, H, W)
     return (hi / nondc.clamp_min(1e-30)).mean().item()
 
 # %% ../nbs/12_analysis.ipynb #1245e3f5
-def frequency_report(model: nn.Module, # a LeCT-like model
-                     images: torch.Tensor, # a batch it accepts
-                    ) -> list[dict]:
-    "Per LeMSA layer: relative log amplitude at π and high-frequency fraction of the skip and attention paths."
+def frequency_report(
+    model: nn.Module,  # a LeCT-like model
+    images: torch.Tensor,  # a batch it accepts
+) -> list[dict]:
+    """Per LeMSA layer: relative log amplitude at π and high-frequency fraction of the skip and
+    attention paths."""
     rows = []
     for name, p in model_lemsa_paths(model, images).items():
-        if p["skip"] is None: continue
+        if p["skip"] is None:
+            continue
         row = dict(layer=name, map=f"{p['hw'][0]}x{p['hw'][1]}", K=p["hw"][0] // p["pooled_hw"][0])
         for path in ("skip", "attn_path"):
             prof = log_amplitude_profile(p[path])

@@ -39,98 +39,170 @@ class DatasetInfo:
     classes: tuple = () # class names, when known
 
 # %% ../nbs/08_data.ipynb #abcd547a
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)  # measured in this notebook on the 60k training images
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+FASHION_MEAN, FASHION_STD = (0.2860,), (
+    0.3530,
+)  # measured in this notebook on the 60k training images
 
 DATASETS: dict[str, DatasetInfo] = {
-    "cifar10": DatasetInfo("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-    "cifar100": DatasetInfo("cifar100", 100, 3, 32, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+    "cifar10": DatasetInfo(
+        "cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+    ),
+    "cifar100": DatasetInfo(
+        "cifar100", 100, 3, 32, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
+    ),
     "stl10": DatasetInfo("stl10", 10, 3, 96, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), default_epochs=100),
-    "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, 32, FASHION_MEAN, FASHION_STD, base_pad=2,
-                                 default_epochs=30, classes=FASHION_CLASSES),
-    "sample": DatasetInfo("sample", 10, 1, 32, FASHION_MEAN, FASHION_STD, base_pad=2,
-                          default_epochs=4, classes=FASHION_CLASSES),
+    "fashion_mnist": DatasetInfo(
+        "fashion_mnist",
+        10,
+        1,
+        32,
+        FASHION_MEAN,
+        FASHION_STD,
+        base_pad=2,
+        default_epochs=30,
+        classes=FASHION_CLASSES,
+    ),
+    "sample": DatasetInfo(
+        "sample",
+        10,
+        1,
+        32,
+        FASHION_MEAN,
+        FASHION_STD,
+        base_pad=2,
+        default_epochs=4,
+        classes=FASHION_CLASSES,
+    ),
     # class count, channels and size come from the tree; ImageNet-free neutral constants
     "imagefolder": DatasetInfo("imagefolder", 0, 3, None, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
 
-def dataset_info(name: str, # a key of `DATASETS`
-                ) -> DatasetInfo:
+
+def dataset_info(
+    name: str,  # a key of `DATASETS`
+) -> DatasetInfo:
     "The `DatasetInfo` for `name`, or a `ValueError` listing the known datasets."
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     return DATASETS[name]
 
 # %% ../nbs/08_data.ipynb #032d3641
-FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-                 "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+FASHION_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
 
-def read_idx(path: str | Path, # an IDX file, gzip-compressed if it ends in .gz
-            ) -> np.ndarray:
+
+def read_idx(
+    path: str | Path,  # an IDX file, gzip-compressed if it ends in .gz
+) -> np.ndarray:
     "Read an unsigned-byte IDX file (the MNIST format) into a uint8 array."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"IDX file not found: {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"IDX file not found: {path}")
     raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype_code != 0x08:
         raise ValueError(f"{path}: not an unsigned-byte IDX file (header {raw[:4].hex()})")
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != math.prod(shape):
-        raise ValueError(f"{path}: header says {shape} ({math.prod(shape)} bytes), file holds {data.size}")
+        raise ValueError(
+            f"{path}: header says {shape} ({math.prod(shape)} bytes), file holds {data.size}"
+        )
     return data.reshape(shape)
 
-def load_fashion_dir(root: str | Path, # a directory holding the four standard .gz files
-                     split: str = "train", # "train" or "test"
-                    ) -> tuple[np.ndarray, np.ndarray]: # images (N, 28, 28) uint8, labels (N,) int64
-    "Load a Fashion-MNIST split from a directory of IDX files (e.g. Debian's `/usr/share/datasets/fashion-mnist`)."
+# %% ../nbs/08_data.ipynb #032d3641_1
+def load_fashion_dir(
+    root: str | Path,  # a directory holding the four standard .gz files
+    split: str = "train",  # "train" or "test"
+) -> tuple[np.ndarray, np.ndarray]:  # images (N, 28, 28) uint8, labels (N,) int64
+    """Load a Fashion-MNIST split from a directory of IDX files (e.g. Debian's
+    `/usr/share/datasets/fashion-mnist`)."""
     root = Path(root)
-    if not root.is_dir(): raise FileNotFoundError(f"Fashion-MNIST directory not found: {root}")
-    if split not in FASHION_FILES: raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"Fashion-MNIST directory not found: {root}")
+    if split not in FASHION_FILES:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     img_file, lbl_file = FASHION_FILES[split]
     x, y = read_idx(root / img_file), read_idx(root / lbl_file)
-    if len(x) != len(y): raise ValueError(f"{root}: {len(x)} images but {len(y)} labels in the {split} split")
+    if len(x) != len(y):
+        raise ValueError(f"{root}: {len(x)} images but {len(y)} labels in the {split} split")
     return x, y.astype(np.int64)
 
 # %% ../nbs/08_data.ipynb #0d40d8b6
 SAMPLE_FILE = "fashion_mnist_sample.npz"
 
+
 def load_sample() -> dict[str, np.ndarray]:
-    "The embedded Fashion-MNIST sample: `x_train, y_train, x_test, y_test` (uint8 images 28x28, int64 labels)."
+    """The embedded Fashion-MNIST sample: `x_train, y_train, x_test, y_test` (uint8 images 28x28,
+    int64 labels)."""
     with resources.files("lect_nb").joinpath("assets", SAMPLE_FILE).open("rb") as f:
         with np.load(io.BytesIO(f.read())) as z:
             return {k: (z[k].astype(np.int64) if k.startswith("y") else z[k]) for k in z.files}
 
 # %% ../nbs/08_data.ipynb #ab443474
 class ArrayDataset(Dataset):
-    "Images held as a uint8 array `(N, H, W)` or `(N, H, W, C)` with integer labels, served as PIL images."
-    def __init__(self, images: np.ndarray, # uint8 images
-                 labels: np.ndarray, # integer class of each image
-                 transform=None, # applied to each PIL image
-                 classes: tuple = (), # class names
-                ):
-        if len(images) != len(labels): raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.images, self.targets, self.transform, self.classes = images, np.asarray(labels), transform, classes
-    def __len__(self): return len(self.images)
+    """Images held as a uint8 array `(N, H, W)` or `(N, H, W, C)` with integer labels, served as PIL
+    images."""
+
+    def __init__(
+        self,
+        images: np.ndarray,  # uint8 images
+        labels: np.ndarray,  # integer class of each image
+        transform=None,  # applied to each PIL image
+        classes: tuple = (),  # class names
+    ):
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.targets, self.transform, self.classes = (
+            images,
+            np.asarray(labels),
+            transform,
+            classes,
+        )
+
+    def __len__(self):
+        return len(self.images)
+
     def __getitem__(self, i):
         img = Image.fromarray(self.images[i])
         return (self.transform(img) if self.transform else img), int(self.targets[i])
 
 # %% ../nbs/08_data.ipynb #04b7f5ac
-def build_transforms(info: DatasetInfo, # the dataset, for its size, padding and normalisation
-                     img_size: int | tuple[int, int] | None = None, # model input; None = native (no resize)
-                     train: bool = True, # training (augmented) or evaluation transform
-                     augment: bool = True, # False: the training transform skips crop, flip and RandAugment
-                    ) -> T.Compose:
-    "The paper's train transform (crop pad 4, flip, RandAugment at native size, resize) or its eval transform."
+def build_transforms(
+    info: DatasetInfo,  # the dataset, for its size, padding and normalisation
+    img_size: int | tuple[int, int] | None = None,  # model input; None = native (no resize)
+    train: bool = True,  # training (augmented) or evaluation transform
+    augment: bool = True,  # False: the training transform skips crop, flip and RandAugment
+) -> T.Compose:
+    """The paper's train transform (crop pad 4, flip, RandAugment at native size, resize) or its
+    eval transform."""
     tfms = [T.Pad(info.base_pad)] if info.base_pad else []
     if train and augment:
-        if info.native_size is None: raise ValueError(f"{info.name}: augmentation needs a known native size")
-        tfms += [T.RandomCrop(info.native_size, padding=4), T.RandomHorizontalFlip(), T.RandAugment()]
+        if info.native_size is None:
+            raise ValueError(f"{info.name}: augmentation needs a known native size")
+        tfms += [
+            T.RandomCrop(info.native_size, padding=4),
+            T.RandomHorizontalFlip(),
+            T.RandAugment(),
+        ]
     if img_size is not None:
         size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        if any(s <= 0 for s in size): raise ValueError(f"img_size must be positive, got {img_size!r}")
+        if any(s <= 0 for s in size):
+            raise ValueError(f"img_size must be positive, got {img_size!r}")
         if info.native_size is None or size != (info.native_size, info.native_size):
             tfms.append(T.Resize(size, antialias=True))
     tfms += [T.ToTensor(), T.Normalize(info.mean, info.std)]
@@ -140,6 +212,7 @@ def build_transforms(info: DatasetInfo, # the dataset, for its size, padding and
 class DatasetFilesError(ValueError):
     "A dataset's files are missing, incomplete, unreadable or not where torchvision reads them."
 
+# %% ../nbs/08_data.ipynb #de4548c1_1
 TORCHVISION_DATASETS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10",
                         "fashion_mnist": "FashionMNIST"}
 
@@ -153,6 +226,7 @@ class DatasetFiles:
     archive_dir: str = "" # where torchvision looks for (and saves) the archives
     optional: tuple = () # files read when present (STL10's class names)
 
+# %% ../nbs/08_data.ipynb #de4548c1_2
 def dataset_files(name: str, # a key of `TORCHVISION_DATASETS`
                  ) -> DatasetFiles:
     "The on-disk layout torchvision expects for `name`, read from torchvision's own dataset class."
@@ -175,69 +249,99 @@ def dataset_files(name: str, # a key of `TORCHVISION_DATASETS`
 def _intact(path, md5):  # torchvision's own check: the file exists and, if an MD5 is given, has it
     return torchvision.datasets.utils.check_integrity(path, md5)
 
+
 def _one_line(e: BaseException, n: int = 240) -> str:
     text = " ".join(str(e.reason if isinstance(e, urllib.error.URLError) else e).split())
     return f"{type(e).__name__}: {text[:n]}{'...' if len(text) > n else ''}"
 
-def _find_elsewhere(root: Path, # the data directory
-                    spec: DatasetFiles, # what is expected in it
-                    max_depth: int = 3, # how deep below `root` to look
-                    max_dirs: int = 2000, # stop after this many folders
-                   ) -> list[Path]:
+
+def _find_elsewhere(
+    root: Path,  # the data directory
+    spec: DatasetFiles,  # what is expected in it
+    max_depth: int = 3,  # how deep below `root` to look
+    max_dirs: int = 2000,  # stop after this many folders
+) -> list[Path]:
     "Folders in `root` (or `root` itself), not `spec.folder`, with half the expected files or more."
     names, want, found = [f for f, _ in spec.files], (root / spec.folder).resolve(), []
     for i, (d, subdirs, files) in enumerate(os.walk(root)):
-        if i >= max_dirs: break
+        if i >= max_dirs:
+            break
         deep = len(Path(d).relative_to(root).parts) >= max_depth
         subdirs[:] = [] if deep else sorted(s for s in subdirs if not s.startswith("."))
         n = sum(f in files for f in names)
-        if n and 2 * n >= len(names) and Path(d).resolve() != want: found.append(Path(d))
+        if n and 2 * n >= len(names) and Path(d).resolve() != want:
+            found.append(Path(d))
     return found
 
-def _files_error(name: str, # the dataset
-                 root: Path, # the data directory
-                 download: bool, # whether downloads were allowed
-                 cause: str | None = None, # what went wrong, if known (failed download, read error)
-                 elsewhere: list[Path] = (), # folders holding the files under another name
-                ) -> DatasetFilesError:
+
+def _files_error(
+    name: str,  # the dataset
+    root: Path,  # the data directory
+    download: bool,  # whether downloads were allowed
+    cause: str | None = None,  # what went wrong, if known (failed download, read error)
+    elsewhere: list[Path] = (),  # folders holding the files under another name
+) -> DatasetFilesError:
     "One line: the dataset, the directory, the files expected there, what is wrong, how to fix it."
     spec = dataset_files(name)
     folder, adir = root / spec.folder, root / spec.archive_dir
     names = [f for f, _ in spec.files]
     missing = [f for f in names if not (folder / f).is_file()]
     empty = [f for f in names if f not in missing and (folder / f).stat().st_size == 0]
-    bad = [f for f, md5 in spec.files if f not in missing + empty and md5 and not _intact(folder / f, md5)]
+    bad = [
+        f
+        for f, md5 in spec.files
+        if f not in missing + empty and md5 and not _intact(folder / f, md5)
+    ]
     state = []
     if missing:
         state.append("all missing" if missing == names else f"missing: {', '.join(missing)}")
-    if empty: state.append(f"empty: {', '.join(empty)}")
-    if bad: state.append(f"incomplete or corrupt (MD5 not torchvision's): {', '.join(bad)}")
-    msg = [f"{name}: not usable from {root}: torchvision reads {folder}/ holding {', '.join(names)}"
-           + (f" ({'; '.join(state)})" if state else "")]
+    if empty:
+        state.append(f"empty: {', '.join(empty)}")
+    if bad:
+        state.append(f"incomplete or corrupt (MD5 not torchvision's): {', '.join(bad)}")
+    msg = [
+        f"{name}: not usable from {root}: torchvision reads {folder}/ holding {', '.join(names)}"
+        + (f" ({'; '.join(state)})" if state else "")
+    ]
     for d in elsewhere:
         held = ", ".join(f for f in names if (d / f).is_file())
-        fix = ("give its parent as the data directory" if d.resolve() == root.resolve()
-               else f"move or rename that folder to {folder}")
+        fix = (
+            "give its parent as the data directory"
+            if d.resolve() == root.resolve()
+            else f"move or rename that folder to {folder}"
+        )
         msg.append(f"{d} holds {held}: {fix}")
     for url, fname, md5 in spec.archives:
         a = adir / fname
         if a.is_file() and not _intact(a, md5):
-            msg.append(f"the archive {a} is incomplete or corrupt ({a.stat().st_size:,} bytes, "
-                       "MD5 not torchvision's): delete it")
+            msg.append(
+                f"the archive {a} is incomplete or corrupt ({a.stat().st_size:,} bytes, "
+                "MD5 not torchvision's): delete it"
+            )
         elif a.is_file() and not download:
-            msg.append(f"the archive {a} is complete but not extracted: allow downloads "
-                       "(it is then extracted, offline) or extract it yourself")
-    if cause: msg.append(cause)
+            msg.append(
+                f"the archive {a} is complete but not extracted: allow downloads "
+                "(it is then extracted, offline) or extract it yourself"
+            )
+    if cause:
+        msg.append(cause)
     if name == "fashion_mnist":
         site = spec.archives[0][0].rsplit("/", 1)[0]
-        how = (f"download {', '.join(f for _, f, _ in spec.archives)} from {site}/ where the "
-               f"internet is reachable and copy them into {root}/ (read as they are, offline)")
+        how = (
+            f"download {', '.join(f for _, f, _ in spec.archives)} from {site}/ where the "
+            f"internet is reachable and copy them into {root}/ (read as they are, offline)"
+        )
     else:
-        how = (f"download {spec.archives[0][0]} where the internet is reachable and copy it into "
-               f"{adir}/ (the next run checks and extracts it, offline), or extract it yourself so "
-               f"that {folder}/ holds the files above")
-    how += ("; or run with network access" if download
-            else "; or allow downloads (download=True, as lect-train does)")
+        how = (
+            f"download {spec.archives[0][0]} where the internet is reachable and copy it into "
+            f"{adir}/ (the next run checks and extracts it, offline), or extract it yourself so "
+            f"that {folder}/ holds the files above"
+        )
+    how += (
+        "; or run with network access"
+        if download
+        else "; or allow downloads (download=True, as lect-train does)"
+    )
     msg[1:] = [m[0].upper() + m[1:] for m in msg[1:]]
     return DatasetFilesError(". ".join(msg) + f". To provide it: {how}")
 
@@ -291,49 +395,69 @@ def _torchvision_datasets(info: DatasetInfo, root: Path, tf_train, tf_eval, down
 # %% ../nbs/08_data.ipynb #b8ffaa01
 DEFAULT_DATA_DIR = "data"
 
+
 def _limit(ds, n):
     return ds if n is None or n >= len(ds) else Subset(ds, range(n))
 
-def build_datasets(name: str, # a key of `DATASETS`
-                   data_dir: str | Path | None = None, # where the data is or goes; None = "data/"
-                   img_size: int | tuple[int, int] | None = None, # model input; None = native
-                   augment: bool = True, # apply the paper's training augmentation
-                   download: bool = True, # let torchvision download (or unpack) a missing dataset
-                   limit_train: int | None = None, # keep only the first N training images
-                   limit_val: int | None = None, # keep only the first N test images
-                  ) -> tuple[Dataset, Dataset, DatasetInfo]:
-    "Training and test datasets for `name`, with the paper's transforms, and the dataset's `DatasetInfo`."
+
+def build_datasets(
+    name: str,  # a key of `DATASETS`
+    data_dir: str | Path | None = None,  # where the data is or goes; None = "data/"
+    img_size: int | tuple[int, int] | None = None,  # model input; None = native
+    augment: bool = True,  # apply the paper's training augmentation
+    download: bool = True,  # let torchvision download (or unpack) a missing dataset
+    limit_train: int | None = None,  # keep only the first N training images
+    limit_val: int | None = None,  # keep only the first N test images
+) -> tuple[Dataset, Dataset, DatasetInfo]:
+    """Training and test datasets for `name`, with the paper's transforms, and the dataset's
+    `DatasetInfo`."""
     info = dataset_info(name)
     for k, v in (("limit_train", limit_train), ("limit_val", limit_val)):
-        if v is not None and v <= 0: raise ValueError(f"{k} must be positive, got {v}")
+        if v is not None and v <= 0:
+            raise ValueError(f"{k} must be positive, got {v}")
     if data_dir is not None and name != "sample" and not Path(data_dir).is_dir():
         raise FileNotFoundError(f"data directory not found: {data_dir}")
     root = Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
     if name == "imagefolder":
-        if img_size is None: raise ValueError("imagefolder: give img_size (an ImageFolder tree has no native size)")
+        if img_size is None:
+            raise ValueError("imagefolder: give img_size (an ImageFolder tree has no native size)")
         val_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
         if not (root / "train").is_dir() or val_dir is None:
-            raise FileNotFoundError(f"imagefolder: expected {root}/train/<class>/ and {root}/val/<class>/ (or test/)")
+            raise FileNotFoundError(
+                f"imagefolder: expected {root}/train/<class>/ and {root}/val/<class>/ (or test/)"
+            )
         size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         info = replace(info, native_size=size[0])  # augment (crop/flip) at the model's size
         rgb = lambda im: im.convert("RGB")
         mk = lambda d, train: torchvision.datasets.ImageFolder(
-            d, transform=T.Compose([rgb, T.Resize(size, antialias=True), build_transforms(info, None, train, augment)]))
+            d,
+            transform=T.Compose(
+                [rgb, T.Resize(size, antialias=True), build_transforms(info, None, train, augment)]
+            ),
+        )
         tr, te = mk(root / "train", True), mk(val_dir, False)
-        if tr.classes != te.classes: raise ValueError(f"imagefolder: train classes {tr.classes} != {val_dir.name} classes {te.classes}")
+        if tr.classes != te.classes:
+            raise ValueError(
+                f"imagefolder: train classes {tr.classes} != {val_dir.name} classes {te.classes}"
+            )
         info = replace(info, num_classes=len(tr.classes), classes=tuple(tr.classes))
         return _limit(tr, limit_train), _limit(te, limit_val), info
-    tf_train, tf_eval = build_transforms(info, img_size, True, augment), build_transforms(info, img_size, False)
+    tf_train, tf_eval = build_transforms(info, img_size, True, augment), build_transforms(
+        info, img_size, False
+    )
     if name == "sample":
         s = load_sample()
         tr = ArrayDataset(s["x_train"], s["y_train"], tf_train, info.classes)
         te = ArrayDataset(s["x_test"], s["y_test"], tf_eval, info.classes)
-    elif name == "fashion_mnist" and all((root / f).is_file() for f in FASHION_FILES["train"] + FASHION_FILES["test"]):
+    elif name == "fashion_mnist" and all(
+        (root / f).is_file() for f in FASHION_FILES["train"] + FASHION_FILES["test"]
+    ):
         tr = ArrayDataset(*load_fashion_dir(root, "train"), tf_train, info.classes)
         te = ArrayDataset(*load_fashion_dir(root, "test"), tf_eval, info.classes)
     else:  # torchvision's files; one DatasetFilesError if they are missing and cannot be downloaded
         tr, te, classes = _torchvision_datasets(info, root, tf_train, tf_eval, download)
-        if classes and not info.classes: info = replace(info, classes=classes)
+        if classes and not info.classes:
+            info = replace(info, classes=classes)
     return _limit(tr, limit_train), _limit(te, limit_val), info
 
 # %% ../nbs/08_data.ipynb #b22a29c9

@@ -6,7 +6,8 @@ Docs: https://lect-nb.github.io/lect_nb/kernels.html.md"""
 
 # %% ../nbs/14_kernels.ipynb #12d1e69b
 from __future__ import annotations
-import contextlib, contextvars, ctypes, functools, hashlib, os, platform, shutil, subprocess, tempfile
+import contextlib, contextvars, ctypes, functools, hashlib, os, platform, shutil, subprocess
+import tempfile
 import torch
 import torch.nn.functional as F
 
@@ -40,9 +41,11 @@ INLINE uint64_t splitmix64(uint64_t seed, uint64_t i) {
     return z ^ (z >> 31);
 }
 
-// m[c] = (keep ? ks : 0) for the C channels of row r: keep when a 32-bit draw is >= thr. With C even,
-// output r*C/2 + c of the stream decides channel c (low half) and channel c + C/2 (high half).
-INLINE void row_mask(float *RESTRICT m, int64_t C, uint64_t r, uint64_t seed, uint32_t thr, float ks) {
+// m[c] = (keep ? ks : 0) for the C channels of row r: keep when a 32-bit draw is >= thr. With C
+// even, output r*C/2 + c of the stream decides channel c (low half) and channel c + C/2 (high
+// half).
+INLINE void row_mask(float *RESTRICT m, int64_t C, uint64_t r, uint64_t seed, uint32_t thr,
+                     float ks) {
     if (C % 2 == 0) {
         int64_t h = C / 2;
         uint64_t base = r * (uint64_t)h;
@@ -55,7 +58,8 @@ INLINE void row_mask(float *RESTRICT m, int64_t C, uint64_t r, uint64_t seed, ui
     } else {
         uint64_t base = r * (uint64_t)C;
         #pragma omp simd
-        for (int64_t c = 0; c < C; c++) m[c] = (uint32_t)(splitmix64(seed, base + c) >> 32) >= thr ? ks : 0.0f;
+        for (int64_t c = 0; c < C; c++)
+            m[c] = (uint32_t)(splitmix64(seed, base + c) >> 32) >= thr ? ks : 0.0f;
     }
 }
 
@@ -77,7 +81,8 @@ INLINE float fexp(float x) {
 INLINE float phi_cdf(float z, float e) {
     float t = 1.0f / (1.0f + 0.3275911f * 0.70710678f * fabsf(z));
     float y = 1.061405429f;
-    y = y * t - 1.453152027f; y = y * t + 1.421413741f; y = y * t - 0.284496736f; y = y * t + 0.254829592f;
+    y = y * t - 1.453152027f; y = y * t + 1.421413741f; y = y * t - 0.284496736f;
+    y = y * t + 0.254829592f;
     return 0.5f * (1.0f + copysignf(1.0f - y * t * e, z));
 }
 INLINE float gelu(float z) { return z * phi_cdf(z, fexp(-0.5f * z * z)); }
@@ -102,7 +107,8 @@ void bn_stats(const float *x, int64_t M, int64_t C, double *mean, double *var, i
             for (int64_t r = r0; r < r1; r++) {
                 const float *xr = x + r * C;
                 #pragma omp simd
-                for (int64_t c = 0; c < C; c++) { float d = xr[c] - x[c]; ps[c] += d; pq[c] += d * d; }
+                for (int64_t c = 0; c < C; c++) { float d = xr[c] - x[c]; ps[c] += d;
+                    pq[c] += d * d; }
             }
             for (int64_t c = 0; c < C; c++) { s[c] += ps[c]; q[c] += pq[c]; }
         }
@@ -110,7 +116,8 @@ void bn_stats(const float *x, int64_t M, int64_t C, double *mean, double *var, i
     }
     for (int64_t c = 0; c < C; c++) {
         double s = 0, q = 0;
-        for (int t = 0; t < nt; t++) { s += acc[(size_t)t * 2 * C + c]; q += acc[(size_t)t * 2 * C + C + c]; }
+        for (int t = 0; t < nt; t++) { s += acc[(size_t)t * 2 * C + c];
+            q += acc[(size_t)t * 2 * C + C + c]; }
         double m = s / M;
         mean[c] = m + x[c];
         var[c] = fmax(q / M - m * m, 0.0);
@@ -119,7 +126,8 @@ void bn_stats(const float *x, int64_t M, int64_t C, double *mean, double *var, i
 }
 
 INLINE void fwd_row(const float *RESTRICT xr, const float *RESTRICT mu, const float *RESTRICT sc,
-                    const float *RESTRICT sh, const float *RESTRICT m, float *RESTRICT zr, float *RESTRICT ar,
+                    const float *RESTRICT sh, const float *RESTRICT m, float *RESTRICT zr,
+                    float *RESTRICT ar,
                     int64_t C, const int act, const int drop, const int wz) {
     #pragma omp simd
     for (int64_t c = 0; c < C; c++) {
@@ -131,8 +139,10 @@ INLINE void fwd_row(const float *RESTRICT xr, const float *RESTRICT mu, const fl
 }
 
 // a = drop(act(z)) with z = (x - mu) * sc + sh; also z itself when out_z is given.
-void bn_act_fwd(const float *x, int64_t M, int64_t C, const float *mu, const float *sc, const float *sh,
-                int act, uint32_t thr, float ks, uint64_t seed, float *out_z, float *out_a, int nt) {
+void bn_act_fwd(const float *x, int64_t M, int64_t C, const float *mu, const float *sc,
+                const float *sh,
+                int act, uint32_t thr, float ks, uint64_t seed, float *out_z, float *out_a,
+                int nt) {
     int mode = (act ? 1 : 0) | (thr ? 2 : 0) | (out_z ? 4 : 0);
     #pragma omp parallel num_threads(nt)
     {
@@ -142,7 +152,8 @@ void bn_act_fwd(const float *x, int64_t M, int64_t C, const float *mu, const flo
             if (thr) row_mask(m, C, r, seed, thr, ks);
             const float *xr = x + r * C;
             float *zr = out_z ? out_z + r * C : 0, *ar = out_a + r * C;
-            #define FWD(k) case k: fwd_row(xr, mu, sc, sh, m, zr, ar, C, k & 1, (k >> 1) & 1, (k >> 2) & 1); break;
+            #define FWD(k) case k: \
+                fwd_row(xr, mu, sc, sh, m, zr, ar, C, k & 1, (k >> 1) & 1, (k >> 2) & 1); break;
             switch (mode) { FWD(0) FWD(1) FWD(2) FWD(3) FWD(4) FWD(5) FWD(6) FWD(7) }
             #undef FWD
         }
@@ -152,31 +163,36 @@ void bn_act_fwd(const float *x, int64_t M, int64_t C, const float *mu, const flo
 
 INLINE void bwd_row(const float *RESTRICT xr, const float *RESTRICT gr, const float *RESTRICT gzr,
                     const float *RESTRICT mu, const float *RESTRICT sc, const float *RESTRICT sh,
-                    const float *RESTRICT m, float *RESTRICT dr, float *RESTRICT s, float *RESTRICT q,
-                    float *RESTRICT ar, int64_t C, const int act, const int drop, const int wgz, const int wa) {
+                    const float *RESTRICT m, float *RESTRICT dr, float *RESTRICT s,
+                    float *RESTRICT q,
+                    float *RESTRICT ar, int64_t C, const int act, const int drop, const int wgz,
+                    const int wa) {
     #pragma omp simd
     for (int64_t c = 0; c < C; c++) {
         float z = (xr[c] - mu[c]) * sc[c] + sh[c];
         float g = drop ? gr[c] * m[c] : gr[c];
         float a = z;
-        if (act) {                            // GELU and its derivative share exp(-z^2/2) and Phi(z)
+        // GELU and its derivative share exp(-z^2/2) and Phi(z)
+        if (act) {
             float e = fexp(-0.5f * z * z), P = phi_cdf(z, e);
             g *= P + z * 0.39894228f * e;
             a = z * P;
         }
-        if (wa) ar[c] = drop ? a * m[c] : a;  // the forward activation, rebuilt (same values as the forward pass)
+        // the forward activation, rebuilt (same values as the forward pass)
+        if (wa) ar[c] = drop ? a * m[c] : a;
         if (wgz) g += gzr[c];
         dr[c] = g;
         s[c] += g; q[c] += g * (xr[c] - mu[c]);
     }
 }
 
-// First backward pass: dz = gz + act'(z) * drop(ga) (same mask as the forward pass) into dz_out, and
-// the per-channel sums of dz and of dz * (x - mu) into sum_dz, sum_dzx. With a_out, also rebuilds the
-// forward output drop(act(z)) there (for a following convolution's weight gradient).
+// First backward pass: dz = gz + act'(z) * drop(ga) (same mask as the forward pass) into dz_out,
+// and the per-channel sums of dz and of dz * (x - mu) into sum_dz, sum_dzx. With a_out, also
+// rebuilds the forward output drop(act(z)) there (for a following convolution's weight gradient).
 void bn_act_bwd1(const float *x, const float *ga, const float *gz, int64_t M, int64_t C,
                  const float *mu, const float *sc, const float *sh, int act, uint32_t thr, float ks,
-                 uint64_t seed, float *dz_out, double *sum_dz, double *sum_dzx, float *a_out, int nt) {
+                 uint64_t seed, float *dz_out, double *sum_dz, double *sum_dzx, float *a_out,
+                 int nt) {
     int mode = (act ? 1 : 0) | (thr ? 2 : 0) | (gz ? 4 : 0) | (a_out ? 8 : 0);
     double *acc = calloc((size_t)nt * 2 * C, sizeof(double));
     #pragma omp parallel num_threads(nt)
@@ -192,7 +208,9 @@ void bn_act_bwd1(const float *x, const float *ga, const float *gz, int64_t M, in
                 if (thr) row_mask(m, C, r, seed, thr, ks);
                 const float *xr = x + r * C, *gr = ga + r * C, *gzr = gz ? gz + r * C : 0;
                 float *dr = dz_out + r * C, *ar = a_out ? a_out + r * C : 0;
-                #define BWD(k) case k: bwd_row(xr, gr, gzr, mu, sc, sh, m, dr, ps, pq, ar, C, k & 1, (k >> 1) & 1, (k >> 2) & 1, (k >> 3) & 1); break;
+                #define BWD(k) case k: \
+                    bwd_row(xr, gr, gzr, mu, sc, sh, m, dr, ps, pq, ar, C, k & 1, (k >> 1) & 1, \
+                            (k >> 2) & 1, (k >> 3) & 1); break;
                 switch (mode) { BWD(0) BWD(1) BWD(2) BWD(3) BWD(4) BWD(5) BWD(6) BWD(7)
                                 BWD(8) BWD(9) BWD(10) BWD(11) BWD(12) BWD(13) BWD(14) BWD(15) }
                 #undef BWD
@@ -203,14 +221,15 @@ void bn_act_bwd1(const float *x, const float *ga, const float *gz, int64_t M, in
     }
     for (int64_t c = 0; c < C; c++) {
         double s = 0, q = 0;
-        for (int t = 0; t < nt; t++) { s += acc[(size_t)t * 2 * C + c]; q += acc[(size_t)t * 2 * C + C + c]; }
+        for (int t = 0; t < nt; t++) { s += acc[(size_t)t * 2 * C + c];
+            q += acc[(size_t)t * 2 * C + C + c]; }
         sum_dz[c] = s; sum_dzx[c] = q;
     }
     free(acc);
 }
 
-// Second backward pass, in place: dz <- a * dz - b - k * (x - mu), per channel
-// (a = w * invstd, b = a * mean(dz), k = a * invstd^2 * mean(dz * (x - mu)): BatchNorm's input gradient).
+// Second backward pass, in place: dz <- a * dz - b - k * (x - mu), per channel (a = w * invstd, b =
+// a * mean(dz), k = a * invstd^2 * mean(dz * (x - mu)): BatchNorm's input gradient).
 void bn_bwd2(const float *x, float *dz, int64_t M, int64_t C, const float *mu, const float *a,
              const float *b, const float *k, int nt) {
     #pragma omp parallel for schedule(static) num_threads(nt)
@@ -229,7 +248,8 @@ void gelu_fwd(const float *x, float *y, int64_t n, int nt) {
 }
 
 // out = drop(x); called on the incoming gradient with the same seed, it is also the backward pass.
-void drop_fwd(const float *x, int64_t M, int64_t C, uint32_t thr, float ks, uint64_t seed, float *out, int nt) {
+void drop_fwd(const float *x, int64_t M, int64_t C, uint32_t thr, float ks, uint64_t seed,
+              float *out, int nt) {
     #pragma omp parallel num_threads(nt)
     {
         float *m = malloc(C * sizeof(float));
@@ -245,9 +265,10 @@ void drop_fwd(const float *x, int64_t M, int64_t C, uint32_t thr, float ks, uint
     }
 }
 
-// Depthwise 3x3 convolution, stride 1, zero padding 1, on channels_last maps (B, H, W, C), with taps
-// given tap-major: wt[(3i + j) * C + c] is channel c's weight at row i, column j. The input gradient of
-// the same convolution is this one with the kernel turned by 180 degrees (the caller passes it so).
+// Depthwise 3x3 convolution, stride 1, zero padding 1, on channels_last maps (B, H, W, C), with
+// taps given tap-major: wt[(3i + j) * C + c] is channel c's weight at row i, column j. The input
+// gradient of the same convolution is this one with the kernel turned by 180 degrees (the caller
+// passes it so).
 typedef float v8 __attribute__((vector_size(32)));
 #define DW_CB 32   // channels per register block: four 8-float vectors
 INLINE v8 v8_load(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
@@ -255,7 +276,8 @@ INLINE void v8_store(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
 // With `ya` non-NULL it also writes ya = GELU(y) from the registers (inference: the activation that
 // follows a BN folded into the convolution costs no pass of its own); `y` may then be NULL.
-void dw3_fwd(const float *x, const float *wt, const float *bias, float *y, float *ya, int64_t B, int64_t H,
+void dw3_fwd(const float *x, const float *wt, const float *bias, float *y, float *ya, int64_t B,
+             int64_t H,
              int64_t W, int64_t C, int nt) {
     #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t r = 0; r < B * H; r++) {            // one output row (b, h) per iteration
@@ -265,20 +287,25 @@ void dw3_fwd(const float *x, const float *wt, const float *bias, float *y, float
             int64_t c = 0;
             for (; c + DW_CB <= C; c += DW_CB) {
                 v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-                if (bias) { a0 = v8_load(bias + c); a1 = v8_load(bias + c + 8); a2 = v8_load(bias + c + 16); a3 = v8_load(bias + c + 24); }
+                if (bias) { a0 = v8_load(bias + c); a1 = v8_load(bias + c + 8);
+                    a2 = v8_load(bias + c + 16); a3 = v8_load(bias + c + 24); }
                 for (int i = 0; i < 3; i++) {
                     int64_t hh = h + i - 1; if (hh < 0 || hh >= H) continue;
                     for (int j = 0; j < 3; j++) {
                         int64_t ww = w + j - 1; if (ww < 0 || ww >= W) continue;
-                        const float *xi = x + ((b * H + hh) * W + ww) * C + c, *wk = wt + (3 * i + j) * C + c;
+                        const float *xi = x + ((b * H + hh) * W + ww) * C + c,
+                        *wk = wt + (3 * i + j) * C + c;
                         a0 += v8_load(xi) * v8_load(wk); a1 += v8_load(xi + 8) * v8_load(wk + 8);
-                        a2 += v8_load(xi + 16) * v8_load(wk + 16); a3 += v8_load(xi + 24) * v8_load(wk + 24);
+                        a2 += v8_load(xi + 16) * v8_load(wk + 16);
+                        a3 += v8_load(xi + 24) * v8_load(wk + 24);
                     }
                 }
-                if (yo) { v8_store(yo + c, a0); v8_store(yo + c + 8, a1); v8_store(yo + c + 16, a2); v8_store(yo + c + 24, a3); }
+                if (yo) { v8_store(yo + c, a0); v8_store(yo + c + 8, a1);
+                    v8_store(yo + c + 16, a2); v8_store(yo + c + 24, a3); }
                 if (ao) {
                     float t[DW_CB];
-                    v8_store(t, a0); v8_store(t + 8, a1); v8_store(t + 16, a2); v8_store(t + 24, a3);
+                    v8_store(t, a0); v8_store(t + 8, a1); v8_store(t + 16, a2);
+                    v8_store(t + 24, a3);
                     #pragma omp simd
                     for (int k = 0; k < DW_CB; k++) ao[c + k] = gelu(t[k]);
                 }
@@ -299,9 +326,11 @@ void dw3_fwd(const float *x, const float *wt, const float *bias, float *y, float
     }
 }
 
-// Weight (and bias) gradient: gw[(3i + j) * C + c] = sum over b, h, w of gy[b,h,w,c] * x[b,h+i-1,w+j-1,c],
-// gb[c] = sum of gy[..., c]. Float partial sums over one output row, added into double accumulators.
-void dw3_bwd_w(const float *x, const float *gy, double *gw, double *gb, int64_t B, int64_t H, int64_t W,
+// Weight (and bias) gradient: gw[(3i + j) * C + c] = sum over b, h, w of gy[b,h,w,c] *
+// x[b,h+i-1,w+j-1,c], gb[c] = sum of gy[..., c]. Float partial sums over one output row, added into
+// double accumulators.
+void dw3_bwd_w(const float *x, const float *gy, double *gw, double *gb, int64_t B, int64_t H,
+               int64_t W,
                int64_t C, int nt) {
     double *acc = calloc((size_t)nt * 10 * C, sizeof(double));
     #pragma omp parallel num_threads(nt)
@@ -343,108 +372,177 @@ void dw3_bwd_w(const float *x, const float *gy, double *gw, double *gb, int64_t 
 """
 
 # %% ../nbs/14_kernels.ipynb #453b9700
-_FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fno-trapping-math", "-fno-math-errno",   # these two let gcc
-          "-fopenmp", "-fPIC", "-shared", "-std=c11"]      # turn the GELU clamps into selects (vectorised on AVX2), same results
-_SIGNATURES = {   # argument types of each exported C function
-    "bn_stats": "PIIPPi", "bn_act_fwd": "PIIPPPiUfLPPi", "bn_act_bwd1": "PPPIIPPPiUfLPPPPi",
-    "bn_bwd2": "PPIIPPPPi", "drop_fwd": "PIIUfLPi", "gelu_fwd": "PPIi",
-    "dw3_fwd": "PPPPPIIIIi", "dw3_bwd_w": "PPPPIIIIi"}
-_CTYPES = {"P": ctypes.c_void_p, "I": ctypes.c_int64, "i": ctypes.c_int, "U": ctypes.c_uint32,
-           "f": ctypes.c_float, "L": ctypes.c_uint64}
+_FLAGS = [
+    "-O3",
+    "-march=native",
+    "-mprefer-vector-width=512",
+    "-fno-trapping-math",
+    "-fno-math-errno",  # these two let gcc
+    "-fopenmp",
+    "-fPIC",
+    "-shared",
+    "-std=c11",
+]  # turn the GELU clamps into selects (vectorised on AVX2), same results
+_SIGNATURES = {  # argument types of each exported C function
+    "bn_stats": "PIIPPi",
+    "bn_act_fwd": "PIIPPPiUfLPPi",
+    "bn_act_bwd1": "PPPIIPPPiUfLPPPPi",
+    "bn_bwd2": "PPIIPPPPi",
+    "drop_fwd": "PIIUfLPi",
+    "gelu_fwd": "PPIi",
+    "dw3_fwd": "PPPPPIIIIi",
+    "dw3_bwd_w": "PPPPIIIIi",
+}
+_CTYPES = {
+    "P": ctypes.c_void_p,
+    "I": ctypes.c_int64,
+    "i": ctypes.c_int,
+    "U": ctypes.c_uint32,
+    "f": ctypes.c_float,
+    "L": ctypes.c_uint64,
+}
+
+
 def _cpu_flags() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             return next((l for l in f if l.startswith(("flags", "Features"))), "")
-    except OSError: return platform.processor()
+    except OSError:
+        return platform.processor()
+
 
 def _build(cc: str, out: str):
-    "Compile `KERNEL_SOURCE` into the shared library `out` (atomically: concurrent processes may build at once)."
+    """Compile `KERNEL_SOURCE` into the shared library `out` (atomically: concurrent processes may
+    build at once)."""
     d = os.path.dirname(out)
     with tempfile.TemporaryDirectory(dir=d) as tmp:
         src, lib = os.path.join(tmp, "kernels.c"), os.path.join(tmp, "kernels.so")
-        with open(src, "w") as f: f.write(KERNEL_SOURCE)
+        with open(src, "w") as f:
+            f.write(KERNEL_SOURCE)
         r = subprocess.run([cc, *_FLAGS, src, "-o", lib], capture_output=True, text=True)
-        if r.returncode: raise RuntimeError(f"{cc} failed: {r.stderr.strip()[-2000:]}")
+        if r.returncode:
+            raise RuntimeError(f"{cc} failed: {r.stderr.strip()[-2000:]}")
         os.replace(lib, out)
+
 
 def kernel_library_path(cc: str | None = None) -> str:
     "Where the compiled kernels for this source, compiler and CPU are (or will be) cached."
     cc = cc or os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or "cc"
-    key = hashlib.sha256("\n".join([KERNEL_SOURCE, " ".join(_FLAGS), cc, platform.machine(), _cpu_flags()]).encode())
-    root = os.environ.get("LECT_NB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "lect_nb")
+    key = hashlib.sha256(
+        "\n".join([KERNEL_SOURCE, " ".join(_FLAGS), cc, platform.machine(), _cpu_flags()]).encode()
+    )
+    root = os.environ.get("LECT_NB_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "lect_nb"
+    )
     return os.path.join(root, f"kernels-{key.hexdigest()[:16]}.so")
 
+# %% ../nbs/14_kernels.ipynb #453b9700_1
 @functools.cache
 def _load_library() -> tuple[ctypes.CDLL | None, str | None]:
     "Build the kernels (first use only) and load them: `(library, None)`, or `(None, why not)`."
     try:
         cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-        if cc is None: raise RuntimeError("no C compiler found (set $CC or install gcc)")
+        if cc is None:
+            raise RuntimeError("no C compiler found (set $CC or install gcc)")
         path = kernel_library_path(cc)
         if not os.path.exists(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             _build(cc, path)
         lib = ctypes.CDLL(path)
         for name, sig in _SIGNATURES.items():
-            fn = getattr(lib, name); fn.argtypes = [_CTYPES[c] for c in sig]; fn.restype = None
+            fn = getattr(lib, name)
+            fn.argtypes = [_CTYPES[c] for c in sig]
+            fn.restype = None
         return lib, None
     except Exception as e:
         return None, f"{type(e).__name__}: {e}"
 
+
 def load_kernels():
-    "The compiled kernels (a `ctypes.CDLL`), building them on first use; `None` if disabled or unavailable."
-    if os.environ.get("LECT_NB_KERNELS", "1") == "0": return None
+    """The compiled kernels (a `ctypes.CDLL`), building them on first use; `None` if disabled or
+    unavailable."""
+    if os.environ.get("LECT_NB_KERNELS", "1") == "0":
+        return None
     return _load_library()[0]
 
+# %% ../nbs/14_kernels.ipynb #453b9700_2
 def kernels_unavailable_reason() -> str | None:
-    "Why `load_kernels()` returns `None` (`LECT_NB_KERNELS=0`, no compiler, a failed build), or `None` if it does not."
-    if os.environ.get("LECT_NB_KERNELS", "1") == "0": return "disabled by LECT_NB_KERNELS=0"
+    """Why `load_kernels()` returns `None` (`LECT_NB_KERNELS=0`, no compiler, a failed build), or
+    `None` if it does not."""
+    if os.environ.get("LECT_NB_KERNELS", "1") == "0":
+        return "disabled by LECT_NB_KERNELS=0"
     return _load_library()[1]
 
 # %% ../nbs/14_kernels.ipynb #4cb35439
 _USE_KERNELS = contextvars.ContextVar("lect_nb_use_kernels", default=True)
 
+
 @contextlib.contextmanager
 def use_kernels(enabled: bool = True):
-    "Context manager turning the fused kernels on or off in this block (callers then use PyTorch operators)."
+    """Context manager turning the fused kernels on or off in this block (callers then use PyTorch
+    operators)."""
     token = _USE_KERNELS.set(enabled)
-    try: yield
-    finally: _USE_KERNELS.reset(token)
+    try:
+        yield
+    finally:
+        _USE_KERNELS.reset(token)
 
+# %% ../nbs/14_kernels.ipynb #4cb35439_1
 def kernels_usable(x: torch.Tensor) -> bool:
-    "Whether the fused kernels can process `x`: float32 on CPU, outside `torch.compile`, kernels enabled and built."
-    return (_USE_KERNELS.get() and x.device.type == "cpu" and x.dtype == torch.float32
-            and not torch.compiler.is_compiling() and load_kernels() is not None)
+    """Whether the fused kernels can process `x`: float32 on CPU, outside `torch.compile`, kernels
+    enabled and built."""
+    return (
+        _USE_KERNELS.get()
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.compiler.is_compiling()
+        and load_kernels() is not None
+    )
 
 # %% ../nbs/14_kernels.ipynb #1e49e3e2
 def _dense(x: torch.Tensor) -> torch.Tensor:
-    "`x` laid out as the kernels read it: channels_last for maps, row-major otherwise (no copy when it already is)."
+    """`x` laid out as the kernels read it: channels_last for maps, row-major otherwise (no copy
+    when it already is)."""
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x.contiguous()
 
+
 def _rows(x: torch.Tensor) -> tuple[int, int]:
-    "(M rows, C channels) of a dense tensor: a map (B, C, H, W) is B*H*W rows; anything else rows of its last dimension."
-    if x.ndim == 4: B, C, H, W = x.shape; return B * H * W, C
+    """(M rows, C channels) of a dense tensor: a map (B, C, H, W) is B*H*W rows; anything else rows
+    of its last dimension."""
+    if x.ndim == 4:
+        B, C, H, W = x.shape
+        return B * H * W, C
     C = x.shape[-1] if x.ndim else 1
     return (x.numel() // C if C else 0), C
+
 
 def _seed() -> int:
     "A 63-bit seed from PyTorch's default CPU generator (so `torch.manual_seed` reproduces it)."
     return int(torch.empty((), dtype=torch.int64).random_())
 
-def drop_threshold(p: float) -> tuple[int, float]:
-    "Integer threshold `round(p * 2^32)` on 32-bit draws and the exact scale `1 / P(keep)` for drop probability `p`."
-    if not 0. <= p < 1.: raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-    thr = min(round(p * 2 ** 32), 2 ** 32 - 1)
-    return thr, 1. / (1. - thr / 2 ** 32)
 
-def _ptr(t): return None if t is None else t.data_ptr()
+def drop_threshold(p: float) -> tuple[int, float]:
+    """Integer threshold `round(p * 2^32)` on 32-bit draws and the exact scale `1 / P(keep)` for
+    drop probability `p`."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    thr = min(round(p * 2**32), 2**32 - 1)
+    return thr, 1.0 / (1.0 - thr / 2**32)
+
+
+def _ptr(t):
+    return None if t is None else t.data_ptr()
 
 # %% ../nbs/14_kernels.ipynb #72e75114
 def _bn_forward(x, weight, bias, running_mean, running_var, momentum, eps, act, p, pre_act):
-    "Statistics (and running-average update), then `a = drop(act(BN(x)))` and optionally `z = BN(x)`; returns `(z, a, saved, cfg)`."
+    """Statistics (and running-average update), then `a = drop(act(BN(x)))` and optionally `z =
+    BN(x)`; returns `(z, a, saved, cfg)`."""
     lib, nt = load_kernels(), torch.get_num_threads()
     M, C = _rows(x)
-    if M < 2: raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)}")
+    if M < 2:
+        raise ValueError(
+            f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)}"
+        )
     mean64, var64 = x.new_empty(C, dtype=torch.float64), x.new_empty(C, dtype=torch.float64)
     lib.bn_stats(x.data_ptr(), M, C, mean64.data_ptr(), var64.data_ptr(), nt)
     if running_mean is not None:
@@ -452,175 +550,362 @@ def _bn_forward(x, weight, bias, running_mean, running_var, momentum, eps, act, 
         running_var.mul_(1 - momentum).add_((var64 * (M / (M - 1))).float(), alpha=momentum)
     mean, invstd = mean64.float(), (var64 + eps).rsqrt().float()
     sc, sh = (weight.detach() * invstd).contiguous(), bias.detach().contiguous()
-    thr, ks = drop_threshold(p); seed = _seed() if thr else 0
+    thr, ks = drop_threshold(p)
+    seed = _seed() if thr else 0
     cfg = (act, thr, ks, seed)
     z = torch.empty_like(x, memory_format=torch.channels_last) if pre_act else None
     a = _bn_apply(x, mean, sc, sh, cfg, z)
     return z, a, (x, weight, mean, invstd, sc, sh), cfg
 
+
 def _bn_apply(x, mean, sc, sh, cfg, z=None):
-    "`drop(act(x * sc + sh))` with the saved statistics and dropout seed (also writes `z = BN(x)` if given)."
+    """`drop(act(x * sc + sh))` with the saved statistics and dropout seed (also writes `z = BN(x)`
+    if given)."""
     act, thr, ks, seed = cfg
     M, C = _rows(x)
     a = torch.empty_like(x, memory_format=torch.channels_last)
-    load_kernels().bn_act_fwd(x.data_ptr(), M, C, mean.data_ptr(), sc.data_ptr(), sh.data_ptr(), int(act), thr, ks, seed,
-                              _ptr(z), a.data_ptr(), torch.get_num_threads())
+    load_kernels().bn_act_fwd(
+        x.data_ptr(),
+        M,
+        C,
+        mean.data_ptr(),
+        sc.data_ptr(),
+        sh.data_ptr(),
+        int(act),
+        thr,
+        ks,
+        seed,
+        _ptr(z),
+        a.data_ptr(),
+        torch.get_num_threads(),
+    )
     return a
 
+
 def _bn_backward(saved, cfg, ga, gz=None, a_out=None):
-    "Gradients `(dx, dweight, dbias)` of `_bn_forward` from the gradients of `a` and (optionally) `z`; rebuilds `a` into `a_out` if given."
+    """Gradients `(dx, dweight, dbias)` of `_bn_forward` from the gradients of `a` and (optionally)
+    `z`; rebuilds `a` into `a_out` if given."""
     x, weight, mean, invstd, sc, sh = saved
     act, thr, ks, seed = cfg
     lib, nt = load_kernels(), torch.get_num_threads()
     M, C = _rows(x)
-    ga = _dense(ga); gz = None if gz is None else _dense(gz)
+    ga = _dense(ga)
+    gz = None if gz is None else _dense(gz)
     dz = torch.empty_like(x, memory_format=torch.channels_last)
     s_dz, s_dzx = x.new_empty(C, dtype=torch.float64), x.new_empty(C, dtype=torch.float64)
-    lib.bn_act_bwd1(x.data_ptr(), ga.data_ptr(), _ptr(gz), M, C, mean.data_ptr(), sc.data_ptr(), sh.data_ptr(),
-                    int(act), thr, ks, seed, dz.data_ptr(), s_dz.data_ptr(), s_dzx.data_ptr(), _ptr(a_out), nt)
+    lib.bn_act_bwd1(
+        x.data_ptr(),
+        ga.data_ptr(),
+        _ptr(gz),
+        M,
+        C,
+        mean.data_ptr(),
+        sc.data_ptr(),
+        sh.data_ptr(),
+        int(act),
+        thr,
+        ks,
+        seed,
+        dz.data_ptr(),
+        s_dz.data_ptr(),
+        s_dzx.data_ptr(),
+        _ptr(a_out),
+        nt,
+    )
     inv = invstd.double()
-    a = weight.detach().double() * inv                      # gx = a * dz - b - k * (x - mean), per channel
-    a, b, k = a.float(), (a * s_dz / M).float(), (a * inv * inv * s_dzx / M).float()   # (kept alive across the call)
-    lib.bn_bwd2(x.data_ptr(), dz.data_ptr(), M, C, mean.data_ptr(), a.data_ptr(), b.data_ptr(), k.data_ptr(), nt)
+    a = weight.detach().double() * inv  # gx = a * dz - b - k * (x - mean), per channel
+    a, b, k = (
+        a.float(),
+        (a * s_dz / M).float(),
+        (a * inv * inv * s_dzx / M).float(),
+    )  # (kept alive across the call)
+    lib.bn_bwd2(
+        x.data_ptr(),
+        dz.data_ptr(),
+        M,
+        C,
+        mean.data_ptr(),
+        a.data_ptr(),
+        b.data_ptr(),
+        k.data_ptr(),
+        nt,
+    )
     return dz, (s_dzx * inv).float(), s_dz.float()
+
 
 class _BNActKernel(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, act, p, pre_act):
-        z, a, saved, ctx.cfg = _bn_forward(_dense(x.detach()), weight, bias, running_mean, running_var, momentum, eps,
-                                           act, p, pre_act)
-        ctx.save_for_backward(*saved); ctx.pre_act = pre_act
+        z, a, saved, ctx.cfg = _bn_forward(
+            _dense(x.detach()),
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            momentum,
+            eps,
+            act,
+            p,
+            pre_act,
+        )
+        ctx.save_for_backward(*saved)
+        ctx.pre_act = pre_act
         return (z, a) if pre_act else a
 
     @staticmethod
     def backward(ctx, *grads):
-        gx, gw, gb = _bn_backward(ctx.saved_tensors, ctx.cfg, grads[-1], grads[0] if ctx.pre_act else None)
+        gx, gw, gb = _bn_backward(
+            ctx.saved_tensors, ctx.cfg, grads[-1], grads[0] if ctx.pre_act else None
+        )
         return gx, gw, gb, None, None, None, None, None, None, None
 
-def fused_bn_act(x: torch.Tensor, # map (B, C, H, W), float32 on CPU
-                 weight: torch.Tensor, bias: torch.Tensor, # BN affine parameters (C,)
-                 running_mean: torch.Tensor | None = None, running_var: torch.Tensor | None = None, # updated in place
-                 momentum: float = 0.1, eps: float = 1e-5,
-                 act: bool = False, # exact GELU after BN
-                 p: float = 0., # dropout after the activation
-                 pre_act: bool = False, # also return BN(x)
-                ):
-    "Training-mode BatchNorm, then optional GELU and dropout, in fused CPU kernels; `(BN(x), out)` with `pre_act`."
-    if x.ndim != 4: raise ValueError(f"fused_bn_act: expected a map (B, C, H, W), got shape {tuple(x.shape)}")
-    if not kernels_usable(x): raise RuntimeError(f"fused_bn_act: kernels unavailable for a {x.dtype} tensor on {x.device}")
-    return _BNActKernel.apply(x, weight, bias, running_mean, running_var, momentum, eps, act, p, pre_act)
+
+def fused_bn_act(
+    x: torch.Tensor,  # map (B, C, H, W), float32 on CPU
+    weight: torch.Tensor,
+    bias: torch.Tensor,  # BN affine parameters (C,)
+    running_mean: torch.Tensor | None = None,
+    running_var: torch.Tensor | None = None,  # updated in place
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    act: bool = False,  # exact GELU after BN
+    p: float = 0.0,  # dropout after the activation
+    pre_act: bool = False,  # also return BN(x)
+):
+    """Training-mode BatchNorm, then optional GELU and dropout, in fused CPU kernels; `(BN(x), out)`
+    with `pre_act`."""
+    if x.ndim != 4:
+        raise ValueError(f"fused_bn_act: expected a map (B, C, H, W), got shape {tuple(x.shape)}")
+    if not kernels_usable(x):
+        raise RuntimeError(
+            f"fused_bn_act: kernels unavailable for a {x.dtype} tensor on {x.device}"
+        )
+    return _BNActKernel.apply(
+        x, weight, bias, running_mean, running_var, momentum, eps, act, p, pre_act
+    )
 
 # %% ../nbs/14_kernels.ipynb #63440c49
 class _DropKernel(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, p):
-        x = _dense(x.detach()); M, C = _rows(x)
-        thr, ks = drop_threshold(p); seed = _seed()
+        x = _dense(x.detach())
+        M, C = _rows(x)
+        thr, ks = drop_threshold(p)
+        seed = _seed()
         out = torch.empty_like(x)
-        load_kernels().drop_fwd(x.data_ptr(), M, C, thr, ks, seed, out.data_ptr(), torch.get_num_threads())
+        load_kernels().drop_fwd(
+            x.data_ptr(), M, C, thr, ks, seed, out.data_ptr(), torch.get_num_threads()
+        )
         ctx.cfg = (thr, ks, seed)
         return out
 
     @staticmethod
     def backward(ctx, g):
         thr, ks, seed = ctx.cfg
-        g = _dense(g); M, C = _rows(g)
+        g = _dense(g)
+        M, C = _rows(g)
         out = torch.empty_like(g)
-        load_kernels().drop_fwd(g.data_ptr(), M, C, thr, ks, seed, out.data_ptr(), torch.get_num_threads())
+        load_kernels().drop_fwd(
+            g.data_ptr(), M, C, thr, ks, seed, out.data_ptr(), torch.get_num_threads()
+        )
         return out, None
 
-def fused_dropout(x: torch.Tensor, # float32 on CPU, any shape
-                  p: float, # drop probability, 0 <= p < 1
-                 ) -> torch.Tensor:
-    "Dropout in one pass with a recomputed (never stored) mask: keep with probability `1 - p`, scale kept values by its inverse."
+
+def fused_dropout(
+    x: torch.Tensor,  # float32 on CPU, any shape
+    p: float,  # drop probability, 0 <= p < 1
+) -> torch.Tensor:
+    """Dropout in one pass with a recomputed (never stored) mask: keep with probability `1 - p`,
+    scale kept values by its inverse."""
     drop_threshold(p)
-    if not kernels_usable(x): raise RuntimeError(f"fused_dropout: kernels unavailable for a {x.dtype} tensor on {x.device}")
+    if not kernels_usable(x):
+        raise RuntimeError(
+            f"fused_dropout: kernels unavailable for a {x.dtype} tensor on {x.device}"
+        )
     return _DropKernel.apply(x, p)
 
-def fast_gelu(x: torch.Tensor, # any shape and layout
-             ) -> torch.Tensor:
-    "Exact GELU: the kernel for dense float32 CPU tensors that need no gradient (inference), `F.gelu` otherwise."
-    dense = x.is_contiguous() or (x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last))
-    if not dense or (torch.is_grad_enabled() and x.requires_grad) or not kernels_usable(x): return F.gelu(x)
-    out = torch.empty_like(x)                        # same strides as a dense x: element i of both storages match
-    with torch.profiler.record_function("_FastGELU"):   # (a ctypes call is invisible to the profiler otherwise)
+# %% ../nbs/14_kernels.ipynb #63440c49_1
+def fast_gelu(
+    x: torch.Tensor,  # any shape and layout
+) -> torch.Tensor:
+    """Exact GELU: the kernel for dense float32 CPU tensors that need no gradient (inference),
+    `F.gelu` otherwise."""
+    dense = x.is_contiguous() or (
+        x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    )
+    if not dense or (torch.is_grad_enabled() and x.requires_grad) or not kernels_usable(x):
+        return F.gelu(x)
+    out = torch.empty_like(x)  # same strides as a dense x: element i of both storages match
+    with torch.profiler.record_function(
+        "_FastGELU"
+    ):  # (a ctypes call is invisible to the profiler otherwise)
         load_kernels().gelu_fwd(x.data_ptr(), out.data_ptr(), x.numel(), torch.get_num_threads())
     return out
 
 # %% ../nbs/14_kernels.ipynb #d3c0a002
-def _pair(v): return list(v) if isinstance(v, (tuple, list)) else [v, v]
+def _pair(v):
+    return list(v) if isinstance(v, (tuple, list)) else [v, v]
 
-def dw3x3_ok(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, dilation=1, groups: int = 1) -> bool:
-    "Whether the kernels handle this convolution: depthwise 3x3, stride 1, zero padding 1, float32 CPU map, no autocast."
-    return (x.ndim == 4 and tuple(weight.shape) == (x.shape[1], 1, 3, 3) and groups == x.shape[1]
-            and _pair(stride) == [1, 1] and _pair(padding) == [1, 1] and _pair(dilation) == [1, 1]
-            and weight.dtype == torch.float32 and kernels_usable(x) and not torch.is_autocast_enabled("cpu"))
 
+def dw3x3_ok(
+    x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, dilation=1, groups: int = 1
+) -> bool:
+    """Whether the kernels handle this convolution: depthwise 3x3, stride 1, zero padding 1, float32
+    CPU map, no autocast."""
+    return (
+        x.ndim == 4
+        and tuple(weight.shape) == (x.shape[1], 1, 3, 3)
+        and groups == x.shape[1]
+        and _pair(stride) == [1, 1]
+        and _pair(padding) == [1, 1]
+        and _pair(dilation) == [1, 1]
+        and weight.dtype == torch.float32
+        and kernels_usable(x)
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+# %% ../nbs/14_kernels.ipynb #d3c0a002_1
 def _taps(w: torch.Tensor, flip: bool = False) -> torch.Tensor:
     "A (C, 1, 3, 3) depthwise kernel as (9, C), tap-major (turned by 180 degrees with `flip`)."
     w = w.detach()
     return (w.flip(-1, -2) if flip else w).reshape(w.shape[0], 9).t().contiguous()
 
-def _dw_fwd(x, w, b=None, flip=False,
-            act: str | None = None, # None: the convolution y; "gelu": GELU(y) only; "both": (y, GELU(y))
-           ):
-    x = _dense(x.detach()); B, C, H, W = x.shape
+
+def _dw_fwd(
+    x,
+    w,
+    b=None,
+    flip=False,
+    act: str | None = None,  # None: the convolution y; "gelu": GELU(y) only; "both": (y, GELU(y))
+):
+    x = _dense(x.detach())
+    B, C, H, W = x.shape
     y = None if act == "gelu" else torch.empty_like(x, memory_format=torch.channels_last)
     a = torch.empty_like(x, memory_format=torch.channels_last) if act else None
     taps, b = _taps(w, flip), (None if b is None else b.detach().contiguous())
-    with torch.profiler.record_function("_DWConvKernel.fwd"):     # (ctypes calls are invisible to the profiler)
-        load_kernels().dw3_fwd(x.data_ptr(), taps.data_ptr(), _ptr(b), _ptr(y), _ptr(a), B, H, W, C,
-                               torch.get_num_threads())
+    with torch.profiler.record_function(
+        "_DWConvKernel.fwd"
+    ):  # (ctypes calls are invisible to the profiler)
+        load_kernels().dw3_fwd(
+            x.data_ptr(),
+            taps.data_ptr(),
+            _ptr(b),
+            _ptr(y),
+            _ptr(a),
+            B,
+            H,
+            W,
+            C,
+            torch.get_num_threads(),
+        )
     return y if act is None else a if act == "gelu" else (y, a)
+
 
 def _dw_bwd_w(x, gy, bias: bool):
     x, gy = _dense(x.detach()), _dense(gy)
     B, C, H, W = x.shape
-    gw = x.new_empty(9, C, dtype=torch.float64); gb = x.new_empty(C, dtype=torch.float64) if bias else None
+    gw = x.new_empty(9, C, dtype=torch.float64)
+    gb = x.new_empty(C, dtype=torch.float64) if bias else None
     with torch.profiler.record_function("_DWConvKernel.bwd_w"):
-        load_kernels().dw3_bwd_w(x.data_ptr(), gy.data_ptr(), gw.data_ptr(), _ptr(gb), B, H, W, C, torch.get_num_threads())
+        load_kernels().dw3_bwd_w(
+            x.data_ptr(),
+            gy.data_ptr(),
+            gw.data_ptr(),
+            _ptr(gb),
+            B,
+            H,
+            W,
+            C,
+            torch.get_num_threads(),
+        )
     return gw.t().reshape(C, 1, 3, 3).float(), (gb.float() if bias else None)
+
 
 class _DWConvKernel(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, b):
-        ctx.save_for_backward(x, w); ctx.has_b = b is not None
+        ctx.save_for_backward(x, w)
+        ctx.has_b = b is not None
         return _dw_fwd(x, w, b)
 
     @staticmethod
     def backward(ctx, gy):
         x, w = ctx.saved_tensors
         gx = _dw_fwd(gy, w, flip=True) if ctx.needs_input_grad[0] else None
-        gw, gb = _dw_bwd_w(x, gy, ctx.has_b) if ctx.needs_input_grad[1] or ctx.needs_input_grad[2] else (None, None)
+        gw, gb = (
+            _dw_bwd_w(x, gy, ctx.has_b)
+            if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+            else (None, None)
+        )
         return gx, gw, gb
 
-def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-           stride=1, padding=0, dilation=1, groups: int = 1) -> torch.Tensor:
-    "`F.conv2d`; depthwise 3x3 convolutions of float32 CPU maps run in the kernels (differentiable), channels_last out."
-    if dw3x3_ok(x, weight, stride, padding, dilation, groups): return _DWConvKernel.apply(x, weight, bias)
+
+def conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+) -> torch.Tensor:
+    """`F.conv2d`; depthwise 3x3 convolutions of float32 CPU maps run in the kernels
+    (differentiable), channels_last out."""
+    if dw3x3_ok(x, weight, stride, padding, dilation, groups):
+        return _DWConvKernel.apply(x, weight, bias)
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
 
 # %% ../nbs/14_kernels.ipynb #c4d2f0b4
-def conv_gelu_fusable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
-    "Whether `conv_gelu` can use oneDNN's GELU post-op: float32 CPU tensors, no gradient wanted, no autocast, outside `torch.compile`, kernels on."
-    return (kernels_usable(x) and weight.dtype == torch.float32 and x.ndim == 4   # (the kernels' own switch and checks)
-            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
-            and not torch.is_autocast_enabled("cpu")
-            and not _grad_wanted(x, weight, bias) and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+def conv_gelu_fusable(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> bool:
+    """Whether `conv_gelu` can use oneDNN's GELU post-op: float32 CPU tensors, no gradient wanted,
+    no autocast, outside `torch.compile`, kernels on."""
+    return (
+        kernels_usable(x)
+        and weight.dtype == torch.float32
+        and x.ndim == 4  # (the kernels' own switch and checks)
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and not torch.is_autocast_enabled("cpu")
+        and not _grad_wanted(x, weight, bias)
+        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    )
 
-def _grad_wanted(*ts) -> bool: return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
+# %% ../nbs/14_kernels.ipynb #c4d2f0b4_1
+def _grad_wanted(*ts) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
 
-def conv_gelu(x: torch.Tensor, # map (B, C, H, W)
-              weight: torch.Tensor, bias: torch.Tensor | None = None, # as for `F.conv2d`
-              stride=1, padding=0, dilation=1, groups: int = 1,
-              pre_act: bool = False, # return `(conv, GELU(conv))`
-             ):
-    "Exact `GELU(F.conv2d(x, weight, bias, ...))` (or the pair with `pre_act`), the GELU fused into the convolution where no gradient is wanted."
-    if not _grad_wanted(x, weight, bias) and dw3x3_ok(x, weight, stride, padding, dilation, groups):   # depthwise 3x3: GELU from the registers
+
+def conv_gelu(
+    x: torch.Tensor,  # map (B, C, H, W)
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,  # as for `F.conv2d`
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+    pre_act: bool = False,  # return `(conv, GELU(conv))`
+):
+    """Exact `GELU(F.conv2d(x, weight, bias, ...))` (or the pair with `pre_act`), the GELU fused
+    into the convolution where no gradient is wanted."""
+    if not _grad_wanted(x, weight, bias) and dw3x3_ok(
+        x, weight, stride, padding, dilation, groups
+    ):  # depthwise 3x3: GELU from the registers
         return _dw_fwd(x, weight, bias, act="both" if pre_act else "gelu")
     if not pre_act and conv_gelu_fusable(x, weight, bias):
-        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, _pair(padding), _pair(stride), _pair(dilation),
-                                                       groups, "gelu", [], "none")    # "none": erf GELU, not tanh
+        return torch.ops.mkldnn._convolution_pointwise(
+            x,
+            weight,
+            bias,
+            _pair(padding),
+            _pair(stride),
+            _pair(dilation),
+            groups,
+            "gelu",
+            [],
+            "none",
+        )  # "none": erf GELU, not tanh
     z = conv2d(x, weight, bias, stride, padding, dilation, groups)
     a = fast_gelu(z)
     return (z, a) if pre_act else a
@@ -628,13 +913,46 @@ def conv_gelu(x: torch.Tensor, # map (B, C, H, W)
 # %% ../nbs/14_kernels.ipynb #b7c1e0a2
 class _BNActConvKernel(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, act, p, pre_act,
-                conv_weight, conv_bias, stride, padding, dilation, groups):
-        z, a, saved, ctx.cfg = _bn_forward(_dense(x.detach()), weight, bias, running_mean, running_var, momentum, eps,
-                                           act, p, pre_act)
-        ctx.dw = dw3x3_ok(a, conv_weight, stride, padding, dilation, groups)    # depthwise 3x3: the kernels above
-        y = _dw_fwd(a, conv_weight, conv_bias) if ctx.dw else F.conv2d(a, conv_weight, conv_bias, stride, padding, dilation, groups)
-        del a                                                            # rebuilt in backward from x
+    def forward(
+        ctx,
+        x,
+        weight,
+        bias,
+        running_mean,
+        running_var,
+        momentum,
+        eps,
+        act,
+        p,
+        pre_act,
+        conv_weight,
+        conv_bias,
+        stride,
+        padding,
+        dilation,
+        groups,
+    ):
+        z, a, saved, ctx.cfg = _bn_forward(
+            _dense(x.detach()),
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            momentum,
+            eps,
+            act,
+            p,
+            pre_act,
+        )
+        ctx.dw = dw3x3_ok(
+            a, conv_weight, stride, padding, dilation, groups
+        )  # depthwise 3x3: the kernels above
+        y = (
+            _dw_fwd(a, conv_weight, conv_bias)
+            if ctx.dw
+            else F.conv2d(a, conv_weight, conv_bias, stride, padding, dilation, groups)
+        )
+        del a  # rebuilt in backward from x
         ctx.save_for_backward(*saved, conv_weight)
         ctx.conv = (stride, padding, dilation, groups, conv_bias is not None, conv_weight.shape[0])
         ctx.pre_act = pre_act
@@ -646,62 +964,128 @@ class _BNActConvKernel(torch.autograd.Function):
         x = saved[0]
         stride, padding, dilation, groups, has_bias, out_ch = ctx.conv
         gy = grads[-1].contiguous(memory_format=torch.channels_last)
-        conv_args = ([out_ch] if has_bias else None, stride, padding, dilation, False, [0, 0], groups)
-        if ctx.dw: ga = _dw_fwd(gy, cw, flip=True)                         # needs no activation
-        else: ga = torch.ops.aten.convolution_backward(gy, x, cw, *conv_args, [True, False, False])[0]
+        conv_args = (
+            [out_ch] if has_bias else None,
+            stride,
+            padding,
+            dilation,
+            False,
+            [0, 0],
+            groups,
+        )
+        if ctx.dw:
+            ga = _dw_fwd(gy, cw, flip=True)  # needs no activation
+        else:
+            ga = torch.ops.aten.convolution_backward(gy, x, cw, *conv_args, [True, False, False])[0]
         a = torch.empty_like(x, memory_format=torch.channels_last)
-        gx, gw, gb = _bn_backward(saved, ctx.cfg, ga, grads[0] if ctx.pre_act else None, a_out=a)  # rebuilds a as well
-        if ctx.dw: gcw, gcb = _dw_bwd_w(a, gy, has_bias)
-        else: _, gcw, gcb = torch.ops.aten.convolution_backward(gy, a, cw, *conv_args, [False, True, has_bias])
-        return gx, gw, gb, None, None, None, None, None, None, None, gcw, gcb, None, None, None, None
+        gx, gw, gb = _bn_backward(
+            saved, ctx.cfg, ga, grads[0] if ctx.pre_act else None, a_out=a
+        )  # rebuilds a as well
+        if ctx.dw:
+            gcw, gcb = _dw_bwd_w(a, gy, has_bias)
+        else:
+            _, gcw, gcb = torch.ops.aten.convolution_backward(
+                gy, a, cw, *conv_args, [False, True, has_bias]
+            )
+        return (
+            gx,
+            gw,
+            gb,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            gcw,
+            gcb,
+            None,
+            None,
+            None,
+            None,
+        )
 
-def fused_bn_act_conv(x: torch.Tensor, # map (B, C, H, W), float32 on CPU
-                      bn: torch.nn.BatchNorm2d, # its weight, bias, running statistics, momentum and eps are used
-                      conv: torch.nn.Conv2d, # the convolution applied to the activation
-                      act: bool = False, # exact GELU after BN
-                      p: float = 0., # dropout after the activation
-                      pre_act: bool = False, # also return BN(x)
-                      update_stats: bool = True, # update BN's running statistics (not when re-running a checkpointed pass)
-                     ):
-    "`conv(drop(act(BN(x))))` in training mode without keeping the activation for backward; `(BN(x), conv(...))` with `pre_act`."
-    if x.ndim != 4: raise ValueError(f"fused_bn_act_conv: expected a map (B, C, H, W), got shape {tuple(x.shape)}")
-    if not kernels_usable(x): raise RuntimeError(f"fused_bn_act_conv: kernels unavailable for a {x.dtype} tensor on {x.device}")
+
+def fused_bn_act_conv(
+    x: torch.Tensor,  # map (B, C, H, W), float32 on CPU
+    bn: torch.nn.BatchNorm2d,  # its weight, bias, running statistics, momentum and eps are used
+    conv: torch.nn.Conv2d,  # the convolution applied to the activation
+    act: bool = False,  # exact GELU after BN
+    p: float = 0.0,  # dropout after the activation
+    pre_act: bool = False,  # also return BN(x)
+    update_stats: bool = True,  # update BN's running stats (False: re-running a checkpointed pass)
+):
+    """`conv(drop(act(BN(x))))` in training mode without keeping the activation for backward;
+    `(BN(x), conv(...))` with `pre_act`."""
+    if x.ndim != 4:
+        raise ValueError(
+            f"fused_bn_act_conv: expected a map (B, C, H, W), got shape {tuple(x.shape)}"
+        )
+    if not kernels_usable(x):
+        raise RuntimeError(
+            f"fused_bn_act_conv: kernels unavailable for a {x.dtype} tensor on {x.device}"
+        )
     if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         raise ValueError("fused_bn_act_conv: only numeric zero padding is supported")
     rm, rv = (bn.running_mean, bn.running_var) if update_stats else (None, None)
-    return _BNActConvKernel.apply(x, bn.weight, bn.bias, rm, rv, bn.momentum, bn.eps, act, p, pre_act,
-                                  conv.weight, conv.bias, list(conv.stride), list(conv.padding), list(conv.dilation),
-                                  conv.groups)
+    return _BNActConvKernel.apply(
+        x,
+        bn.weight,
+        bn.bias,
+        rm,
+        rv,
+        bn.momentum,
+        bn.eps,
+        act,
+        p,
+        pre_act,
+        conv.weight,
+        conv.bias,
+        list(conv.stride),
+        list(conv.padding),
+        list(conv.dilation),
+        conv.groups,
+    )
 
 # %% ../nbs/14_kernels.ipynb #9efd2f8e
-_GOLDEN, _MIX1, _MIX2 = (0x9E3779B97F4A7C15 - (1 << 64), 0xBF58476D1CE4E5B9 - (1 << 64),
-                         0x94D049BB133111EB - (1 << 64))   # the SplitMix64 constants as signed 64-bit integers
+_GOLDEN, _MIX1, _MIX2 = (
+    0x9E3779B97F4A7C15 - (1 << 64),
+    0xBF58476D1CE4E5B9 - (1 << 64),
+    0x94D049BB133111EB - (1 << 64),
+)  # the SplitMix64 constants as signed 64-bit integers
+
 
 def _shr(z: torch.Tensor, n: int) -> torch.Tensor:
     "Logical right shift of int64 values seen as unsigned."
     return (z >> n) & ((1 << (64 - n)) - 1)
 
+
 def _splitmix64(seed: int, i: torch.Tensor) -> torch.Tensor:
     "The i-th output of the SplitMix64 stream started at `seed`, as int64 bit patterns."
-    z = (i + 1) * _GOLDEN + seed                    # int64 arithmetic wraps modulo 2^64, like uint64_t in C
+    z = (i + 1) * _GOLDEN + seed  # int64 arithmetic wraps modulo 2^64, like uint64_t in C
     z = (z ^ _shr(z, 30)) * _MIX1
     z = (z ^ _shr(z, 27)) * _MIX2
     return z ^ _shr(z, 31)
 
-def kernel_dropout_mask(x: torch.Tensor, # the tensor the kernels would drop (map or any shape)
-                        p: float, # drop probability
-                        seed: int, # the seed the kernel call drew (`_seed()`)
-                       ) -> torch.Tensor: # `1/(1-p)` where kept, 0 where dropped; x's shape
-    "The scaled keep-mask the fused kernels apply for this seed (same layout rules: rows x channels)."
+
+def kernel_dropout_mask(
+    x: torch.Tensor,  # the tensor the kernels would drop (map or any shape)
+    p: float,  # drop probability
+    seed: int,  # the seed the kernel call drew (`_seed()`)
+) -> torch.Tensor:  # `1/(1-p)` where kept, 0 where dropped; x's shape
+    """The scaled keep-mask the fused kernels apply for this seed (same layout rules: rows x
+    channels)."""
     thr, ks = drop_threshold(p)
-    d = _dense(x); M, C = _rows(d)
+    d = _dense(x)
+    M, C = _rows(d)
     r = torch.arange(M, dtype=torch.int64).view(M, 1)
     if C % 2 == 0:
         u = _splitmix64(seed, r * (C // 2) + torch.arange(C // 2, dtype=torch.int64))
-        draws = torch.cat([u & 0xFFFFFFFF, _shr(u, 32)], 1)          # low halves: channels < C/2
+        draws = torch.cat([u & 0xFFFFFFFF, _shr(u, 32)], 1)  # low halves: channels < C/2
     else:
         draws = _shr(_splitmix64(seed, r * C + torch.arange(C, dtype=torch.int64)), 32)
-    m = (draws >= thr).to(torch.float32) * ks                        # (M, C) rows x channels
+    m = (draws >= thr).to(torch.float32) * ks  # (M, C) rows x channels
     if x.ndim == 4:
         B, _, H, W = x.shape
         return m.view(B, H, W, C).permute(0, 3, 1, 2)

@@ -14,39 +14,48 @@ from .core import create_model
 __all__ = ['effective_receptive_field', 'plot_erfs']
 
 # %% ../nbs/12a_receptive_fields.ipynb #3508bbc3
-def effective_receptive_field(model: nn.Module, # an `ImageClassifier` with `forward_intermediates`
-                              img_size: tuple[int, int] = (96, 96), # input size
-                              stage: int = -1, # which intermediate map
-                              n: int = 2, # random inputs to average over
-                              seed: int = 0, # input seed
-                             ) -> torch.Tensor: # (H, W) map, max-normalised to 1
-    "|d centre of intermediate map `stage` / d input|, summed over channels, averaged over `n` inputs."
+def effective_receptive_field(
+    model: nn.Module,  # an `ImageClassifier` with `forward_intermediates`
+    img_size: tuple[int, int] = (96, 96),  # input size
+    stage: int = -1,  # which intermediate map
+    n: int = 2,  # random inputs to average over
+    seed: int = 0,  # input seed
+) -> torch.Tensor:  # (H, W) map, max-normalised to 1
+    """|d centre of intermediate map `stage` / d input|, summed over channels, averaged over `n`
+    inputs."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, model.in_chans, *img_size, generator=g).requires_grad_(True)
     was_training = model.training
     model.eval()
-    f = model.forward_intermediates(x, indices=[stage], intermediates_only=True)[0]                          # (n, C, h, w)
+    f = model.forward_intermediates(x, indices=[stage], intermediates_only=True)[0]  # (n, C, h, w)
     f[:, :, f.shape[2] // 2, f.shape[3] // 2].sum().backward()
     model.train(was_training)
     erf = x.grad.abs().sum((0, 1))
     return erf / erf.max()
 
-def plot_erfs(names: list[str], # registered model names
-              img_size: tuple[int, int] = (96, 96), # input size the ERFs are computed at
-              stages: tuple = (0, -1), # which intermediate maps (rows)
-              seed: int = 0, # model init seed
-             ):
+# %% ../nbs/12a_receptive_fields.ipynb #3508bbc3_1
+def plot_erfs(
+    names: list[str],  # registered model names
+    img_size: tuple[int, int] = (96, 96),  # input size the ERFs are computed at
+    stages: tuple = (0, -1),  # which intermediate maps (rows)
+    seed: int = 0,  # model init seed
+):
     "Grid of effective receptive fields (log10 scale): one column per model, one row per stage."
-    import matplotlib.pyplot as plt            # plotting only: importing this module stays light
-    fig, axs = plt.subplots(len(stages), len(names), figsize=(2 * len(names), 2.1 * len(stages)),
-                            squeeze=False, dpi=60)
+    import matplotlib.pyplot as plt  # plotting only: importing this module stays light
+
+    fig, axs = plt.subplots(
+        len(stages), len(names), figsize=(2 * len(names), 2.1 * len(stages)), squeeze=False, dpi=60
+    )
     for j, name in enumerate(names):
         torch.manual_seed(seed)
         m = create_model(name, img_size=img_size)
         for i, s in enumerate(stages):
             erf = effective_receptive_field(m, img_size, s)
             axs[i, j].imshow(erf.clamp_min(1e-4).log10(), cmap="magma", vmin=-4, vmax=0)
-            axs[i, j].set_xticks([]); axs[i, j].set_yticks([])
-            axs[i, j].set_title(f"{name}, map {s if s >= 0 else len(m.feature_info) + s}", fontsize=9)
+            axs[i, j].set_xticks([])
+            axs[i, j].set_yticks([])
+            axs[i, j].set_title(
+                f"{name}, map {s if s >= 0 else len(m.feature_info) + s}", fontsize=9
+            )
     fig.tight_layout()
     return fig

@@ -33,44 +33,70 @@ PAPER_TABLE3 = {
 }
 
 # %% ../nbs/10_reproduce.ipynb #7e54d106
-def paper_args(model: str, # registry name, e.g. "lect"
-               dataset: str, # "cifar100", "cifar10" or "stl10"
-               runs_dir: str | Path = "runs/repro", # where the run directories go
-               data_dir: str | None = None, # dataset directory (None: data/, downloaded on first use)
-               amp: str = "bf16", # mixed precision on the GPU
-               workers: int = 8, # DataLoader workers
-               img_size: int = 224, # the paper resizes every dataset to 224
-              ) -> list[str]:
+def paper_args(
+    model: str,  # registry name, e.g. "lect"
+    dataset: str,  # "cifar100", "cifar10" or "stl10"
+    runs_dir: str | Path = "runs/repro",  # where the run directories go
+    data_dir: str | None = None,  # dataset directory (None: data/, downloaded on first use)
+    amp: str = "bf16",  # mixed precision on the GPU
+    workers: int = 8,  # DataLoader workers
+    img_size: int = 224,  # the paper resizes every dataset to 224
+) -> list[str]:
     "`lect-train` arguments that train `model` on `dataset` with the paper's recipe."
     out = Path(runs_dir) / f"{model}-{dataset}"
-    args = ["--model", model, "--dataset", dataset, "--img-size", str(img_size), "--batch-size", "64",
-            "--amp", amp, "--workers", str(workers), "--out", str(out)]
-    if data_dir is not None: args += ["--data-dir", str(data_dir)]
-    if (out / "last.pt").is_file(): args.append("--resume")
+    args = [
+        "--model",
+        model,
+        "--dataset",
+        dataset,
+        "--img-size",
+        str(img_size),
+        "--batch-size",
+        "64",
+        "--amp",
+        amp,
+        "--workers",
+        str(workers),
+        "--out",
+        str(out),
+    ]
+    if data_dir is not None:
+        args += ["--data-dir", str(data_dir)]
+    if (out / "last.pt").is_file():
+        args.append("--resume")
     return args
 
-def reproduce(model: str, # registry name
-              dataset: str, # dataset name
-              **kw, # passed to `paper_args`
-             ) -> int: # exit status of lect-train
+# %% ../nbs/10_reproduce.ipynb #7e54d106_1
+def reproduce(
+    model: str,  # registry name
+    dataset: str,  # dataset name
+    **kw,  # passed to `paper_args`
+) -> int:  # exit status of lect-train
     "Run (or resume) one cell of the tables on this machine's GPU."
     return main(paper_args(model, dataset, **kw))
 
 # %% ../nbs/10_reproduce.ipynb #fba8dc5d
-def run_result(run_dir: str | Path, # a lect-train run directory
-              ) -> float | None: # final-epoch test accuracy in %, None if missing or unfinished
+def run_result(
+    run_dir: str | Path,  # a lect-train run directory
+) -> float | None:  # final-epoch test accuracy in %, None if missing or unfinished
     "Final test accuracy (%) of a finished run, or None."
     run_dir = Path(run_dir)
     try:
         cfg = json.loads((run_dir / "config.json").read_text())
-        recs = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
-    except (FileNotFoundError, json.JSONDecodeError): return None
-    if not recs or recs[-1]["epoch"] < cfg["epochs"]: return None
+        recs = [
+            json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()
+        ]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if not recs or recs[-1]["epoch"] < cfg["epochs"]:
+        return None
     return 100 * recs[-1]["test_acc"]
 
-def results_table(table: dict = PAPER_TABLE2, # PAPER_TABLE2 or PAPER_TABLE3
-                  runs_dir: str | Path = "runs/repro", # where `reproduce` wrote its runs
-                 ) -> str: # a markdown table
+# %% ../nbs/10_reproduce.ipynb #fba8dc5d_1
+def results_table(
+    table: dict = PAPER_TABLE2,  # PAPER_TABLE2 or PAPER_TABLE3
+    runs_dir: str | Path = "runs/repro",  # where `reproduce` wrote its runs
+) -> str:  # a markdown table
     "Markdown table: for each dataset the paper's top-1 % and ours (empty until run)."
     hdr = "| model | " + " | ".join(f"{d} (paper) | {d} (ours)" for d in DATASETS_REPORTED) + " |"
     rows = [hdr, "|" + "---|" * (1 + 2 * len(DATASETS_REPORTED))]

@@ -1,21 +1,36 @@
 """Render every notebook in nbs/ to a self-contained HTML page, without Quarto (which `nbdev-docs` needs).
 
-    python scripts/render_docs.py [--out docs_html] [--workers N] [--hide-exports]
+    python scripts/render_docs.py [--out docs_html] [--workers N]
 
-Each notebook goes through nbdev's own docs processing (the processors `nbdev-docs` runs before Quarto:
-front matter from the `# Title` / `> summary` cell, `#| hide` dropped, `show_doc` added after exported
-definitions and executed, doc links) and is then rendered by nbconvert's HTML exporter. What Quarto would
-otherwise do is done here: the cell options nbdev leaves for Quarto (`#| echo: false`, `#| output: asis`,
-`#| include: false`, `#| output: false`) are applied, Pandoc-only markdown (`[source](url){...}`, `:::` divs)
-is turned into plain HTML, and links into the hosted site (`https://<doc_host>/<baseurl>/x.html`) point at
-the local pages. `#| export` cells are shown as code followed by their `show_doc` (pass `--hide-exports` for
-nbdev's default, which shows only the `show_doc`).
+What a page shows is decided by nbdev's own processors, unchanged: each notebook goes through
+`nbdev.processors.FilterDefaults().procs()` (the list `nbdev-docs` runs before Quarto, plus any
+`doc_procs` of pyproject.toml), so the offline pages and the hosted site show the same cells and outputs
+(`tests/test_docs.py::test_offline_render_shows_what_nbdev_shows` checks it on a notebook). The one
+substitution is nbdev's `exec_show_docs`, subclassed so that a cell that would make `nbdev-docs` fail or
+run long is reported (`problems.json`) instead of stopping the render; it still executes what nbdev
+executes for `show_doc`, so nothing shown changes. What Quarto then does with nbdev's output is done
+here: `#| echo: false`, `#| output: asis`, `#| include: false`, `#| output: false`, and
+`#| code-fold: show` / `#| code-summary` (an open, collapsible box), Pandoc-only markdown
+(`[source](url){...}`, `:::` divs) turned into HTML, and links into the hosted site
+(`https://<doc_host>/<baseurl>/x.html`) pointed at the local pages.
+
+Which code a reader sees (the rule for the notebooks, applied by nbdev's processors):
+
+- `#| exports`: the code is shown (in an open "Exported source" box, after its API entry). Use it for
+  what the notebooks teach: the model's code (patch embedding, projections, attention, LeFFN, the
+  LeCT blocks and stages: notebooks 01-05) and the key parts of the baselines, data, training and
+  analysis (06-12: e.g. a baseline's block, the transforms, the training step, the ERF computation).
+- `#| export`: the code is hidden and only its API entry (signature and docstring) is shown. Use it for
+  plumbing: imports, registries, argument checking, file handling, I/O, kernels and their bindings.
+- `#| exporti`, `#| hide`: nothing is shown (the cell still runs).
+- One public definition per exported cell: nbdev inserts the API entries of a cell's definitions in
+  reverse order, so a cell with several definitions lists them backwards.
 
 Output: one page per notebook named like the site's (`03_attention.ipynb` -> `attention.html`,
 `index.ipynb` -> `index.html`), each with a sidebar listing every page in learning order (nbdev's
-sidebar order), figures embedded as base64 `data:` URIs. Maths: pages load MathJax from its CDN, as the
-Quarto site does; where that cannot load (offline), a small inline script shows each formula as its TeX
-source in a code box, so it still reads.
+sidebar order), figures embedded as base64 `data:` URIs. Maths (`$...$`, `$$...$$` in markdown) is
+converted to MathML when the page is written (the `latex2mathml` package, a dev dependency), which
+browsers display without any script or network access; no CDN is loaded.
 
 Run from anywhere: paths are taken from pyproject.toml (nbdev's config).
 """
@@ -102,23 +117,27 @@ def _exec_docs_proc():
                                               f"(nbdev-docs stops here): {first!r}")
     return exec_show_docs_reporting
 
-def process_notebook(nb_path: str, show_exports: bool = True) -> dict:
+def nbdev_procs() -> list:
+    "nbdev's docs processors (`FilterDefaults().procs()`), with `exec_show_docs` made to report problems."
+    import nbdev.config                           # nbdev.config first: importing nbdev.process first is circular
+    from nbdev.processors import FilterDefaults
+    procs = list(FilterDefaults().procs())
+    return [_exec_docs_proc() if getattr(p, "__name__", "") == "exec_show_docs" else p for p in procs]
+
+def process_notebook(nb_path: str) -> dict:
     "nbdev's docs processing of one notebook, then Quarto's cell options applied; returns an nbformat notebook."
     nb_path, cwd = Path(nb_path).resolve(), os.getcwd()
     os.chdir(nb_path.parent)                      # notebooks read files relative to nbs/, as under nbdev-docs
-    try: return _process(nb_path, show_exports)
+    try: return _process(nb_path)
     finally: os.chdir(cwd)
 
-def _process(nb_path: Path, show_exports: bool):
+def _process(nb_path: Path):
     import nbdev.config, nbformat                 # nbdev.config first: importing nbdev.process first is circular
     from fastcore.nbio import read_nb, nb2dict
     from nbdev.process import NBProcessor
-    from nbdev.processors import FilterDefaults
     os.environ.setdefault("MPLBACKEND", "Agg")
     nb = read_nb(nb_path)
-    procs = FilterDefaults().procs()
-    if show_exports: procs = [p for p in procs if getattr(p, "__name__", "") != "rm_export"]
-    procs = [_exec_docs_proc() if getattr(p, "__name__", "") == "exec_show_docs" else p for p in procs]
+    procs = nbdev_procs()
     os.environ["IN_TEST"] = "1"                   # what nbdev's serve driver sets while processing
     try: NBProcessor(nb=nb, procs=procs, rm_directives="quarto").process()
     finally: del os.environ["IN_TEST"]
@@ -149,6 +168,8 @@ def _process(nb_path: Path, show_exports: bool):
                 if opts.get("output") == "asis": data.pop("text/plain", None)
         tags = []
         if opts.get("echo") == "false" or not code.strip(): tags.append("remove_input")
+        elif opts.get("code-fold") in ("show", "true"):                   # nbdev's add_fold (`#| exports`)
+            tags.append("fold-show" if opts["code-fold"] == "show" else "fold-hide")
         if not code.strip() and not outputs: continue
         new = nbformat.v4.new_code_cell(code, outputs=[nbformat.from_dict(o) for o in outputs],
                                         metadata={"tags": tags} if tags else {})
@@ -163,6 +184,24 @@ def _process(nb_path: Path, show_exports: bool):
     return out
 
 # ---------------------------------------------------------------------------------------- HTML
+_re_tex = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|(?<![\\$\w])\$(?![\s$])([^$\n]+?)(?<!\s)\$(?![\w$])|\\\((.+?)\\\)", re.S)
+_re_skip = re.compile(r"<(code|pre|script|style|textarea)\b.*?</\1>", re.S | re.I)
+
+def tex_to_mathml(page: str) -> str:
+    """`$$..$$`/`\\[..\\]` (display) and `$..$`/`\\(..\\)` (inline) TeX in the page's text -> MathML, which
+    browsers render without a script; text inside `code`, `pre`, `script`, `style` is left alone."""
+    from latex2mathml.converter import convert
+    def conv(m):
+        tex = html.unescape(next(g for g in m.groups() if g is not None)).strip()
+        display = m[1] is not None or m[2] is not None
+        try: return convert(tex, display="block" if display else "inline")
+        except Exception: return m[0]           # not TeX after all (e.g. two prices): leave the text
+    out, last = [], 0
+    for m in _re_skip.finditer(page):
+        out += [_re_tex.sub(conv, page[last:m.start()]), m[0]]
+        last = m.end()
+    return "".join(out + [_re_tex.sub(conv, page[last:])])
+
 _CSS = """
 body { margin: 0; }
 #docs-nav { position: fixed; top: 0; left: 0; bottom: 0; width: 15rem; overflow-y: auto; padding: 1rem 0.8rem;
@@ -183,36 +222,19 @@ p.source-link { float: right; font-size: smaller; margin: .2em 0 0 1em; }
 .jp-InputArea-editor .highlight pre, .jp-OutputArea-output pre { overflow-x: auto; }
 .jp-RenderedMarkdown blockquote { border-left: 4px solid #ccd; margin-left: 0; padding-left: 1em; color: #555; }
 .jp-RenderedImage img, .jp-OutputArea-output img { max-width: 100%; height: auto; }
-code.tex-fallback { background: #f3f3f6; border: 1px solid #dde; border-radius: 3px; padding: 0 .25em; }
-div.tex-fallback { margin: .6em 0; }
+details.code-fold > summary { cursor: pointer; color: #555; font-size: smaller; margin: .3em 0; }
+math[display="block"] { margin: .8em 0; font-size: 1.15em; }
 """
 
-_MATH_FALLBACK_JS = r"""
-window.addEventListener('load', function () {
-  if (window.MathJax && (window.MathJax.typeset || window.MathJax.Hub)) return;   // MathJax loaded: it typesets
-  var re = /\$\$([\s\S]+?)\$\$|\\\[([\s\S]+?)\\\]|\$([^$\n]+?)\$|\\\(([\s\S]+?)\\\)/g;
-  var roots = document.querySelectorAll('.jp-RenderedMarkdown, .jp-RenderedHTMLCommon');
-  roots.forEach(function (root) {
-    var walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, null), nodes = [];
-    while (walker.nextNode()) {
-      var n = walker.currentNode, p = n.parentNode.nodeName;
-      if (p !== 'CODE' && p !== 'PRE' && p !== 'SCRIPT' && re.test(n.nodeValue)) nodes.push(n);
-      re.lastIndex = 0;
-    }
-    nodes.forEach(function (n) {
-      var frag = document.createDocumentFragment(), s = n.nodeValue, last = 0, m;
-      while ((m = re.exec(s))) {
-        frag.appendChild(document.createTextNode(s.slice(last, m.index)));
-        var display = m[1] !== undefined || m[2] !== undefined, code = document.createElement('code');
-        code.className = 'tex-fallback'; code.title = 'TeX (MathJax could not load)';
-        code.textContent = (m[1] || m[2] || m[3] || m[4]).trim();
-        if (display) { var d = document.createElement('div'); d.className = 'tex-fallback'; d.appendChild(code); frag.appendChild(d); }
-        else frag.appendChild(code);
-        last = re.lastIndex;
-      }
-      frag.appendChild(document.createTextNode(s.slice(last)));
-      n.parentNode.replaceChild(frag, n);
-    });
+_FOLD_JS = r"""
+document.addEventListener('DOMContentLoaded', function () {   // Quarto's `code-fold`: a collapsible box
+  document.querySelectorAll('.celltag_fold-show, .celltag_fold-hide').forEach(function (cell) {
+    var input = cell.querySelector('.jp-InputArea');
+    if (!input) return;
+    var d = document.createElement('details'), s = document.createElement('summary');
+    d.className = 'code-fold'; d.open = cell.classList.contains('celltag_fold-show');
+    s.textContent = 'Exported source'; d.appendChild(s);
+    input.parentNode.insertBefore(d, input); d.appendChild(input);
   });
 });
 """
@@ -230,12 +252,13 @@ def to_html(nb, resources_path: Path, title: str) -> str:
     exp = HTMLExporter(config=c, template_name="lab")
     body, _ = exp.from_notebook_node(nb, resources={"metadata": {"name": title,
                                                                   "path": str(resources_path)}})
+    body = re.sub(r"\s*<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", "", body, flags=re.S)
+    body = tex_to_mathml(body)
     # show_doc's "[source](...)" link floats right of the heading, as on the Quarto site
     return re.sub(r'<p><a href="([^"]+)">source</a></p>', r'<p class="source-link"><a href="\1">source</a></p>', body)
 
-def _render_one(args) -> tuple[str, str, str, list[str]]:
-    nb_path, show_exports = args
-    nb = process_notebook(nb_path, show_exports)
+def _render_one(nb_path: str) -> tuple[str, str, str, list[str]]:
+    nb = process_notebook(nb_path)
     meta = nb.metadata.pop("lect_docs")
     return page_name(Path(nb_path)), meta["title"], to_html(nb, Path(nb_path).parent, meta["title"]), meta["problems"]
 
@@ -249,8 +272,7 @@ def _nav(pages: list[tuple[str, str, str]], current: str, site_title: str) -> st
     return (f'<nav id="docs-nav"><div class="site"><a href="index.html">{html.escape(site_title)}</a></div>'
             f'<ol>{"".join(items)}</ol></nav>')
 
-def render(out: Path, nbs_path: Path | None = None, workers: int | None = None,
-           show_exports: bool = True) -> list[Path]:
+def render(out: Path, nbs_path: Path | None = None, workers: int | None = None) -> list[Path]:
     "Render every notebook of `nbs_path` into `out`; returns the pages written, in sidebar order."
     from nbdev.config import get_config
     cfg = get_config()
@@ -258,7 +280,7 @@ def render(out: Path, nbs_path: Path | None = None, workers: int | None = None,
     nbs = notebooks(nbs_path)
     if not nbs: raise FileNotFoundError(f"no notebooks in {nbs_path}")
     workers = max(1, min(workers or os.cpu_count() or 1, len(nbs)))
-    jobs = [(str(p.resolve()), show_exports) for p in nbs]
+    jobs = [str(p.resolve()) for p in nbs]
     # workers find this file as the module `render_docs` (not `__main__`, which spawned processes lack)
     if str(Path(__file__).parent) not in sys.path: sys.path.insert(0, str(Path(__file__).parent))
     import render_docs
@@ -270,7 +292,7 @@ def render(out: Path, nbs_path: Path | None = None, workers: int | None = None,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pages = [(name, title, p.stem) for (name, title, _, _), p in zip(results, nbs)]
-    head = f"<style>{_CSS}</style>\n<script>{_MATH_FALLBACK_JS}</script>\n</head>"
+    head = f"<style>{_CSS}</style>\n<script>{_FOLD_JS}</script>\n</head>"
     written = []
     problems = {}
     for (name, _, body, probs), p in zip(results, nbs):
@@ -286,13 +308,33 @@ def render(out: Path, nbs_path: Path | None = None, workers: int | None = None,
         for pr in probs: print(f"WARNING {nb}: {pr}", file=sys.stderr)
     return written
 
+_re_urls = re.compile(r'^(\[project\.urls\]\n)(?:(?:Repository|Documentation)\s*=\s*"[^"\n]*"\n)+', re.M)
+
+def set_project_urls(repo: str, pyproject: Path = ROOT / "pyproject.toml") -> str:
+    """Point `[project.urls]` at GitHub repository `repo` ("owner/name") and its Pages site; returns the new text.
+    nbdev derives `git_url` (source links), `doc_host` and `doc_baseurl` from these two URLs."""
+    m = re.fullmatch(r"([A-Za-z0-9-]+)/([\w.-]+)", repo.strip())
+    if not m: raise ValueError(f"expected a GitHub repository as owner/name, got {repo!r}")
+    owner, name = m.groups()
+    txt = Path(pyproject).read_text()
+    if not _re_urls.search(txt): raise ValueError(f"{pyproject}: no [project.urls] with Repository/Documentation")
+    new = _re_urls.sub(lambda mm: f'{mm[1]}Repository = "https://github.com/{owner}/{name}"\n'
+                                  f'Documentation = "https://{owner.lower()}.github.io/{name}/"\n', txt, count=1)
+    Path(pyproject).write_text(new)
+    return new
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set-project-urls", metavar="OWNER/REPO",
+                    help="only rewrite pyproject.toml's [project.urls] for this GitHub repository, then exit")
     ap.add_argument("--out", default=str(ROOT / "docs_html"), help="output folder (default: docs_html/)")
     ap.add_argument("--workers", type=int, default=1, help="processes (default 1: one interpreter imports torch once)")
-    ap.add_argument("--hide-exports", action="store_true", help="nbdev's default: `#| export` code not shown")
     a = ap.parse_args(argv)
-    written = render(Path(a.out), workers=a.workers, show_exports=not a.hide_exports)
+    if a.set_project_urls:
+        set_project_urls(a.set_project_urls)
+        print(f"[project.urls] now point at {a.set_project_urls}", file=sys.stderr)
+        return
+    written = render(Path(a.out), workers=a.workers)
     print(f"{len(written)} pages written to {a.out}: open {Path(a.out) / 'index.html'}", file=sys.stderr)
 
 if __name__ == "__main__": main()

@@ -51,7 +51,8 @@ def test_page_has_title_and_figures(site, nb):
     page = (site / _page(nb)).read_text()
     h1s = [html.unescape(re.sub(r"<[^>]+>", "", h)).replace("¶", "").strip()
            for h in re.findall(r"<h1[^>]*>(.*?)</h1>", page, flags=re.S)]
-    assert _h1(nb) in h1s, f"{nb.name}: H1 {_h1(nb)!r} not in page headings {h1s}"
+    title = _h1(nb).replace("`", "")                 # markdown code spans render as <code>
+    assert title in h1s, f"{nb.name}: H1 {title!r} not in page headings {h1s}"
     figs = _shown_figures(nb)
     assert page.count("data:image/png;base64,") >= figs, f"{nb.name}: {figs} figures in the notebook"
     assert "<title>" + html.escape(_h1(nb), quote=False) in page
@@ -126,3 +127,285 @@ def test_every_exported_function_and_class_has_a_docstring():
     # constants in __all__ (dicts, tuples) cannot carry docstrings; functions, classes and the public
     # methods (incl. static/class methods and properties) each exported class defines itself must
     assert _undocumented() == []
+
+# ---------------------------------------------------------------------------------------- what readers see
+def _code_cells(nb: Path):
+    for i, c in enumerate(json.loads(nb.read_text())["cells"]):
+        if c["cell_type"] == "code": yield i, _src(c)
+
+def _directives(src: str) -> set:
+    return {l[2:].strip().split(":")[0].strip() for l in src.splitlines() if l.startswith("#|")}
+
+# Words about how the repository was made, which mean nothing to a reader of the site or the README.
+DEV_LOG = [r"PAPER\.md", r"\bshared/", r"\bthe issue\b", r"\bissue #?\d+", r"\bissue's\b",
+           r"\blent (to|an?) ", r"\b(this|that|one|the|a) session\b", r"\bWhat changed\b",
+           r"\bx\s?\d+(\.\d+)? (inference |memory |training )?targets?\b", r"\btargets? \(x\s?\d",
+           r"\bworktree\b", r"\bthe lead\b"]
+_re_devlog = re.compile("|".join(DEV_LOG), re.I)
+
+def _text_sources():
+    "(where, text) for every cell of every notebook (source and text outputs) and README.md."
+    for nb in NOTEBOOKS:
+        for i, c in enumerate(json.loads(nb.read_text())["cells"]):
+            yield f"{nb.name} cell {i}", _src(c)
+            for o in c.get("outputs", []):
+                t = o.get("text") or o.get("data", {}).get("text/markdown") or o.get("data", {}).get("text/plain")
+                if t: yield f"{nb.name} cell {i} output", "".join(t) if isinstance(t, list) else t
+    yield "README.md", (ROOT / "README.md").read_text()
+
+def _devlog_hits() -> list[str]:
+    return [f"{where}: {m[0]!r} in ...{text[max(0, m.start() - 40):m.end() + 40]!r}..."
+            for where, text in _text_sources() for m in _re_devlog.finditer(text)]
+
+def test_devlog_pattern_catches_what_it_should():
+    for s in ["see PAPER.md section 3", "as the issue asks", "one NVIDIA H200 lent to one session",
+              "What changed in this session", "The x1.5 target is below", "targets (x1.5) are not met",
+              "files in shared/ ", "issue 8"]:
+        assert _re_devlog.search(s), s
+    for s in ["the paper's model", "PAPER_TABLE2", "between sessions", "a 1.5x speed-up", "the LeCT report"]:
+        assert not _re_devlog.search(s), s
+
+def test_no_development_log_wording():
+    hits = _devlog_hits()
+    assert not hits, "development-log wording on pages:\n" + "\n".join(hits)
+
+def _png_images():
+    import base64
+    for nb in NOTEBOOKS:
+        for i, c in enumerate(json.loads(nb.read_text())["cells"]):
+            for o in c.get("outputs", []):
+                d = o.get("data", {}).get("image/png")
+                if d: yield f"{nb.name} cell {i}", base64.b64decode("".join(d) if isinstance(d, list) else d)
+
+def _empty_frames(rgb, min_side: int = 30) -> list[tuple]:
+    "Axes frames (thin dark rectangles, sides >= min_side px) with nothing drawn inside: (top, left, bottom, right)."
+    import numpy as np
+    rgb = rgb[..., :3].astype(int)
+    dark = rgb.sum(-1) < 300
+    tops, bots = {}, {}
+    for r in range(2, dark.shape[0] - 2):
+        d = np.flatnonzero(np.diff(np.concatenate([[0], dark[r].astype(int), [0]])))
+        for c1, c2 in zip(d[::2], d[1::2]):
+            if c2 - c1 < min_side: continue
+            if dark[r + 2, c1 + 2:c2 - 2].mean() < .5: tops.setdefault((int(c1), int(c2)), []).append(r)
+            if dark[r - 2, c1 + 2:c2 - 2].mean() < .5: bots.setdefault((int(c1), int(c2)), []).append(r)
+    found = []
+    for (c1, c2), rows in tops.items():
+        for r1 in rows:
+            r2 = min((b for b in bots.get((c1, c2), []) if b - r1 >= min_side), default=None)
+            if r2 is None: continue
+            inner = rgb[r1 + 2:r2 - 1, c1 + 2:c2 - 2]
+            if inner.size and (inner == inner[0, 0]).all(): found.append((r1, c1, r2, c2))
+    return found
+
+def _blank_reasons(png: bytes) -> list[str]:
+    "Why an image looks blank: (almost) one colour, or an axes frame with nothing inside (an empty panel)."
+    import numpy as np
+    from PIL import Image
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    g = rgb.astype(float).mean(-1)
+    _, counts = np.unique(g, return_counts=True)
+    out = []
+    if g.std() < 5: out.append(f"grey-level std {g.std():.2f}")
+    if 1 - counts.max() / g.size < 0.01: out.append(f"{1 - counts.max() / g.size:.2%} of pixels not background")
+    out += [f"empty panel at rows {r1}-{r2}, columns {c1}-{c2}" for r1, c1, r2, c2 in _empty_frames(rgb)]
+    return out
+
+def _fig_png(panels) -> bytes:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt, numpy as np
+    fig, axs = plt.subplots(1, len(panels), figsize=(2 * len(panels), 2))
+    for ax, p in zip(np.atleast_1d(axs), panels):
+        if p is not None: ax.imshow(p)
+        ax.set_xticks([]); ax.set_yticks([])
+    buf = io.BytesIO(); fig.savefig(buf, format="png"); plt.close(fig)
+    return buf.getvalue()
+
+def test_blank_figure_check_catches_blank_panels():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    assert _blank_reasons(_fig_png([rng.random((16, 16)), rng.random((16, 16))])) == []
+    assert any("empty panel" in r for r in _blank_reasons(_fig_png([rng.random((16, 16)), None])))
+    from PIL import Image
+    buf = io.BytesIO(); Image.new("RGB", (200, 100), "white").save(buf, format="PNG")
+    assert _blank_reasons(buf.getvalue())
+
+def test_no_committed_figure_is_blank():
+    bad = [f"{where}: {', '.join(r)}" for where, png in _png_images() if (r := _blank_reasons(png))]
+    assert len(list(_png_images())) >= 10
+    assert not bad, "blank figures (re-run the cell):\n" + "\n".join(bad)
+
+MAX_CODE_LINE = 105          # wrap at about 100; past this the site's code boxes scroll sideways
+
+def test_code_lines_fit_the_page():
+    long = [f"{nb.name} cell {i} line {j + 1} ({len(l)} chars): {l.strip()[:60]}..."
+            for nb in NOTEBOOKS for i, s in _code_cells(nb) for j, l in enumerate(s.splitlines())
+            if len(l) > MAX_CODE_LINE]
+    assert not long, f"{len(long)} code lines longer than {MAX_CODE_LINE} characters:\n" + "\n".join(long)
+
+def _mixed_import_cell(src: str) -> bool:
+    """A cell nbdev-docs executes because of an import (nbdev's `_do_eval`: any import, at any depth) that
+    also holds other code. Exported cells run anyway: for them only top-level imports count."""
+    import ast
+    lines = ["" if l.lstrip().startswith(("%", "!")) else l for l in src.splitlines()]
+    tree = ast.parse("\n".join(lines))
+    d = _directives(src)
+    if d & {"eval"} and re.search(r"^#\|\s*eval:\s*false", src, re.M | re.I): return False
+    nodes = tree.body if d & {"export", "exports", "exporti"} else list(ast.walk(tree))
+    imps = (ast.Import, ast.ImportFrom)
+    return any(isinstance(n, imps) for n in nodes) and any(not isinstance(n, imps) for n in tree.body)
+
+def test_mixed_import_check():
+    assert _mixed_import_cell("import os\nx = 1")
+    assert _mixed_import_cell("with open('f') as f:\n    import json")
+    assert not _mixed_import_cell("#| hide\nimport os, sys\nfrom pathlib import Path  # comment")
+    assert not _mixed_import_cell("#| export\ndef f():\n    import os\n    return os.sep")
+    assert _mixed_import_cell("#| export\nimport os\ndef f(): return os.sep")
+
+def test_imports_in_their_own_cells():
+    bad = [f"{nb.name} cell {i}: {s.splitlines()[0][:70]!r}"
+           for nb in NOTEBOOKS for i, s in _code_cells(nb) if _mixed_import_cell(s)]
+    assert not bad, "cells mixing imports with other code (nbdev-docs executes them whole):\n" + "\n".join(bad)
+
+def _show_doc_order(nb: Path) -> list[str]:
+    "Names whose API entry nbdev's `add_show_docs` puts out of source order (several definitions in one cell)."
+    import nbdev.config                      # noqa: F401  (nbdev.process first is a circular import)
+    from fastcore.nbio import read_nb
+    from nbdev.process import NBProcessor
+    from nbdev.processors import add_show_docs
+    book = read_nb(nb)
+    NBProcessor(nb=book, procs=[add_show_docs]).process()
+    out, defs = [], []
+    for c in book.cells:
+        if getattr(c, "has_sd", False): defs.append(re.match(r"show_doc\((.*)\)", c.source)[1])
+        elif defs:
+            if defs != list(reversed(defs)) : out += [f"{nb.name}: API entries {defs} (source order {defs[::-1]})"]
+            defs = []
+    return out
+
+def test_api_entries_in_source_order():
+    bad = [o for nb in NOTEBOOKS for o in _show_doc_order(nb)]
+    assert not bad, ("nbdev lists a cell's definitions backwards: one public definition per exported cell\n"
+                     + "\n".join(bad))
+
+# ---------------------------------------------------------------------------------------- offline render == nbdev
+AGREE_NB = NBS / "12a_receptive_fields.ipynb"      # `#| export`, `#| exports`, `#| hide`, figures, API entries
+
+_NBDEV_PROC = """
+import json, sys
+from pathlib import Path
+import nbdev.config, nbdev.serve_drv
+from nbdev.processors import FilterDefaults
+nbdev.serve_drv.main((Path(sys.argv[1]), Path(sys.argv[2]), FilterDefaults))   # what nbdev-docs gives Quarto
+"""
+
+_RENDER = """
+import json, sys
+sys.path.insert(0, sys.argv[3])
+import render_docs, nbformat
+from pathlib import Path
+nb = render_docs.process_notebook(sys.argv[1])
+nb.metadata.pop("lect_docs")
+Path(sys.argv[2]).write_text(nbformat.writes(nb))
+Path(sys.argv[2] + ".html").write_text(render_docs.to_html(nb, Path(sys.argv[1]).parent, "t"))
+"""
+
+def _quarto_shows(nb: dict) -> list[tuple]:
+    "What Quarto shows of nbdev's processed notebook: each code cell's code (unless hidden) and output kinds."
+    out = []
+    for c in nb["cells"]:
+        if c["cell_type"] != "code": continue
+        lines = _src(c).splitlines()
+        opts = {}
+        while lines and lines[0].startswith("#|"):
+            k, _, v = lines.pop(0)[2:].partition(":")
+            opts[k.strip()] = v.strip().strip("'\"").lower() or "true"
+        if opts.get("include") == "false": continue
+        code = "\n".join(lines).strip()
+        if code and opts.get("echo") != "false":
+            out.append(("code", code, opts.get("code-fold") == "show"))
+        if opts.get("output") != "false":
+            out += [("output", o["output_type"], _shown_mime(o)) for o in c.get("outputs", [])]
+    return out
+
+_MIME_PRIORITY = ["text/html", "image/svg+xml", "image/png", "image/jpeg", "text/markdown", "text/latex",
+                  "text/plain"]
+
+def _shown_mime(o: dict) -> str:
+    "The one representation of an output a page shows (Quarto and nbconvert both pick by priority)."
+    if o["output_type"] == "stream": return o.get("name", "stdout")
+    return next((m for m in _MIME_PRIORITY if m in o.get("data", {})), "")
+
+def _render_shows(nb: dict) -> list[tuple]:
+    "What the offline render shows: nbconvert drops the input of cells tagged `remove_input`."
+    out = []
+    for c in nb["cells"]:
+        if c["cell_type"] != "code": continue
+        tags = c.get("metadata", {}).get("tags", [])
+        if "remove_input" not in tags: out.append(("code", _src(c).strip(), "fold-show" in tags))
+        out += [("output", o["output_type"], _shown_mime(o)) for o in c.get("outputs", [])]
+    return out
+
+@pytest.fixture(scope="module")
+def agree(tmp_path_factory):
+    d = tmp_path_factory.mktemp("agree")
+    for script, dst in ((_NBDEV_PROC, d / "nbdev.ipynb"), (_RENDER, d / "render.ipynb")):
+        r = subprocess.run([sys.executable, "-c", script, str(AGREE_NB), str(dst), str(ROOT / "scripts")],
+                           cwd=NBS, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+    return (json.loads((d / "nbdev.ipynb").read_text()), json.loads((d / "render.ipynb").read_text()),
+            (d / "render.ipynb.html").read_text())
+
+def test_offline_render_shows_what_nbdev_shows(agree):
+    nbdev_nb, render_nb, page = agree
+    q, r = _quarto_shows(nbdev_nb), _render_shows(render_nb)
+    assert q == r
+    codes = [x for x in q if x[0] == "code"]
+    src = json.loads(AGREE_NB.read_text())["cells"]
+    n_export = sum("export" in _directives(_src(c)) for c in src)
+    n_exports = sum("exports" in _directives(_src(c)) for c in src)
+    assert n_export >= 1 and n_exports >= 1
+    assert sum(x[2] for x in codes) == n_exports                  # `#| exports` code shown, folded open
+    assert not any(x[1].startswith("from __future__") for x in codes)   # `#| export` code hidden
+    assert not any("show_doc" in x[1] for x in codes)             # API entries show without their call
+    shown_docs = [o for o in q if o[0] == "output" and o[2] == "text/markdown"]
+    assert len(shown_docs) >= 2                                   # effective_receptive_field, plot_erfs
+    # and nbconvert shows exactly those inputs and figures
+    code_cells = [c for c in re.split(r'<div class="jp-Cell ', page)[1:] if c.startswith("jp-CodeCell")]
+    assert sum('jp-InputArea' in c.split("jp-OutputArea")[0] for c in code_cells) == len(codes)
+    figs = sum(c.count("data:image/png;base64,") for c in code_cells)
+    assert figs == sum(o[2] == "image/png" for o in q if o[0] == "output") >= 2
+    assert page.count("celltag_fold-show") == n_exports
+
+def test_offline_pages_render_maths(site):
+    import html as h
+    pages = [p for p in site.glob("*.html") if "$$" in h.unescape(re.sub(r"<(code|pre|script)\b.*?</\1>", "",
+                                                                          p.read_text(), flags=re.S))]
+    assert not pages, f"raw TeX left in {pages}"
+    assert "<math" in (site / "train.html").read_text()            # the cosine schedule
+    assert "mathjax" not in (site / "train.html").read_text().lower()   # nothing loaded from a CDN
+
+# ---------------------------------------------------------------------------------------- project URLs
+def test_project_urls_are_one_setting():
+    import tomllib
+    from nbdev.config import get_config
+    proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    urls, cfg = proj["urls"], get_config()
+    m = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+)", urls["Repository"])
+    assert m, urls["Repository"]
+    owner, repo = m.groups()
+    assert urls["Documentation"] == f"https://{owner.lower()}.github.io/{repo}/"
+    assert (cfg.git_url, cfg.doc_host, cfg.doc_baseurl) == (urls["Repository"], f"https://{owner.lower()}.github.io",
+                                                            f"/{repo}")
+    for a in proj["authors"]:
+        assert not re.search(r"@(example\.(org|com|net)|.*\.example)$", a.get("email", "")), a
+    from lect_nb._modidx import d                               # source links of the API entries
+    assert d["settings"]["git_url"] == cfg.git_url and d["settings"]["doc_host"] == cfg.doc_host
+
+def test_deploy_workflow_cancels_and_links_to_its_own_repository():
+    import yaml
+    wf = yaml.safe_load((ROOT / ".github/workflows/deploy.yaml").read_text())
+    assert wf["concurrency"]["cancel-in-progress"] is True
+    steps = " ".join(str(s.get("run", "")) for s in wf["jobs"]["build"]["steps"])
+    assert "--set-project-urls" in steps and "GITHUB_REPOSITORY" in steps
