@@ -28,6 +28,10 @@ def main():
         r = ab_processes(f"{name}@{opt}", name, size, batch, pairs=a.pairs, steps=a.steps, threads=2)
         r["seconds"] = round(time.time() - t)
         rows.append(r); print(json.dumps(r), flush=True)
+        _write(a, rows)
+
+def _write(a, rows):
+    "Write what has been measured so far (a stopped run keeps its finished rows)."
     meta = dict(command="python scripts/fast_ab.py --pairs %d --steps %d" % (a.pairs, a.steps),
                 date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), torch=torch.__version__,
                 cpu=platform.processor() or platform.machine())
