@@ -6,7 +6,7 @@ Docs: https://lect-nb.github.io/lect_nb/benchmark.html.md"""
 
 # %% ../nbs/13_benchmark.ipynb #365ced72
 from __future__ import annotations
-import argparse, json, statistics, subprocess, sys, time
+import argparse, json, os, statistics, subprocess, sys, time
 import torch
 import torch.nn.functional as F
 from .core import create_model, list_models
@@ -265,6 +265,7 @@ def profile_breakdown(spec: str, # model spec, e.g. "lect" or "lect@nodrop"
     step = model_step(spec, img_size, batch, device, train)
     for _ in range(2): step()
     cuda = torch.device(device).type == "cuda"
+    if not cuda: os.environ.setdefault("KINETO_LOG_LEVEL", "6")   # kineto's CUDA-probing lines say nothing on a CPU
     _sync(device)
     with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
         for _ in range(steps): step()
