@@ -21,12 +21,11 @@ __all__ = ['SPEC_OPTIONS', 'OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'pa
 SPEC_OPTIONS = {"plain": "the plain model of notebooks 00-05 (no speed layer)",
                 "nokernels": "the speed layer without its C kernels (shows what they buy)",
                 "norebuild": "the speed layer storing every tensor autograd asks for (shows what rebuilding saves)",
-                "nofold": "the speed layer without BN folding at inference",
                 "reference": "attn_impl='reference' (paper-literal attention)",
                 "ckpt": "set_grad_checkpointing(True) (recompute blocks in backward)",
                 "nodrop": "drop_rate=0, drop_path_rate=0 (shows what dropout and drop path cost; LeCT models)"}
 _SPEC_OVERRIDES = {"reference": {"attn_impl": "reference"}, "nodrop": {"drop_rate": 0., "drop_path_rate": 0.}}
-_SPEC_EXCLUDE = {"nokernels": "kernels", "norebuild": "rebuild", "nofold": "fold"}
+_SPEC_EXCLUDE = {"nokernels": "kernels", "norebuild": "rebuild"}
 
 def parse_spec(spec: str) -> tuple[str, dict, set]:
     "`'lect@reference+ckpt'` -> `('lect', {'attn_impl': 'reference'}, {'ckpt', 'reference'})`."
@@ -240,7 +239,7 @@ OP_CATEGORIES = {   # ATen op names; a trailing * matches any suffix; the first 
 }
 OTHER, FRAMEWORK = "other elementwise + copies", "framework (Python, autograd)"   # OTHER includes AdamW's update
 KERNELS = "CPU kernels (BN, GELU, dropout, depthwise conv)"   # notebook 14's autograd functions, C code outside ATen
-_KERNEL_FUNCTIONS = ("_BNActKernel", "_BNActConvKernel", "_DropKernel", "_FastGELU", "_DWConvKernel")
+_KERNEL_FUNCTIONS = ("_BNActKernel", "_BNActConvKernel", "_DropKernel", "_DWConvKernel")
 
 def op_category(name: str, # a profiler key, e.g. "aten::gelu"
                ) -> str:

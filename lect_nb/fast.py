@@ -1,4 +1,4 @@
-"""`accelerate(model)`: the plain LeCT of notebooks 00-05 with fast forwards swapped in after construction (C kernels, tensors rebuilt in backward instead of stored, BatchNorm folded at inference). Same parameters, buffers and state-dict keys; the same function, proven by tests.
+"""`accelerate(model)`: the plain LeCT of notebooks 00-05 with fast training forwards swapped in after construction (C kernels, tensors rebuilt in backward instead of stored). Same parameters, buffers and state-dict keys; the same function, proven by tests.
 
 Docs: https://lect-nb.github.io/lect_nb/fast.html.md"""
 
@@ -11,16 +11,15 @@ from typing import Callable
 import torch
 from torch import nn
 import torch.nn.functional as F
-from torch.nn.utils.fusion import fuse_conv_bn_weights
 from .core import tokens_to_map, map_to_tokens
 from .patch_embed import ConvPatchEmbed
 from .projections import DWConvBN, SequentialConvProjection
-from .attention import (LocallyEnhancedAttention, UpConvBN, resize_map, split_heads, merge_heads,
-                               upsample_heads)
+from .attention import (LocallyEnhancedAttention, UpConvBN, resize_map, split_heads,
+                               merge_heads, upsample_heads)
 from .leffn import LeFFN
 from .models import LeCTBlock, LeCTStage
-from .kernels import (load_kernels, kernels_unavailable_reason, kernels_usable, fused_bn_act, fused_dropout,
-                             fused_bn_act_conv, conv2d, conv_gelu, kernel_dropout_mask, _seed)
+from .kernels import (load_kernels, kernels_unavailable_reason, kernels_usable, fused_bn_act,
+                             fused_dropout, fused_bn_act_conv, conv2d, kernel_dropout_mask, _seed)
 
 # %% auto #0
 __all__ = ['PARTS', 'rebuild_active', 'rebuild_in_backward', 'FastConvPatchEmbed', 'FastDWConvBN', 'FastSequentialConvProjection',
@@ -29,20 +28,19 @@ __all__ = ['PARTS', 'rebuild_active', 'rebuild_in_backward', 'FastConvPatchEmbed
 
 # %% ../nbs/15_fast.ipynb #64859980
 PARTS = {
-    "kernels": "notebook 14's C kernels in training: BatchNorm + GELU + dropout in two passes each way, the "
-               "activation feeding a convolution rebuilt in backward, the depthwise 3x3 convolution, dropout "
-               "with a recomputed mask",
-    "rebuild": "LayerNorm outputs and LeMSA's upsampled keys and queries rebuilt in backward instead of stored; "
-               "average pooling that keeps nothing for backward",
-    "fold": "inference without gradients: each BatchNorm folded into the convolution before it, GELU fused into "
-            "that convolution",
+    "kernels": "notebook 14's C kernels in training: BatchNorm + GELU + dropout in two passes each "
+               "way, the activation feeding a convolution rebuilt in backward, the depthwise 3x3 "
+               "convolution, dropout with a recomputed mask",
+    "rebuild": "LayerNorm outputs and LeMSA's upsampled keys and queries rebuilt in backward instead "
+               "of stored; average pooling that keeps nothing for backward",
 }
 
 # %% ../nbs/15_fast.ipynb #e5f51d3a
 _CHECKPOINTING = contextvars.ContextVar("lect_nb_checkpointing", default=False)
 
 def rebuild_active(t: torch.Tensor) -> bool:
-    "Whether tensors marked for rebuilding are rebuilt: gradients recorded, no autocast, not compiling or checkpointing."
+    """Whether tensors marked for rebuilding are rebuilt: gradients recorded, no autocast, not
+    compiling or checkpointing."""
     return (torch.is_grad_enabled() and not torch.compiler.is_compiling()
             and t.device.type in ("cpu", "cuda")                 # (not on meta tensors: FLOP counting)
             and not torch.is_autocast_enabled(t.device.type) and not _CHECKPOINTING.get())
@@ -51,20 +49,23 @@ class _Recipe:
     "What autograd keeps instead of a tensor marked by `rebuild_in_backward`: how to make it again."
     __slots__ = ("rebuild", "size", "stride", "offset")
     def __init__(self, rebuild, s):
-        self.rebuild, self.size, self.stride, self.offset = rebuild, s.shape, s.stride(), s.storage_offset()
+        self.rebuild, self.size = rebuild, s.shape
+        self.stride, self.offset = s.stride(), s.storage_offset()
     def make(self):
         with torch.no_grad(): base = self.rebuild()
         return base.as_strided(self.size, self.stride, self.offset)
 
 @contextlib.contextmanager
 def rebuild_in_backward(t: torch.Tensor, # a tensor the operations in the block may save for backward
-                        rebuild: Callable[[], torch.Tensor], # recomputes `t` (same values, same memory layout)
+                        rebuild: Callable[[], torch.Tensor], # recomputes `t` (same values and layout)
                        ):
-    "Inside the block autograd keeps a recipe instead of `t` or any view of it; backward calls `rebuild()`."
+    "Inside the block autograd keeps a recipe instead of `t` or any view of it; backward rebuilds it."
     if not rebuild_active(t):
         yield; return
     ptr, dtype = t.untyped_storage().data_ptr(), t.dtype
-    def pack(s): return _Recipe(rebuild, s) if s.dtype == dtype and s.untyped_storage().data_ptr() == ptr else s
+    def pack(s):
+        mine = s.dtype == dtype and s.untyped_storage().data_ptr() == ptr
+        return _Recipe(rebuild, s) if mine else s
     def unpack(p): return p.make() if isinstance(p, _Recipe) else p
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack): yield
 
@@ -83,7 +84,9 @@ class _AvgPoolFn(torch.autograd.Function):
     "`k x k` average pooling of a map whose sides `k` divides, keeping nothing for backward."
     @staticmethod
     def forward(ctx, x, k):
-        ctx.k, ctx.cl = k, x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        ctx.k = k
+        ctx.cl = (x.ndim == 4 and not x.is_contiguous()
+                  and x.is_contiguous(memory_format=torch.channels_last))
         return F.avg_pool2d(x, k)
     @staticmethod
     def backward(ctx, g):                         # avg_pool2d's gradient: g / k² spread over each window
@@ -93,22 +96,24 @@ class _AvgPoolFn(torch.autograd.Function):
 def _pool_lean(x: torch.Tensor, k: int) -> torch.Tensor:
     "`F.avg_pool2d(x, k)` (identity for k = 1) that keeps nothing for backward where the sides divide."
     if k == 1: return x
-    if x.requires_grad and x.shape[-2] % k == 0 and x.shape[-1] % k == 0: return _AvgPoolFn.apply(x, k)
+    if x.requires_grad and x.shape[-2] % k == 0 and x.shape[-1] % k == 0:
+        return _AvgPoolFn.apply(x, k)
     return F.avg_pool2d(x, k)
 
 # %% ../nbs/15_fast.ipynb #d61b45a7
 def _bn_kernel_ok(bn: nn.BatchNorm2d, x: torch.Tensor) -> bool:
-    "Whether `bn(x)` in training can run in the kernels (tracked statistics with a momentum, gradients on)."
-    return (bn.training and bn.track_running_stats and bn.momentum is not None and torch.is_grad_enabled()
-            and x.ndim == 4 and kernels_usable(x))
+    "Whether `bn(x)` in training can run in the kernels (tracked statistics, a momentum, gradients)."
+    return (bn.training and bn.track_running_stats and bn.momentum is not None
+            and torch.is_grad_enabled() and x.ndim == 4 and kernels_usable(x))
 
 def _bn_act(bn, x, act=False, p=0., pre_act=False):
     "`drop(act(bn(x)))` in training, in the kernels (`(bn(x), ...)` with `pre_act`)."
     bn.num_batches_tracked.add_(1)
-    return fused_bn_act(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps, act, p, pre_act)
+    return fused_bn_act(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps,
+                        act, p, pre_act)
 
 def _bn_act_conv(bn, x, conv, act=False, p=0., pre_act=False):
-    "`conv(drop(act(bn(x))))` in training, the activation rebuilt in backward (`(bn(x), ...)` with `pre_act`)."
+    "`conv(drop(act(bn(x))))` in training, the activation rebuilt in backward (`pre_act`: with `bn(x)`)."
     bn.num_batches_tracked.add_(1)
     return fused_bn_act_conv(x, bn, conv, act, p, pre_act)
 
@@ -116,100 +121,80 @@ def _conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     "`conv(x)`, a depthwise 3x3 convolution in the kernels."
     return conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
-def _fold_ok(bn: nn.BatchNorm2d, x: torch.Tensor) -> bool:
-    "Whether `bn` can be folded into the convolution before it: eval mode, running statistics, no gradients."
-    return not bn.training and bn.track_running_stats and not torch.is_grad_enabled()
-
-def _conv_bn_eval(conv, bn, x, act=False, pre_act=False, kernels=True):
-    "`bn(conv(x))` (then GELU) at inference with BN folded into the convolution's weights and bias."
-    w, b = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias)
-    args = (conv.stride, conv.padding, conv.dilation, conv.groups)
-    if act and kernels: return conv_gelu(x, w, b, *args, pre_act=pre_act)
-    z = conv2d(x, w, b, *args) if kernels else F.conv2d(x, w, b, *args)
-    if not act: return z
-    a = F.gelu(z)
-    return (z, a) if pre_act else a
-
 # %% ../nbs/15_fast.ipynb #9c3b5ada
 class _Fast:
     "Mixin of the fast modules: the parts of the speed layer switched on for this module."
     _fast_parts: frozenset = frozenset()
     def _on(self, part: str) -> bool: return part in self._fast_parts
-    def _kernels(self, x: torch.Tensor) -> bool: return "kernels" in self._fast_parts and kernels_usable(x)
+    def _kernels(self, x: torch.Tensor) -> bool:
+        "Whether the kernels run here: a training step (train mode, gradients recorded) they can take."
+        return ("kernels" in self._fast_parts and self.training and torch.is_grad_enabled()
+                and kernels_usable(x))
 
 class FastConvPatchEmbed(_Fast, ConvPatchEmbed):
-    "`ConvPatchEmbed` with a channels_last convolution on the CPU (the token view of its output is then free)."
+    "`ConvPatchEmbed` with a channels_last convolution in training (the token view is then free)."
     def forward(self, x):
         "As `ConvPatchEmbed.forward`."
         if self._kernels(x): x = x.contiguous(memory_format=torch.channels_last)
         return super().forward(x)
 
+# %% ../nbs/15_fast.ipynb #9c3b5ada_1
 class FastDWConvBN(_Fast, DWConvBN):
-    "`DWConvBN`: depthwise kernel + fused BN in training, BN folded at inference."
+    "`DWConvBN`: depthwise kernel + BN in the kernels in training."
     def forward(self, x):
         "As `DWConvBN.forward`."
         if self._kernels(x) and _bn_kernel_ok(self.bn, x): return _bn_act(self.bn, _conv(self.conv, x))
-        if self._on("fold") and _fold_ok(self.bn, x):
-            return _conv_bn_eval(self.conv, self.bn, x, kernels=self._kernels(x))
         return super().forward(x)
 
+# %% ../nbs/15_fast.ipynb #9c3b5ada_2
 class FastSequentialConvProjection(_Fast, SequentialConvProjection):
-    "`SequentialConvProjection`: in training `GELU(t1)` is rebuilt in backward, not stored; BN folded at inference."
+    "`SequentialConvProjection`: in training `GELU(t1)` is rebuilt in backward, not stored."
     def forward(self, x, hw):
         "As `SequentialConvProjection.forward`: `(v, t1, t2, skip)`."
         v = self.v_proj(x)                                              # eq. 2
         vm = tokens_to_map(v, hw)
         qc, kc = self.q_conv, self.k_conv
-        if self._kernels(vm) and _bn_kernel_ok(qc.bn, vm):
-            t1, k_pre = _bn_act_conv(qc.bn, _conv(qc.conv, vm), kc.conv, act=True, pre_act=True)  # t1, DW(GELU(t1))
-            t2, skip = (_bn_act(kc.bn, k_pre, act=True, pre_act=True) if self.conv_skip
-                        else (_bn_act(kc.bn, k_pre), None))                                       # eqs. 5, 6
-            return v, t1, t2, skip
-        if self._on("fold") and _fold_ok(qc.bn, vm):
-            k = self._kernels(vm)
-            t1, g1 = _conv_bn_eval(qc.conv, qc.bn, vm, act=True, pre_act=True, kernels=k)
-            t2, skip = (_conv_bn_eval(kc.conv, kc.bn, g1, act=True, pre_act=True, kernels=k) if self.conv_skip
-                        else (_conv_bn_eval(kc.conv, kc.bn, g1, kernels=k), None))
-            return v, t1, t2, skip
-        return super().forward(x, hw)
+        if not (self._kernels(vm) and _bn_kernel_ok(qc.bn, vm)): return super().forward(x, hw)
+        t1, k_pre = _bn_act_conv(qc.bn, _conv(qc.conv, vm), kc.conv,
+                                 act=True, pre_act=True)                # t1, DW(GELU(t1))
+        t2, skip = (_bn_act(kc.bn, k_pre, act=True, pre_act=True) if self.conv_skip
+                    else (_bn_act(kc.bn, k_pre), None))                 # eqs. 5, 6
+        return v, t1, t2, skip
 
+# %% ../nbs/15_fast.ipynb #9c3b5ada_3
 class FastUpConvBN(_Fast, UpConvBN):
-    "`UpConvBN`: the upsampled map is rebuilt in backward; kernels in training; BN folded at inference."
+    "`UpConvBN`: the upsampled map is rebuilt in backward; the kernels in training."
     def forward(self, x, hw):
         "As `UpConvBN.forward`."
+        if not self.training: return super().forward(x, hw)
         up = resize_map(x, hw, self.mode)
-        if self._on("fold") and _fold_ok(self.bn, up):
-            return _conv_bn_eval(self.conv, self.bn, up, kernels=self._kernels(up))
-        rebuild = (rebuild_in_backward(up, lambda: resize_map(x.detach(), hw, self.mode)) if self._on("rebuild")
-                   else contextlib.nullcontext())
-        with rebuild: y = _conv(self.conv, up) if self._kernels(up) else self.conv(up)   # keeps x, not up
+        rebuild = (rebuild_in_backward(up, lambda: resize_map(x.detach(), hw, self.mode))
+                   if self._on("rebuild") else contextlib.nullcontext())
+        with rebuild: y = _conv(self.conv, up) if self._kernels(up) else self.conv(up)  # keeps x, not up
         return _bn_act(self.bn, y) if self._kernels(y) and _bn_kernel_ok(self.bn, y) else self.bn(y)
 
+# %% ../nbs/15_fast.ipynb #9c3b5ada_4
 class FastLeFFN(_Fast, LeFFN):
-    "`LeFFN`: BN + GELU + dropout in the kernels with the activations feeding `dw` and `pw2` rebuilt; BN folded at inference."
+    "`LeFFN`: BN + GELU + dropout in the kernels, the activations feeding `dw` and `pw2` rebuilt."
     def forward(self, x, hw):
         "As `LeFFN.forward`."
         m = tokens_to_map(x, hw)                                        # (B, C, H, W)
-        if self._kernels(m) and _bn_kernel_ok(self.bn1, m):
-            y = _bn_act_conv(self.bn1, self.pw1(m), self.dw, act=True)                   # dw(GELU(BN(pw1 x)))
-            y = _bn_act_conv(self.bn2, y, self.pw2, act=True, p=self.drop1.p)            # pw2(drop(GELU(BN(.))))
-            return map_to_tokens(_bn_act(self.bn3, y, p=self.drop2.p))                   # drop(BN(.))
-        if self._on("fold") and _fold_ok(self.bn1, m):
-            k = self._kernels(m)
-            y = _conv_bn_eval(self.pw1, self.bn1, m, act=True, kernels=k)
-            y = _conv_bn_eval(self.dw, self.bn2, y, act=True, kernels=k)                 # dropout: identity
-            return map_to_tokens(_conv_bn_eval(self.pw2, self.bn3, y, kernels=k))
-        return super().forward(x, hw)
+        if not (self._kernels(m) and _bn_kernel_ok(self.bn1, m)): return super().forward(x, hw)
+        y = _bn_act_conv(self.bn1, self.pw1(m), self.dw, act=True)                # dw(GELU(BN(pw1 x)))
+        y = _bn_act_conv(self.bn2, y, self.pw2, act=True, p=self.drop1.p)         # pw2(drop(GELU(BN(.))))
+        return map_to_tokens(_bn_act(self.bn3, y, p=self.drop2.p))                # drop(BN(.))
 
+# %% ../nbs/15_fast.ipynb #9c3b5ada_5
 class FastDropout(_Fast, nn.Dropout):
     "`nn.Dropout` by the kernels' one-pass dropout (mask recomputed in backward, never stored)."
     def forward(self, x):
         "As `nn.Dropout.forward`."
-        if self.training and 0 < self.p < 1 and not self.inplace and self._kernels(x): return fused_dropout(x, self.p)
+        if 0 < self.p < 1 and not self.inplace and self._kernels(x): return fused_dropout(x, self.p)
         return super().forward(x)
 
+# %% ../nbs/15_fast.ipynb #9c3b5ada_6
 def _pooled_attention_lean(v, t1, t2, hw, K, heads, scale, mode, attn_drop, training):
-    "`pooled_attention` (fused, average pooling) keeping neither the full-resolution maps nor the upsampled keys."
+    "`pooled_attention` (fused, average pooling) keeping neither full-resolution maps nor upsampled keys."
     phw = (hw[0] // K, hw[1] // K)
     q = split_heads(map_to_tokens(_pool_lean(t1, K)), heads)           # eq. 7: (B, heads, n, d)
     k = split_heads(map_to_tokens(_pool_lean(t2, K)), heads)           # eq. 8
@@ -220,13 +205,14 @@ def _pooled_attention_lean(v, t1, t2, hw, K, heads, scale, mode, attn_drop, trai
     return tokens_to_map(merge_heads(o), phw)                          # (B, C, h, w)
 
 class FastLocallyEnhancedAttention(_Fast, LocallyEnhancedAttention):
-    "LeMSA whose fused attention keeps the pooled keys, not the upsampled ones, and pools without keeping its input."
+    "LeMSA keeping the pooled keys, not the upsampled ones, and pooling without keeping its input."
     def forward(self, x, hw):
         "As `LocallyEnhancedAttention.forward`."
-        lean = (self._on("rebuild") and rebuild_active(x) and self.attn_impl == "fused" and not self.store_attn
+        lean = (self._on("rebuild") and self.training and rebuild_active(x)
+                and self.attn_impl == "fused" and not self.store_attn
                 and self.pooling == "avg" and self.key_upsample != "none")
         H, W = hw; K = self.sr_ratio
-        if not lean or H % K or W % K: return super().forward(x, hw)   # (the plain forward raises on bad sizes)
+        if not lean or H % K or W % K: return super().forward(x, hw)   # (plain raises on bad sizes)
         v, t1, t2, skip = self.qkv(x, hw)
         o = _pooled_attention_lean(v, t1, t2, hw, K, self.num_heads, self.scale, self.key_upsample,
                                    self.attn_drop, self.training)
@@ -234,47 +220,53 @@ class FastLocallyEnhancedAttention(_Fast, LocallyEnhancedAttention):
         if skip is not None: o = o + skip
         return self.proj_drop(self.proj(map_to_tokens(o)))
 
+# %% ../nbs/15_fast.ipynb #9c3b5ada_7
 class FastLeCTBlock(_Fast, LeCTBlock):
-    "`LeCTBlock` whose two normalised token maps are rebuilt from the block input in backward, not stored."
+    "`LeCTBlock` whose two normalised token maps are rebuilt from the block input in backward."
     def forward(self, x, hw):
         "As `LeCTBlock.forward`."
         x = x + self.drop_path1(self._mix(self.attn, self.norm1, x, hw))
         return x + self.drop_path2(self._mix(self.ffn, self.norm2, x, hw))
     def _mix(self, f, norm, x, hw):
-        "`f(norm(x), hw)`, with `norm(x)` rebuilt in backward."
+        "`f(norm(x), hw)`, with `norm(x)` rebuilt in backward in training."
         y = norm(x)
-        if not self._on("rebuild"): return f(y, hw)
+        if not (self._on("rebuild") and self.training): return f(y, hw)
         with rebuild_in_backward(y, lambda: norm(x.detach())): return f(y, hw)
 
+# %% ../nbs/15_fast.ipynb #9c3b5ada_8
 class FastLeCTStage(_Fast, LeCTStage):
-    "`LeCTStage` whose checkpointed blocks rebuild nothing themselves (checkpointing already recomputes them)."
+    "`LeCTStage` whose checkpointed blocks rebuild nothing themselves (checkpointing recomputes them)."
     def checkpoint_contexts(self, blk):
         "As `LeCTStage.checkpoint_contexts`, both passes marked as checkpointed."
         first, rerun = super().checkpoint_contexts(blk)
         return _inside_checkpoint(first), _inside_checkpoint(rerun)
 
 # %% ../nbs/15_fast.ipynb #d66d1ba3
-_FAST = {cls.__mro__[2]: cls for cls in (FastConvPatchEmbed, FastDWConvBN, FastSequentialConvProjection,
-                                         FastUpConvBN, FastLeFFN, FastDropout, FastLocallyEnhancedAttention,
-                                         FastLeCTBlock, FastLeCTStage)}       # plain class -> fast class
+_FAST = {cls.__mro__[2]: cls                                # plain class -> fast class
+         for cls in (FastConvPatchEmbed, FastDWConvBN, FastSequentialConvProjection, FastUpConvBN,
+                     FastLeFFN, FastDropout, FastLocallyEnhancedAttention, FastLeCTBlock,
+                     FastLeCTStage)}
 _PLAIN = {fast: plain for plain, fast in _FAST.items()}
 
 def accelerate(model: nn.Module, # a model built by `create_model` (or any module holding LeCT modules)
                exclude: tuple = (), # parts of `PARTS` to leave out
               ) -> nn.Module: # the same model object
-    "Swap the model's LeCT modules for their fast forms, in place; parameters, buffers and state-dict keys unchanged."
+    """Swap the model's LeCT modules for their fast forms, in place; parameters, buffers and state-dict
+    keys unchanged."""
     unknown = set(exclude) - set(PARTS)
-    if unknown: raise ValueError(f"accelerate: unknown part(s) {sorted(unknown)}; parts: {', '.join(PARTS)}")
+    if unknown:
+        raise ValueError(f"accelerate: unknown part(s) {sorted(unknown)}; parts: {', '.join(PARTS)}")
     parts = frozenset(PARTS) - frozenset(exclude)
     if "kernels" in parts and load_kernels() is None:
-        warnings.warn(f"lect_nb.fast: C kernels unavailable ({kernels_unavailable_reason()}); the model stays "
-                      "plain (same results, slower)", stacklevel=2)
+        warnings.warn(f"lect_nb.fast: C kernels unavailable ({kernels_unavailable_reason()}); the model "
+                      "stays plain (same results, slower)", stacklevel=2)
         return model
     for m in model.modules():
         fast = _FAST.get(_PLAIN.get(type(m), type(m)))
         if fast is not None: m.__class__, m._fast_parts = fast, parts
     return model
 
+# %% ../nbs/15_fast.ipynb #d66d1ba3_1
 def to_plain(model: nn.Module) -> nn.Module:
     "Undo `accelerate`, in place: every fast module becomes its plain class again."
     for m in model.modules():
@@ -283,18 +275,20 @@ def to_plain(model: nn.Module) -> nn.Module:
             del m._fast_parts
     return model
 
+# %% ../nbs/15_fast.ipynb #d66d1ba3_2
 def is_accelerated(model: nn.Module) -> bool:
     "Whether any module of `model` has its fast form."
     return any(type(m) in _PLAIN for m in model.modules())
 
 # %% ../nbs/15_fast.ipynb #a3b5c3f0
 class KernelMaskDropout(nn.Dropout):
-    "A plain dropout that uses the fused kernels' random stream and masks, for exact comparisons with them."
+    "A plain dropout with the fused kernels' random stream and masks, for exact comparisons with them."
     def forward(self, x):
         "`x * mask` with the kernels' mask for a freshly drawn seed (identity in eval)."
         if not self.training or self.p == 0: return x
         return x * kernel_dropout_mask(x, self.p, _seed())
 
+# %% ../nbs/15_fast.ipynb #a3b5c3f0_1
 def with_kernel_masks(model: nn.Module) -> nn.Module:
     "Give every `nn.Dropout` of a plain model the kernels' masks (in place)."
     for m in model.modules():

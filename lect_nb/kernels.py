@@ -1,4 +1,4 @@
-"""BatchNorm + GELU + dropout in two passes over the data instead of a dozen, dropout whose mask is recomputed instead of stored, a depthwise 3x3 convolution, and GELU fused into the convolution at inference: the C code under the speed layer (notebook 15).
+"""BatchNorm + GELU + dropout in two passes over the data instead of a dozen, dropout whose mask is recomputed instead of stored and a depthwise 3x3 convolution: the C code under the speed layer (notebook 15).
 
 Docs: https://lect-nb.github.io/lect_nb/kernels.html.md"""
 
@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['KERNEL_SOURCE', 'kernel_library_path', 'load_kernels', 'kernels_unavailable_reason', 'use_kernels', 'kernels_usable',
-           'drop_threshold', 'fused_bn_act', 'fused_dropout', 'fast_gelu', 'dw3x3_ok', 'conv2d', 'conv_gelu_fusable',
-           'conv_gelu', 'fused_bn_act_conv', 'kernel_dropout_mask']
+           'drop_threshold', 'fused_bn_act', 'fused_dropout', 'dw3x3_ok', 'conv2d', 'fused_bn_act_conv',
+           'kernel_dropout_mask']
 
 # %% ../nbs/14_kernels.ipynb #e3202a40
 KERNEL_SOURCE = r"""
@@ -241,12 +241,6 @@ void bn_bwd2(const float *x, float *dz, int64_t M, int64_t C, const float *mu, c
     }
 }
 
-// y = GELU(x) elementwise over n floats (y may be x); inference, where nothing needs a gradient.
-void gelu_fwd(const float *x, float *y, int64_t n, int nt) {
-    #pragma omp parallel for simd schedule(static) num_threads(nt)
-    for (int64_t i = 0; i < n; i++) y[i] = gelu(x[i]);
-}
-
 // out = drop(x); called on the incoming gradient with the same seed, it is also the backward pass.
 void drop_fwd(const float *x, int64_t M, int64_t C, uint32_t thr, float ks, uint64_t seed,
               float *out, int nt) {
@@ -274,16 +268,13 @@ typedef float v8 __attribute__((vector_size(32)));
 INLINE v8 v8_load(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
 INLINE void v8_store(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
-// With `ya` non-NULL it also writes ya = GELU(y) from the registers (inference: the activation that
-// follows a BN folded into the convolution costs no pass of its own); `y` may then be NULL.
-void dw3_fwd(const float *x, const float *wt, const float *bias, float *y, float *ya, int64_t B,
-             int64_t H,
+void dw3_fwd(const float *x, const float *wt, const float *bias, float *y, int64_t B, int64_t H,
              int64_t W, int64_t C, int nt) {
     #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t r = 0; r < B * H; r++) {            // one output row (b, h) per iteration
         int64_t b = r / H, h = r % H;
         for (int64_t w = 0; w < W; w++) {
-            float *yo = y ? y + (r * W + w) * C : NULL, *ao = ya ? ya + (r * W + w) * C : NULL;
+            float *yo = y + (r * W + w) * C;
             int64_t c = 0;
             for (; c + DW_CB <= C; c += DW_CB) {
                 v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
@@ -300,15 +291,8 @@ void dw3_fwd(const float *x, const float *wt, const float *bias, float *y, float
                         a3 += v8_load(xi + 24) * v8_load(wk + 24);
                     }
                 }
-                if (yo) { v8_store(yo + c, a0); v8_store(yo + c + 8, a1);
-                    v8_store(yo + c + 16, a2); v8_store(yo + c + 24, a3); }
-                if (ao) {
-                    float t[DW_CB];
-                    v8_store(t, a0); v8_store(t + 8, a1); v8_store(t + 16, a2);
-                    v8_store(t + 24, a3);
-                    #pragma omp simd
-                    for (int k = 0; k < DW_CB; k++) ao[c + k] = gelu(t[k]);
-                }
+                v8_store(yo + c, a0); v8_store(yo + c + 8, a1);
+                v8_store(yo + c + 16, a2); v8_store(yo + c + 24, a3);
             }
             for (; c < C; c++) {                     // channels left over from the blocks of 32
                 float a = bias ? bias[c] : 0.0f;
@@ -319,8 +303,7 @@ void dw3_fwd(const float *x, const float *wt, const float *bias, float *y, float
                         a += x[((b * H + hh) * W + ww) * C + c] * wt[(3 * i + j) * C + c];
                     }
                 }
-                if (yo) yo[c] = a;
-                if (ao) ao[c] = gelu(a);
+                yo[c] = a;
             }
         }
     }
@@ -389,8 +372,7 @@ _SIGNATURES = {  # argument types of each exported C function
     "bn_act_bwd1": "PPPIIPPPiUfLPPPPi",
     "bn_bwd2": "PPIIPPPPi",
     "drop_fwd": "PIIUfLPi",
-    "gelu_fwd": "PPIi",
-    "dw3_fwd": "PPPPPIIIIi",
+    "dw3_fwd": "PPPPIIIIi",
     "dw3_bwd_w": "PPPPIIIIi",
 }
 _CTYPES = {
@@ -724,24 +706,6 @@ def fused_dropout(
         )
     return _DropKernel.apply(x, p)
 
-# %% ../nbs/14_kernels.ipynb #63440c49_1
-def fast_gelu(
-    x: torch.Tensor,  # any shape and layout
-) -> torch.Tensor:
-    """Exact GELU: the kernel for dense float32 CPU tensors that need no gradient (inference),
-    `F.gelu` otherwise."""
-    dense = x.is_contiguous() or (
-        x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)
-    )
-    if not dense or (torch.is_grad_enabled() and x.requires_grad) or not kernels_usable(x):
-        return F.gelu(x)
-    out = torch.empty_like(x)  # same strides as a dense x: element i of both storages match
-    with torch.profiler.record_function(
-        "_FastGELU"
-    ):  # (a ctypes call is invisible to the profiler otherwise)
-        load_kernels().gelu_fwd(x.data_ptr(), out.data_ptr(), x.numel(), torch.get_num_threads())
-    return out
-
 # %% ../nbs/14_kernels.ipynb #d3c0a002
 def _pair(v):
     return list(v) if isinstance(v, (tuple, list)) else [v, v]
@@ -771,34 +735,18 @@ def _taps(w: torch.Tensor, flip: bool = False) -> torch.Tensor:
     return (w.flip(-1, -2) if flip else w).reshape(w.shape[0], 9).t().contiguous()
 
 
-def _dw_fwd(
-    x,
-    w,
-    b=None,
-    flip=False,
-    act: str | None = None,  # None: the convolution y; "gelu": GELU(y) only; "both": (y, GELU(y))
-):
+def _dw_fwd(x, w, b=None, flip=False):
+    "The depthwise 3x3 convolution of `x` by `w` (turned by 180 degrees with `flip`), channels_last."
     x = _dense(x.detach())
     B, C, H, W = x.shape
-    y = None if act == "gelu" else torch.empty_like(x, memory_format=torch.channels_last)
-    a = torch.empty_like(x, memory_format=torch.channels_last) if act else None
+    y = torch.empty_like(x, memory_format=torch.channels_last)
     taps, b = _taps(w, flip), (None if b is None else b.detach().contiguous())
     with torch.profiler.record_function(
         "_DWConvKernel.fwd"
     ):  # (ctypes calls are invisible to the profiler)
-        load_kernels().dw3_fwd(
-            x.data_ptr(),
-            taps.data_ptr(),
-            _ptr(b),
-            _ptr(y),
-            _ptr(a),
-            B,
-            H,
-            W,
-            C,
-            torch.get_num_threads(),
-        )
-    return y if act is None else a if act == "gelu" else (y, a)
+        load_kernels().dw3_fwd(x.data_ptr(), taps.data_ptr(), _ptr(b), y.data_ptr(), B, H, W, C,
+                               torch.get_num_threads())
+    return y
 
 
 def _dw_bwd_w(x, gy, bias: bool):
@@ -854,61 +802,6 @@ def conv2d(
     if dw3x3_ok(x, weight, stride, padding, dilation, groups):
         return _DWConvKernel.apply(x, weight, bias)
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-
-# %% ../nbs/14_kernels.ipynb #c4d2f0b4
-def conv_gelu_fusable(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
-) -> bool:
-    """Whether `conv_gelu` can use oneDNN's GELU post-op: float32 CPU tensors, no gradient wanted,
-    no autocast, outside `torch.compile`, kernels on."""
-    return (
-        kernels_usable(x)
-        and weight.dtype == torch.float32
-        and x.ndim == 4  # (the kernels' own switch and checks)
-        and torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
-        and not torch.is_autocast_enabled("cpu")
-        and not _grad_wanted(x, weight, bias)
-        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-    )
-
-# %% ../nbs/14_kernels.ipynb #c4d2f0b4_1
-def _grad_wanted(*ts) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
-
-
-def conv_gelu(
-    x: torch.Tensor,  # map (B, C, H, W)
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,  # as for `F.conv2d`
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups: int = 1,
-    pre_act: bool = False,  # return `(conv, GELU(conv))`
-):
-    """Exact `GELU(F.conv2d(x, weight, bias, ...))` (or the pair with `pre_act`), the GELU fused
-    into the convolution where no gradient is wanted."""
-    if not _grad_wanted(x, weight, bias) and dw3x3_ok(
-        x, weight, stride, padding, dilation, groups
-    ):  # depthwise 3x3: GELU from the registers
-        return _dw_fwd(x, weight, bias, act="both" if pre_act else "gelu")
-    if not pre_act and conv_gelu_fusable(x, weight, bias):
-        return torch.ops.mkldnn._convolution_pointwise(
-            x,
-            weight,
-            bias,
-            _pair(padding),
-            _pair(stride),
-            _pair(dilation),
-            groups,
-            "gelu",
-            [],
-            "none",
-        )  # "none": erf GELU, not tanh
-    z = conv2d(x, weight, bias, stride, padding, dilation, groups)
-    a = fast_gelu(z)
-    return (z, a) if pre_act else a
 
 # %% ../nbs/14_kernels.ipynb #b7c1e0a2
 class _BNActConvKernel(torch.autograd.Function):
