@@ -18,38 +18,45 @@ __all__ = ['SPEC_OPTIONS', 'OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'pa
            'lemsa_layer_memory', 'op_category', 'profile_breakdown', 'main']
 
 # %% ../nbs/13_benchmark.ipynb #e445dc63
-SPEC_OPTIONS = {"plain": "the plain model of notebooks 00-05 (no speed layer)",
-                "nokernels": "the speed layer without its C kernels (shows what they buy)",
-                "norebuild": "the speed layer storing every tensor autograd asks for (shows what rebuilding saves)",
-                "reference": "attn_impl='reference' (paper-literal attention)",
-                "ckpt": "set_grad_checkpointing(True) (recompute blocks in backward)",
-                "nodrop": "drop_rate=0, drop_path_rate=0 (shows what dropout and drop path cost; LeCT models)"}
-_SPEC_OVERRIDES = {"reference": {"attn_impl": "reference"}, "nodrop": {"drop_rate": 0., "drop_path_rate": 0.}}
+SPEC_OPTIONS = {
+    "plain": "the plain model of notebooks 00-05 (no speed layer)",
+    "nokernels": "the speed layer without its C kernels (shows what they buy)",
+    "norebuild": "the speed layer storing every tensor autograd asks for (what rebuilding saves)",
+    "reference": "attn_impl='reference' (paper-literal attention)",
+    "ckpt": "set_grad_checkpointing(True) (recompute blocks in backward)",
+    "nodrop": "drop_rate=0, drop_path_rate=0 (what dropout and drop path cost; LeCT models)"}
+_SPEC_OVERRIDES = {"reference": {"attn_impl": "reference"},
+                   "nodrop": {"drop_rate": 0., "drop_path_rate": 0.}}
 _SPEC_EXCLUDE = {"nokernels": "kernels", "norebuild": "rebuild"}
 
 def parse_spec(spec: str) -> tuple[str, dict, set]:
     "`'lect@reference+ckpt'` -> `('lect', {'attn_impl': 'reference'}, {'ckpt', 'reference'})`."
     name, _, opts = spec.partition("@")
-    if name not in list_models(): raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    if name not in list_models():
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
     opts = set(opts.split("+")) - {""}
     bad = opts - set(SPEC_OPTIONS)
-    if bad: raise ValueError(f"unknown option(s) {sorted(bad)} in {spec!r}; known: {sorted(SPEC_OPTIONS)}")
+    if bad:
+        raise ValueError(f"unknown option(s) {sorted(bad)} in {spec!r}; known: {sorted(SPEC_OPTIONS)}")
     if "plain" in opts and opts & set(_SPEC_EXCLUDE):
         raise ValueError(f"{spec!r}: 'plain' has no speed layer to leave parts out of")
     kw = {k: v for o in sorted(opts) for k, v in _SPEC_OVERRIDES.get(o, {}).items()}
     return name, kw, opts
 
+# %% ../nbs/13_benchmark.ipynb #e445dc63_1
 def build(spec: str, img_size: int, num_classes: int = 100, device="cpu"):
     "Model for `spec` at `img_size` on `device` (through the speed layer on the CPU unless `plain`)."
     name, kw, opts = parse_spec(spec)
     m = create_model(name, num_classes=num_classes, img_size=img_size, **kw).to(device)
     if "ckpt" in opts:
-        if not hasattr(m, "set_grad_checkpointing"): raise ValueError(f"{name} has no set_grad_checkpointing")
+        if not hasattr(m, "set_grad_checkpointing"):
+            raise ValueError(f"{name} has no set_grad_checkpointing")
         m.set_grad_checkpointing(True)
     if torch.device(device).type == "cpu" and "plain" not in opts:
         accelerate(m, exclude=tuple(_SPEC_EXCLUDE[o] for o in sorted(opts) if o in _SPEC_EXCLUDE))
     return m
 
+# %% ../nbs/13_benchmark.ipynb #e445dc63_2
 def _sync(device):
     if torch.device(device).type == "cuda": torch.cuda.synchronize()
 
@@ -70,6 +77,7 @@ def make_step(model, x, y, amp_dtype=None, train=True):
         model.eval()
     return step
 
+# %% ../nbs/13_benchmark.ipynb #e445dc63_3
 def time_interleaved(steps: dict, # name -> step closure
                      repeats: int = 7, warmup: int = 2, device="cpu") -> dict:
     "Median seconds per step of each closure, run interleaved."
@@ -81,13 +89,15 @@ def time_interleaved(steps: dict, # name -> step closure
         for k, f in steps.items():
             if cuda:
                 s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                s.record(); f(); e.record(); torch.cuda.synchronize(); times[k].append(s.elapsed_time(e) / 1e3)
+                s.record(); f(); e.record(); torch.cuda.synchronize()
+                times[k].append(s.elapsed_time(e) / 1e3)
             else:
                 t = time.perf_counter(); f(); times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
+# %% ../nbs/13_benchmark.ipynb #e445dc63_4
 def model_step(spec: str, img_size: int, batch: int, device="cpu", train: bool = True):
-    "A step closure for `spec` on a random batch of `batch` images (the setup shared by memory and profile runs)."
+    "A step closure for `spec` on a random batch (the setup shared by memory and profile runs)."
     m = build(spec, img_size, device=device)
     x = torch.randn(batch, 3, img_size, img_size, device=device)
     y = torch.randint(0, 100, (batch,), device=device)
@@ -107,7 +117,13 @@ def _start_peak() -> float:
 
 def _rss_peak_since(base: float) -> float: return _proc_status_mb("VmHWM") - base
 
-def peak_train_memory_mb(spec: str, img_size: int, batch: int, device="cpu", threads: int | None = None,
+def _child_json(code: str):
+    "Run `code` in a fresh Python process; the JSON object its last output line holds."
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+def peak_train_memory_mb(spec: str, img_size: int, batch: int, device="cpu",
+                         threads: int | None = None,
                          runs: int = 3, # fresh processes on the CPU; the median is returned
                         ) -> float:
     "Extra peak memory (MB) of two training steps over the model-and-batch baseline."
@@ -118,9 +134,7 @@ def peak_train_memory_mb(spec: str, img_size: int, batch: int, device="cpu", thr
         return (torch.cuda.max_memory_allocated() - base) / 2**20
     code = ("import torch, json; from lect_nb.bench import _measure_rss_child; "
             f"print(json.dumps(_measure_rss_child({spec!r}, {img_size}, {batch}, {threads!r})))")
-    peaks = [json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                       check=True).stdout.strip().splitlines()[-1]) for _ in range(max(1, runs))]
-    return statistics.median(peaks)
+    return statistics.median(_child_json(code) for _ in range(max(1, runs)))
 
 def _measure_rss_child(spec, img_size, batch, threads):
     if threads: torch.set_num_threads(threads)
@@ -130,23 +144,23 @@ def _measure_rss_child(spec, img_size, batch, threads):
     step(); step()
     return _rss_peak_since(base)
 
+# %% ../nbs/13_benchmark.ipynb #a3cfbd1d_1
 def ab_processes(spec_a: str, spec_b: str, # the two model specs compared
                  img_size: int = 224, batch: int = 16,
                  pairs: int = 5, # pairs of fresh processes; the medians over pairs are reported
-                 steps: int = 3, # timed training steps (and inference passes) per process, after one warm-up
+                 steps: int = 3, # timed training steps (and inference passes) per process
                  threads: int | None = 2,
                 ) -> dict:
-    "A/B in fresh processes, run in pairs (order alternating): median train step, inference pass and peak memory."
+    "A/B in pairs of fresh processes (order alternating): median train step, inference and peak memory."
     runs = {spec_a: [], spec_b: []}
     for i in range(pairs):
         for spec in ((spec_a, spec_b) if i % 2 == 0 else (spec_b, spec_a)):
-            code = ("import json; from lect_nb.bench import _ab_child; "
-                    f"print(json.dumps(_ab_child({spec!r}, {img_size}, {batch}, {steps}, {threads!r})))")
-            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-            runs[spec].append(json.loads(r.stdout.strip().splitlines()[-1]))
+            code = ("import json; from lect_nb.bench import _ab_child; print(json.dumps("
+                    f"_ab_child({spec!r}, {img_size}, {batch}, {steps}, {threads!r})))")
+            runs[spec].append(_child_json(code))
     med = {s: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for s, rs in runs.items()}
-    return dict(mode="ab", a=spec_a, b=spec_b, img_size=img_size, batch=batch, pairs=pairs, threads=threads,
-                a_median=med[spec_a], b_median=med[spec_b],
+    return dict(mode="ab", a=spec_a, b=spec_b, img_size=img_size, batch=batch, pairs=pairs,
+                threads=threads, a_median=med[spec_a], b_median=med[spec_b],
                 ratio_b_over_a={k: med[spec_b][k] / med[spec_a][k] for k in med[spec_a]})
 
 def _ab_child(spec, img_size, batch, steps, threads):
@@ -184,7 +198,7 @@ def run_benchmark(models=("lect", "lect@reference", "resnet"), # model specs
     variants = [("fp32", None, False)]
     if amp: variants.append(("bf16", torch.bfloat16, False))
     if compiled: variants.append(("compiled", None, True))
-    rows = []
+    rows, common = [], dict(img_size=img_size, batch=batch, device=device)
     for vname, amp_dtype, comp in variants:
         for mode in ("train", "infer"):
             steps = {}
@@ -194,26 +208,24 @@ def run_benchmark(models=("lect", "lect@reference", "resnet"), # model specs
                 steps[spec] = make_step(m, x, y, amp_dtype, train=(mode == "train"))
             med = time_interleaved(steps, repeats, warmup, device)
             for spec in models:
-                rows.append(dict(model=spec, mode=mode, variant=vname, img_size=img_size, batch=batch, device=device,
-                                 threads=torch.get_num_threads(), median_s=med[spec], images_per_s=batch / med[spec],
-                                 ratio_to_baseline=med[spec] / med[baseline] if baseline in med else None))
+                ratio = med[spec] / med[baseline] if baseline in med else None
+                rows.append(dict(model=spec, mode=mode, variant=vname, **common,
+                                 threads=torch.get_num_threads(), median_s=med[spec],
+                                 images_per_s=batch / med[spec], ratio_to_baseline=ratio))
     if memory:
         mem = {spec: peak_train_memory_mb(spec, img_size, batch, device, threads) for spec in models}
         for spec in models:
-            rows.append(dict(model=spec, mode="train_peak_memory", variant="fp32", img_size=img_size, batch=batch,
-                             device=device, peak_mb=mem[spec],
-                             ratio_to_baseline=mem[spec] / mem[baseline] if baseline in mem else None))
+            ratio = mem[spec] / mem[baseline] if baseline in mem else None
+            rows.append(dict(model=spec, mode="train_peak_memory", variant="fp32", **common,
+                             peak_mb=mem[spec], ratio_to_baseline=ratio))
     return rows
 
+# %% ../nbs/13_benchmark.ipynb #285c0b0d_1
 def lemsa_layer_memory(img_size: int = 448, batch: int = 16, device: str = "cpu") -> dict:
     "Peak extra memory (MB) of one stage-1 LeMSA layer, forward + backward, fused vs reference."
-    out = {}
-    for impl in ("fused", "reference"):
-        code = ("import json, torch; from lect_nb.bench import _lemsa_child; "
-                f"print(json.dumps(_lemsa_child({impl!r}, {img_size}, {batch})))")
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        out[impl] = json.loads(r.stdout.strip().splitlines()[-1])
-    return out
+    return {impl: _child_json("import json, torch; from lect_nb.bench import _lemsa_child; "
+                              f"print(json.dumps(_lemsa_child({impl!r}, {img_size}, {batch})))")
+            for impl in ("fused", "reference")}
 
 def _lemsa_child(impl, img_size, batch):
     from lect_nb.attention import LocallyEnhancedAttention
@@ -223,35 +235,43 @@ def _lemsa_child(impl, img_size, batch):
     base = _start_peak()
     a(x, (H, H)).sum().backward()
     n = (H // K) ** 2
-    return dict(peak_mb=_rss_peak_since(base), map=f"{H}x{H}", K=K, attn_map_mb=batch * 2 * n * H * H * 4 / 2**20)
+    return dict(peak_mb=_rss_peak_since(base), map=f"{H}x{H}", K=K,
+                attn_map_mb=batch * 2 * n * H * H * 4 / 2**20)
 
 # %% ../nbs/13_benchmark.ipynb #cd2754ec
-OP_CATEGORIES = {   # ATen op names; a trailing * matches any suffix; the first category that matches wins
-    "convolution": ("mkldnn_convolution", "convolution_backward", "_convolution_pointwise*", "_slow_conv2d*",
-                    "slow_conv*", "thnn_conv*", "cudnn_convolution*"),
+# ATen op names; a trailing * matches any suffix; the first category that matches wins
+OP_CATEGORIES = {
+    "convolution": ("mkldnn_convolution", "convolution_backward", "_convolution_pointwise*",
+                    "_slow_conv2d*", "slow_conv*", "thnn_conv*", "cudnn_convolution*"),
     "matmul + attention": ("mm", "addmm", "bmm", "baddbmm", "_scaled_dot_product*", "_flash_attention*",
                            "_efficient_attention*"),
     "normalisation": ("native_batch_norm*", "native_layer_norm*", "_native_batch_norm*", "batch_norm*",
                       "cudnn_batch_norm*"),
-    "activation": ("gelu", "gelu_", "gelu_backward", "relu", "relu_", "clamp_min", "clamp_min_", "threshold_backward"),
-    "dropout masks (RNG)": ("random_", "bernoulli_", "bitwise_and", "bitwise_and_", "ge", "native_dropout*"),
-    "resampling + pooling": ("upsample_*", "avg_pool*", "max_pool*", "adaptive_avg_pool*", "_adaptive_avg_pool*"),
+    "activation": ("gelu", "gelu_", "gelu_backward", "relu", "relu_", "clamp_min", "clamp_min_",
+                   "threshold_backward"),
+    "dropout masks (RNG)": ("random_", "bernoulli_", "bitwise_and", "bitwise_and_", "ge",
+                            "native_dropout*"),
+    "resampling + pooling": ("upsample_*", "avg_pool*", "max_pool*", "adaptive_avg_pool*",
+                             "_adaptive_avg_pool*"),
 }
-OTHER, FRAMEWORK = "other elementwise + copies", "framework (Python, autograd)"   # OTHER includes AdamW's update
-KERNELS = "CPU kernels (BN, GELU, dropout, depthwise conv)"   # notebook 14's autograd functions, C code outside ATen
+OTHER = "other elementwise + copies"                  # (includes AdamW's update)
+FRAMEWORK = "framework (Python, autograd)"
+KERNELS = "CPU kernels (BN, GELU, dropout, depthwise conv)"  # notebook 14's functions: C outside ATen
 _KERNEL_FUNCTIONS = ("_BNActKernel", "_BNActConvKernel", "_DropKernel", "_DWConvKernel")
 
 def op_category(name: str, # a profiler key, e.g. "aten::gelu"
                ) -> str:
-    "The `OP_CATEGORIES` entry an operator falls in; `KERNELS` for notebook 14's fused kernels, `OTHER` for remaining ATen ops, `FRAMEWORK` for the rest."
+    """The `OP_CATEGORIES` entry an operator falls in; `KERNELS` for notebook 14's fused kernels, `OTHER`
+    for remaining ATen ops, `FRAMEWORK` for the rest."""
     if name.startswith(_KERNEL_FUNCTIONS): return KERNELS              # (their backward nodes too)
-    if name.startswith("mkldnn::_convolution"): return "convolution"  # oneDNN convolution with a fused GELU
+    if name.startswith("mkldnn::_convolution"): return "convolution"  # oneDNN conv with a fused op
     if not name.startswith("aten::"): return FRAMEWORK
     op = name[len("aten::"):]
     for cat, pats in OP_CATEGORIES.items():
         if any(op == p or (p.endswith("*") and op.startswith(p[:-1])) for p in pats): return cat
     return OTHER
 
+# %% ../nbs/13_benchmark.ipynb #cd2754ec_1
 def profile_breakdown(spec: str, # model spec, e.g. "lect" or "lect@nodrop"
                       img_size: int = 224, batch: int = 16,
                       train: bool = True, # a training step (else an inference pass)
@@ -264,38 +284,43 @@ def profile_breakdown(spec: str, # model spec, e.g. "lect" or "lect@nodrop"
     step = model_step(spec, img_size, batch, device, train)
     for _ in range(2): step()
     cuda = torch.device(device).type == "cuda"
-    if not cuda: os.environ.setdefault("KINETO_LOG_LEVEL", "6")   # kineto's CUDA-probing lines say nothing on a CPU
+    if not cuda: os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # (its CUDA probing, silenced)
     _sync(device)
     with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
         for _ in range(steps): step()
         _sync(device)
     ms = dict.fromkeys([*OP_CATEGORIES, KERNELS, OTHER, FRAMEWORK], 0.)
     for ev in prof.key_averages():
-        if cuda and not ev.key.startswith("aten::"): continue        # on CUDA count device kernels' time only
-        ms[op_category(ev.key)] += (ev.self_device_time_total if cuda else ev.self_cpu_time_total) / 1e3 / steps
-    return dict(model=spec, mode="train" if train else "infer", img_size=img_size, batch=batch, device=device,
-                total_ms=sum(ms.values()), ms=ms)
+        if cuda and not ev.key.startswith("aten::"): continue        # on CUDA: device kernels' time only
+        t = ev.self_device_time_total if cuda else ev.self_cpu_time_total
+        ms[op_category(ev.key)] += t / 1e3 / steps
+    return dict(model=spec, mode="train" if train else "infer", img_size=img_size, batch=batch,
+                device=device, total_ms=sum(ms.values()), ms=ms)
 
 # %% ../nbs/13_benchmark.ipynb #ba6f00db
 def main(argv=None):
     "Entry point of `lect-bench`."
-    p = argparse.ArgumentParser("lect-bench", description="Side-by-side throughput and memory of registered models "
-                                "(on the CPU through the speed layer unless a spec says @plain).")
+    p = argparse.ArgumentParser("lect-bench", description="Side-by-side throughput and memory of "
+                                "registered models (on the CPU through the speed layer unless a spec "
+                                "says @plain).")
     p.add_argument("--models", nargs="+", default=["lect", "lect@reference", "resnet"], metavar="SPEC",
                    help="model specs: name[@option[+option]], options: " + ", ".join(SPEC_OPTIONS))
     p.add_argument("--img-size", type=int, default=224, help="input height and width")
     p.add_argument("--batch", type=int, default=16, help="images per step")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
-    p.add_argument("--repeats", type=int, default=7, help="timed steps per model (the median is reported)")
+    p.add_argument("--repeats", type=int, default=7,
+                   help="timed steps per model (the median is reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
     p.add_argument("--amp", action="store_true", help="also time bf16 autocast")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (inductor)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     p.add_argument("--lemsa-memory", action="store_true",
                    help="peak memory of one LeMSA layer at 448x448, fused vs reference")
-    p.add_argument("--profile", action="store_true", help="also print each model's time per operator category")
-    p.add_argument("--baseline", default="resnet", help="the spec every ratio is taken to (one of --models)")
+    p.add_argument("--profile", action="store_true",
+                   help="also print each model's time per operator category")
+    p.add_argument("--baseline", default="resnet",
+                   help="the spec every ratio is taken to (one of --models)")
     p.add_argument("--ab", nargs=2, metavar=("SPEC_A", "SPEC_B"),
                    help="instead: A/B of two specs in pairs of fresh processes (CPU; ratios B/A)")
     p.add_argument("--pairs", type=int, default=5, help="process pairs of --ab")
@@ -306,17 +331,20 @@ def main(argv=None):
             print(json.dumps(ab_processes(*a.ab, a.img_size, a.batch, a.pairs, threads=a.threads or 2)))
             return 0
         for spec in a.models: parse_spec(spec)
-        if a.baseline not in a.models: raise ValueError(f"baseline {a.baseline!r} must be one of --models")
+        if a.baseline not in a.models:
+            raise ValueError(f"baseline {a.baseline!r} must be one of --models")
         if a.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError("--device cuda but CUDA is not available")
-        rows = run_benchmark(a.models, a.img_size, a.batch, a.device, a.repeats, a.warmup, a.threads, a.amp,
-                             a.compile, not a.no_memory, a.baseline)
+        rows = run_benchmark(a.models, a.img_size, a.batch, a.device, a.repeats, a.warmup, a.threads,
+                             a.amp, a.compile, not a.no_memory, a.baseline)
     except ValueError as e:
         print(f"lect-bench: error: {e}", file=sys.stderr); return 2
     for r in rows: print(json.dumps(r))
     if a.profile:
         for spec in a.models:
             for train in (True, False):
-                print(json.dumps(profile_breakdown(spec, a.img_size, a.batch, train, 3, a.device, a.threads)))
-    if a.lemsa_memory: print(json.dumps(dict(mode="lemsa_layer_memory", **lemsa_layer_memory(448, a.batch, a.device))))
+                pb = profile_breakdown(spec, a.img_size, a.batch, train, 3, a.device, a.threads)
+                print(json.dumps(pb))
+    if a.lemsa_memory:
+        print(json.dumps(dict(mode="lemsa_layer_memory", **lemsa_layer_memory(448, a.batch, a.device))))
     return 0

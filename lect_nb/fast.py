@@ -45,6 +45,7 @@ def rebuild_active(t: torch.Tensor) -> bool:
             and t.device.type in ("cpu", "cuda")                 # (not on meta tensors: FLOP counting)
             and not torch.is_autocast_enabled(t.device.type) and not _CHECKPOINTING.get())
 
+# %% ../nbs/15_fast.ipynb #e5f51d3a_1
 class _Recipe:
     "What autograd keeps instead of a tensor marked by `rebuild_in_backward`: how to make it again."
     __slots__ = ("rebuild", "size", "stride", "offset")
@@ -181,7 +182,7 @@ class FastLeFFN(_Fast, LeFFN):
         m = tokens_to_map(x, hw)                                        # (B, C, H, W)
         if not (self._kernels(m) and _bn_kernel_ok(self.bn1, m)): return super().forward(x, hw)
         y = _bn_act_conv(self.bn1, self.pw1(m), self.dw, act=True)                # dw(GELU(BN(pw1 x)))
-        y = _bn_act_conv(self.bn2, y, self.pw2, act=True, p=self.drop1.p)         # pw2(drop(GELU(BN(.))))
+        y = _bn_act_conv(self.bn2, y, self.pw2, act=True, p=self.drop1.p)     # pw2(drop(GELU(BN(.))))
         return map_to_tokens(_bn_act(self.bn3, y, p=self.drop2.p))                # drop(BN(.))
 
 # %% ../nbs/15_fast.ipynb #9c3b5ada_5
@@ -194,7 +195,7 @@ class FastDropout(_Fast, nn.Dropout):
 
 # %% ../nbs/15_fast.ipynb #9c3b5ada_6
 def _pooled_attention_lean(v, t1, t2, hw, K, heads, scale, mode, attn_drop, training):
-    "`pooled_attention` (fused, average pooling) keeping neither full-resolution maps nor upsampled keys."
+    "`pooled_attention` (fused, average pooling) keeping no full-resolution map, no upsampled keys."
     phw = (hw[0] // K, hw[1] // K)
     q = split_heads(map_to_tokens(_pool_lean(t1, K)), heads)           # eq. 7: (B, heads, n, d)
     k = split_heads(map_to_tokens(_pool_lean(t2, K)), heads)           # eq. 8
