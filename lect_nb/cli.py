@@ -18,9 +18,11 @@ __all__ = ['build_parser', 'main']
 # %% ../nbs/09c_cli.ipynb #193b3661
 _EPILOG = """\
 datasets (--dataset):
-  sample        an embedded 5,000/1,000-image slice of Fashion-MNIST (28x28 gray, padded to 32); no download
+  sample        an embedded 5,000/1,000-image slice of Fashion-MNIST (28x28 gray, padded to 32);
+                no download
   fashion_mnist, cifar10, cifar100, stl10
-                looked up in --data-dir (default data/) and downloaded there by torchvision if absent
+                looked up in --data-dir (default data/) and downloaded there by torchvision
+                if absent
   imagefolder   your own images, one folder per class, in --data-dir:
                   DIR/train/<class>/*.png|jpg   training images
                   DIR/val/<class>/...           test images (DIR/test/<class>/ also accepted)
@@ -37,46 +39,66 @@ examples:
   torchrun --nproc_per_node=4 $(which lect-train) --model lect --dataset cifar100 --img-size 224
 """
 
+# %% ../nbs/09c_cli.ipynb #a976023b
 def build_parser() -> argparse.ArgumentParser:
     "The `lect-train` argument parser: every option documented, each default stated once."
-    p = argparse.ArgumentParser(prog="lect-train", epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train a model with the LeCT report's recipe (AdamW, cosine schedule, gradient clipping\n"
-                    "at 5, RandAugment). With no arguments: lect_cifar at native 32x32 on the embedded\n"
+    p = argparse.ArgumentParser(
+        prog="lect-train", epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a model with the LeCT report's recipe (AdamW, cosine schedule, "
+                    "gradient clipping\n"
+                    "at 5, RandAugment). With no arguments: lect_cifar at native 32x32 on the "
+                    "embedded\n"
                     "Fashion-MNIST sample, on the CPU, in a few minutes.")
     d = TrainConfig()
     a = p.add_argument
-    a("--model", default=d.model, help=f"model name, see lect_nb.core.list_models() (default: {d.model})")
-    a("--dataset", default=d.dataset, help=f"one of {', '.join(DATASETS)}; see below (default: {d.dataset})")
+    a("--model", default=d.model,
+      help=f"model name, see lect_nb.core.list_models() (default: {d.model})")
+    a("--dataset", default=d.dataset,
+      help=f"one of {', '.join(DATASETS)}; see below (default: {d.dataset})")
     a("--data-dir", default=None, help="dataset directory, must exist if given (default: data/)")
-    a("--epochs", type=int, default=None, help="epochs of the cosine schedule (default: the paper's for the "
-      "dataset: 60, STL10 100; sample 4); with --resume: a larger number extends a finished run")
-    a("--batch-size", type=int, default=d.batch_size, help=f"global batch size over all processes (default: {d.batch_size})")
-    a("--lr", type=float, default=None, help="peak AdamW learning rate (default: the paper's, 6e-3 for resnet/convnext "
-      "models, 1e-3 for the others; the value used is printed and saved in config.json)")
-    a("--min-lr", type=float, default=d.min_lr, help=f"learning rate the cosine decays to (default: {d.min_lr:g})")
+    a("--epochs", type=int, default=None,
+      help="epochs of the cosine schedule (default: the paper's for the dataset: 60, STL10 100; "
+           "sample 4); with --resume: a larger number extends a finished run")
+    a("--batch-size", type=int, default=d.batch_size,
+      help=f"global batch size over all processes (default: {d.batch_size})")
+    a("--lr", type=float, default=None,
+      help="peak AdamW learning rate (default: the paper's, 6e-3 for resnet/convnext models, 1e-3 "
+           "for the others; the value used is printed and saved in config.json)")
+    a("--min-lr", type=float, default=d.min_lr,
+      help=f"learning rate the cosine decays to (default: {d.min_lr:g})")
     a("--warmup-epochs", type=int, default=d.warmup_epochs,
-      help=f"epochs of linear warmup before the cosine, the paper has none (default: {d.warmup_epochs})")
+      help=f"epochs of linear warmup before the cosine, the paper has none "
+           f"(default: {d.warmup_epochs})")
     a("--weight-decay", type=float, default=d.weight_decay,
-      help=f"AdamW weight decay, not applied to norms, biases and position embeddings (default: {d.weight_decay:g})")
+      help=f"AdamW weight decay, not applied to norms, biases and position embeddings "
+           f"(default: {d.weight_decay:g})")
     a("--label-smoothing", type=float, default=d.label_smoothing,
       help=f"cross-entropy label smoothing, the paper has none (default: {d.label_smoothing:g})")
-    a("--clip-grad", type=float, default=d.clip_grad, help=f"max gradient norm; 0 disables clipping (default: {d.clip_grad:g})")
-    a("--img-size", type=int, default=None, help="model input side in pixels (default: the dataset's native size, "
-      "no resize; required for imagefolder; the paper uses 224)")
+    a("--clip-grad", type=float, default=d.clip_grad,
+      help=f"max gradient norm; 0 disables clipping (default: {d.clip_grad:g})")
+    a("--img-size", type=int, default=None,
+      help="model input side in pixels (default: the dataset's native size, no resize; required "
+           "for imagefolder; the paper uses 224)")
     a("--no-augment", dest="augment", action="store_false",
-      help="train without the paper's augmentation (random crop, flip, RandAugment), which is on otherwise")
+      help="train without the paper's augmentation (random crop, flip, RandAugment), which is on "
+           "otherwise")
     a("--val-split", type=float, default=d.val_split, metavar="F",
-      help="hold out the fraction F (0 < F < 1) of the training images, drawn with --seed, to choose best.pt "
-           "on; they are not trained on (default: 0, best.pt is chosen on the test split as in the report)")
-    a("--workers", type=int, default=d.workers, help=f"DataLoader worker processes (default: {d.workers})")
+      help="hold out the fraction F (0 < F < 1) of the training images, drawn with --seed, to "
+           "choose best.pt on; they are not trained on (default: 0, best.pt is chosen on the test "
+           "split as in the report)")
+    a("--workers", type=int, default=d.workers,
+      help=f"DataLoader worker processes (default: {d.workers})")
     a("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
-    a("--seed", type=int, default=d.seed, help=f"seed of the weights, data order, augmentation and --val-split (default: {d.seed})")
+    a("--seed", type=int, default=d.seed,
+      help=f"seed of the weights, data order, augmentation and --val-split (default: {d.seed})")
     dd = lambda k: ", ".join(f"{dev} {v[k] if isinstance(v[k], str) else ('on' if v[k] else 'off')}"
                              for dev, v in DEVICE_DEFAULTS.items() if dev != "mps")
     a("--amp", default=d.amp, choices=[*AMP_DTYPES, "auto"],
-      help=f"mixed precision: none, bf16 (CPU or CUDA) or fp16 (CUDA) (default: auto = {dd('amp')})")
+      help=f"mixed precision: none, bf16 (CPU or CUDA) or fp16 (CUDA) "
+           f"(default: auto = {dd('amp')})")
     a("--channels-last", action="store_const", const=True, default=None,
-      help=f"keep images and activations in channels-last (NHWC) memory format (default: {dd('channels_last')})")
+      help=f"keep images and activations in channels-last (NHWC) memory format "
+           f"(default: {dd('channels_last')})")
     a("--no-channels-last", dest="channels_last", action="store_const", const=False,
       help="keep the contiguous (NCHW) memory format, whatever the device's default")
     a("--compile", action="store_const", const=True, default=None,
@@ -84,22 +106,30 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-compile", dest="compile", action="store_const", const=False,
       help="run the model eagerly, whatever the device's default")
     a("--gpu-augment", default=d.gpu_augment, choices=("auto", "on", "off"),
-      help="transform (pad, crop, flip, RandAugment, resize) whole batches on the device instead of each image "
-           "in PIL (default: auto = on for CUDA with a dataset held in memory, off otherwise)")
+      help="transform (pad, crop, flip, RandAugment, resize) whole batches on the device instead "
+           "of each image in PIL (default: auto = on for CUDA with a dataset held in memory, off "
+           "otherwise)")
     a("--plain", action="store_true",
-      help="on the CPU: train the plain model of notebooks 00-05 instead of its accelerated form (notebook 15); "
-           "the same function, slower")
-    a("--out", default=None, help="run directory; must not hold a run unless --resume (default: runs/<model>-<dataset>-<time>)")
-    a("--resume", action="store_true", help="continue the run in --out from its last.pt with its saved settings "
-      "(only --epochs, --device, --workers and --plain may change)")
-    a("--limit-train", type=int, default=None, metavar="N", help="use only the first N training images (default: all)")
-    a("--limit-val", type=int, default=None, metavar="N", help="use only the first N test images (default: all)")
+      help="on the CPU: train the plain model of notebooks 00-05 instead of its accelerated form "
+           "(notebook 15); the same function, slower")
+    a("--out", default=None, help="run directory; must not hold a run unless --resume "
+      "(default: runs/<model>-<dataset>-<time>)")
+    a("--resume", action="store_true",
+      help="continue the run in --out from its last.pt with its saved settings (only --epochs, "
+           "--device, --workers and --plain may change)")
+    a("--limit-train", type=int, default=None, metavar="N",
+      help="use only the first N training images (default: all)")
+    a("--limit-val", type=int, default=None, metavar="N",
+      help="use only the first N test images (default: all)")
     a("--on-nan", default=d.on_nan, choices=("stop", "skip"),
-      help=f"a NaN/Inf loss or gradient norm: stop the run, or skip the step and go on (default: {d.on_nan})")
+      help=f"a NaN/Inf loss or gradient norm: stop the run, or skip the step and go on "
+           f"(default: {d.on_nan})")
     a("--deterministic", action="store_true",
-      help="CUDA: deterministic cuDNN/cuBLAS kernels and torch.use_deterministic_algorithms (warn_only); slower")
+      help="CUDA: deterministic cuDNN/cuBLAS kernels and torch.use_deterministic_algorithms "
+           "(warn_only); slower")
     return p
 
+# %% ../nbs/09c_cli.ipynb #cf50e3b1
 def main(argv: list[str] | None = None, # arguments (default: sys.argv[1:])
         ) -> int: # exit status
     "Entry point of `lect-train`."

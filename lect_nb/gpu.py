@@ -35,29 +35,35 @@ class SweepPoint:
     img_size: int # input side
     batch: int # images per step
     precision: str = "fp32" # a key of `PRECISIONS` (bf16: autocast)
-    compile: str = "none" # a key of `COMPILE_MODES`: "none" is eager, otherwise the torch.compile mode
+    compile: str = "none" # a key of `COMPILE_MODES`: "none" is eager, else the torch.compile mode
     channels_last: bool = False # NHWC model and inputs
 
+# %% ../nbs/13a_gpu.ipynb #4c5d92ba
 def sweep_plan(models=SWEEP_MODELS, # (name, img_size) pairs, measured side by side
                batches=(16, 64, 128, 256), # eager points: every batch
                precisions=("fp32", "bf16"),
                compile_modes=COMPILE_MODES[1:], # compiled points, after all eager ones
                compile_batches=(64, 128), # the batches compiled points are measured at
-               channels_last=(False, True), # memory formats of the eager points (compiled: contiguous)
+               channels_last=(False, True), # memory formats of eager points (compiled: contiguous)
               ) -> list[SweepPoint]:
-    "The points of a sweep, most wanted first: all eager points, then compiled ones (bf16 before fp32)."
+    ("The points of a sweep, most wanted first: all eager points, then compiled ones "
+     "(bf16 before fp32).")
     for p in precisions:
-        if p not in PRECISIONS: raise ValueError(f"unknown precision {p!r}; known: {', '.join(PRECISIONS)}")
+        if p not in PRECISIONS:
+            raise ValueError(f"unknown precision {p!r}; known: {', '.join(PRECISIONS)}")
     for c in compile_modes:
-        if c not in COMPILE_MODES[1:]: raise ValueError(f"unknown compile mode {c!r}; known: {COMPILE_MODES[1:]}")
+        if c not in COMPILE_MODES[1:]:
+            raise ValueError(f"unknown compile mode {c!r}; known: {COMPILE_MODES[1:]}")
     for name, size in models:
         if name not in list_models(): raise ValueError(f"unknown model {name!r}")
         if size <= 0: raise ValueError(f"img_size must be positive, got {size}")
-    if any(b <= 0 for b in (*batches, *compile_batches)): raise ValueError("batch sizes must be positive")
-    eager = [SweepPoint(m, s, b, p, "none", cl) for b in batches for p in precisions for cl in channels_last
-             for m, s in models]
+    if any(b <= 0 for b in (*batches, *compile_batches)):
+        raise ValueError("batch sizes must be positive")
+    eager = [SweepPoint(m, s, b, p, "none", cl)
+             for b in batches for p in precisions for cl in channels_last for m, s in models]
     compiled = [SweepPoint(m, s, b, p, c, False) for b in compile_batches
-                for p in sorted(precisions, key=lambda p: p != "bf16") for c in compile_modes for m, s in models]
+                for p in sorted(precisions, key=lambda p: p != "bf16") for c in compile_modes
+                for m, s in models]
     return eager + compiled
 
 # %% ../nbs/13a_gpu.ipynb #6141ddf1
@@ -67,11 +73,13 @@ def wall_timer(step, n: int, device) -> list[float]:
     for _ in range(n):
         if torch.device(device).type == "cuda":
             s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record(); step(); e.record(); torch.cuda.synchronize(); out.append(s.elapsed_time(e) / 1e3)
+            s.record(); step(); e.record(); torch.cuda.synchronize()
+            out.append(s.elapsed_time(e) / 1e3)
         else:
             t = time.perf_counter(); step(); out.append(time.perf_counter() - t)
     return out
 
+# %% ../nbs/13a_gpu.ipynb #3c5474cc
 def _step(model, x, y, precision, train, mode):
     dev, dt = x.device.type, PRECISIONS[precision]
     mark = (torch.compiler.cudagraph_mark_step_begin if mode == "reduce-overhead" else lambda: None)
@@ -97,45 +105,54 @@ def measure_point(pt: SweepPoint, # what to measure
                   timer=wall_timer, # (step, n, device) -> seconds of each step
                   in_chans: int = 3, num_classes: int = 100,
                  ) -> dict:
-    "Training and inference images/s, peak memory and compile time of one point, as a JSON-ready row."
+    ("Training and inference images/s, peak memory and compile time of one point, as a JSON-ready "
+     "row.")
     row = {**asdict(pt), "device": str(device), "status": "ok"}
     cuda = torch.device(device).type == "cuda"
     torch.manual_seed(0)
-    model = create_model(pt.model, num_classes=num_classes, img_size=pt.img_size, in_chans=in_chans).to(device)
+    model = create_model(pt.model, num_classes=num_classes, img_size=pt.img_size,
+                         in_chans=in_chans).to(device)
     x = torch.randn(pt.batch, in_chans, pt.img_size, pt.img_size, device=device)
     y = torch.randint(0, num_classes, (pt.batch,), device=device)
     if pt.channels_last:
-        model = model.to(memory_format=torch.channels_last); x = x.contiguous(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     for mode in ("train", "infer"):
         torch._dynamo.reset()
         model.train(mode == "train")
-        fn = model if pt.compile == "none" else torch.compile(
-            model, backend=backend, **({} if pt.compile == "default" or backend != "inductor" else {"mode": pt.compile}))
+        mode_kw = {} if pt.compile == "default" or backend != "inductor" else {"mode": pt.compile}
+        fn = model if pt.compile == "none" else torch.compile(model, backend=backend, **mode_kw)
         step = _step(fn, x, y, pt.precision, mode == "train", pt.compile)
         if cuda: torch.cuda.synchronize()
         t = time.perf_counter(); step()
         if cuda: torch.cuda.synchronize()
         first = time.perf_counter() - t
         for _ in range(max(0, warmup - 1)): step()
-        if cuda: torch.cuda.synchronize(); base = torch.cuda.memory_allocated(); torch.cuda.reset_peak_memory_stats()
+        if cuda:
+            torch.cuda.synchronize(); base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
         times = timer(step, steps, device)
-        if len(times) != steps or min(times) <= 0: raise ValueError(f"timer gave {times!r} for {steps} steps")
+        if len(times) != steps or min(times) <= 0:
+            raise ValueError(f"timer gave {times!r} for {steps} steps")
         med = statistics.median(times)
-        row.update({f"{mode}_step_s": med, f"{mode}_images_per_s": pt.batch / med, f"{mode}_first_step_s": first,
-                    f"{mode}_peak_mb": (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else None})
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else None
+        row.update({f"{mode}_step_s": med, f"{mode}_images_per_s": pt.batch / med,
+                    f"{mode}_first_step_s": first, f"{mode}_peak_mb": peak})
     return row
 
 # %% ../nbs/13a_gpu.ipynb #fd02ac4e
 def run_sweep(points: list[SweepPoint], # from `sweep_plan`
               device="cuda", steps: int = 10, warmup: int = 3, backend: str = "inductor",
-              budget_s: float | None = None, # skip points that would not finish in this many seconds
+              budget_s: float | None = None, # skip points that would not finish in these seconds
               clock=time.monotonic, # seconds now (a fake one in the tests)
               timer=wall_timer, # passed to `measure_point`
               on_row=None, # called with each row as it is made (to save partial results)
               in_chans: int = 3,
              ) -> list[dict]:
-    "Measure every point; a point that fails is an `error` row, one that would overrun `budget_s` a `skipped` row."
-    rows, start, cost = [], clock(), {}   # cost: seconds of the last point of its kind (model, size, compiled)
+    ("Measure every point; a point that fails is an `error` row, one that would overrun `budget_s` "
+     "a `skipped` row.")
+    # cost: seconds of the last point of its kind (model, size, compiled)
+    rows, start, cost = [], clock(), {}
     for pt in points:
         kind = (pt.model, pt.img_size, pt.compile != "none")
         t0 = clock()
@@ -143,8 +160,9 @@ def run_sweep(points: list[SweepPoint], # from `sweep_plan`
             row = {**asdict(pt), "device": str(device), "status": "skipped: time budget"}
         else:
             try: row = measure_point(pt, device, steps, warmup, backend, timer, in_chans)
-            except Exception as e:   # (out of memory, a compile failure): recorded, the sweep goes on
-                row = {**asdict(pt), "device": str(device), "status": f"error: {type(e).__name__}: {str(e)[:300]}"}
+            except Exception as e:   # (out of memory, a compile failure): recorded, sweep goes on
+                row = {**asdict(pt), "device": str(device),
+                       "status": f"error: {type(e).__name__}: {str(e)[:300]}"}
                 if torch.device(device).type == "cuda": torch.cuda.empty_cache()
             cost[kind] = clock() - t0
             row["seconds"] = round(cost[kind], 3)
@@ -153,7 +171,8 @@ def run_sweep(points: list[SweepPoint], # from `sweep_plan`
     _add_ratios(rows)
     return rows
 
-def _same_settings(r): return (r["img_size"], r["batch"], r["precision"], r["compile"], r["channels_last"])
+def _same_settings(r):
+    return (r["img_size"], r["batch"], r["precision"], r["compile"], r["channels_last"])
 
 def _add_ratios(rows, baseline: str = "resnet"):
     "Each ok row gains `train_ratio_to_resnet`: its step time over ResNet's at the same settings."
@@ -165,53 +184,66 @@ def _add_ratios(rows, baseline: str = "resnet"):
             r["infer_ratio_to_resnet"] = r["infer_step_s"] / b["infer_step_s"]
 
 # %% ../nbs/13a_gpu.ipynb #ab714754
-CIFAR100_RECIPE = dict(epochs=60, train_images=50_000, test_images=10_000)   # the LeCT report's recipe
+CIFAR100_RECIPE = dict(epochs=60, train_images=50_000, test_images=10_000)   # the LeCT report's
 
 def projected_recipe_minutes(train_images_per_s: float, # training throughput at 224
-                             infer_images_per_s: float | None = None, # adds the test pass of each epoch
+                             infer_images_per_s: float | None = None, # adds each epoch's test pass
                              recipe: dict = CIFAR100_RECIPE,
                             ) -> float:
-    "Minutes of the report's CIFAR-100 recipe (60 epochs of 50,000 images, a 10,000-image test each epoch)."
+    ("Minutes of the report's CIFAR-100 recipe (60 epochs of 50,000 images, a 10,000-image test "
+     "each epoch).")
     s = recipe["epochs"] * recipe["train_images"] / train_images_per_s
     if infer_images_per_s: s += recipe["epochs"] * recipe["test_images"] / infer_images_per_s
     return s / 60
 
+# %% ../nbs/13a_gpu.ipynb #d1bdd3e0
 def best_settings(rows: list[dict], model: str = "lect", img_size: int = 224, batch: int = 64,
-                  compile_modes=("none", "default"), # what `lect-train` can choose (its --compile is the default mode)
+                  # what `lect-train` can choose (its --compile is the default mode)
+                  compile_modes=("none", "default"),
                  ) -> dict | None:
-    "The fastest measured training row of `model` at `batch` among `compile_modes` (None if none was measured)."
+    ("The fastest measured training row of `model` at `batch` among `compile_modes` (None if none "
+     "was measured).")
     ok = [r for r in rows if (r["model"], r["img_size"], r["batch"]) == (model, img_size, batch)
           and r["status"] == "ok" and r["compile"] in compile_modes]
     if not ok: return None
     r = max(ok, key=lambda r: r["train_images_per_s"])
-    return dict(amp={"fp32": "none"}.get(r["precision"], r["precision"]), compile=r["compile"] != "none",
-                channels_last=r["channels_last"], train_images_per_s=r["train_images_per_s"])
+    return dict(amp={"fp32": "none"}.get(r["precision"], r["precision"]),
+                compile=r["compile"] != "none", channels_last=r["channels_last"],
+                train_images_per_s=r["train_images_per_s"])
 
-def summarize(rows: list[dict], model: str = "lect", img_size: int = 224, batches=(64, 128)) -> list[dict]:
-    "Per batch: images/s of `model` fp32, bf16 and the best compiled point, ratios to ResNet, projected recipe time."
+# %% ../nbs/13a_gpu.ipynb #75d45c32
+def summarize(rows: list[dict], model: str = "lect", img_size: int = 224,
+              batches=(64, 128)) -> list[dict]:
+    ("Per batch: images/s of `model` fp32, bf16 and the best compiled point, ratios to ResNet, "
+     "projected recipe time.")
     out = []
     for b in batches:
-        ok = [r for r in rows if (r["model"], r["img_size"], r["batch"]) == (model, img_size, b) and r["status"] == "ok"]
+        ok = [r for r in rows if (r["model"], r["img_size"], r["batch"]) == (model, img_size, b)
+              and r["status"] == "ok"]
         pick = lambda c: max(c, key=lambda r: r["train_images_per_s"]) if c else None
-        for label, r in (("fp32", pick([r for r in ok if r["precision"] == "fp32" and r["compile"] == "none"])),
-                         ("bf16", pick([r for r in ok if r["precision"] == "bf16" and r["compile"] == "none"])),
+        eager = lambda p: [r for r in ok if r["precision"] == p and r["compile"] == "none"]
+        for label, r in (("fp32", pick(eager("fp32"))), ("bf16", pick(eager("bf16"))),
                          ("compiled", pick([r for r in ok if r["compile"] != "none"]))):
             if r is None: continue
             out.append(dict(batch=b, variant=label, precision=r["precision"], compile=r["compile"],
-                            channels_last=r["channels_last"], train_images_per_s=r["train_images_per_s"],
+                            channels_last=r["channels_last"],
+                            train_images_per_s=r["train_images_per_s"],
                             infer_images_per_s=r["infer_images_per_s"],
                             train_ratio_to_resnet=r.get("train_ratio_to_resnet"),
-                            recipe_minutes=projected_recipe_minutes(r["train_images_per_s"], r["infer_images_per_s"])))
+                            recipe_minutes=projected_recipe_minutes(r["train_images_per_s"],
+                                                                    r["infer_images_per_s"])))
     return out
 
 # %% ../nbs/13a_gpu.ipynb #22a00004
-def _variant(r): return f"{r['precision']}, {r['compile'] if r['compile'] != 'none' else 'eager'}" + (
-    ", channels_last" if r["channels_last"] else "")
+def _variant(r):
+    return (f"{r['precision']}, {r['compile'] if r['compile'] != 'none' else 'eager'}"
+            + (", channels_last" if r["channels_last"] else ""))
 
 def plot_sweep(rows: list[dict], # from `run_sweep`
                out_dir: str | Path, # where the PNGs go
               ) -> list[Path]:
-    "One figure per (model, img_size): training and inference images/s against batch, one line per variant."
+    ("One figure per (model, img_size): training and inference images/s against batch, one line "
+     "per variant.")
     import matplotlib
     from matplotlib.figure import Figure   # no pyplot: no global figure state
     out_dir, paths = Path(out_dir), []
@@ -223,10 +255,13 @@ def plot_sweep(rows: list[dict], # from `run_sweep`
         mine = [r for r in ok if (r["model"], r["img_size"]) == (model, size)]
         for ax, mode in zip(axes, ("train", "infer")):
             for v in dict.fromkeys(_variant(r) for r in mine):
-                pts = sorted((r["batch"], r[f"{mode}_images_per_s"]) for r in mine if _variant(r) == v)
+                pts = sorted((r["batch"], r[f"{mode}_images_per_s"])
+                             for r in mine if _variant(r) == v)
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=v)
-            ax.set(xscale="log", xlabel="batch", ylabel="images/s", title=f"{model} {size}x{size}: {mode}")
-            ax.set_xticks(sorted({r["batch"] for r in mine}), labels=[str(b) for b in sorted({r["batch"] for r in mine})])
+            ax.set(xscale="log", xlabel="batch", ylabel="images/s",
+                   title=f"{model} {size}x{size}: {mode}")
+            batches = sorted({r["batch"] for r in mine})
+            ax.set_xticks(batches, labels=[str(b) for b in batches])
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=7)
         fig.tight_layout()
@@ -236,18 +271,22 @@ def plot_sweep(rows: list[dict], # from `run_sweep`
 
 # %% ../nbs/13a_gpu.ipynb #20ccb705
 TABLE2_MODELS = ("lect", "lect_v2", "lect_v3", "ceit", "alternet", "resnet", "convnext", "vit")
-PAPER_TABLE2 = {   # the LeCT report's Table 2: top-1 % (test split), 224x224 inputs, trained from scratch
-    "lect": (76.53, 94.41, 82.94), "lect_v2": (74.46, 93.97, 82.93), "lect_v3": (76.50, 94.40, 83.47),
-    "ceit": (74.98, 93.82, 80.53), "alternet": (73.16, 93.57, 77.38), "resnet": (69.68, 92.83, 79.91),
+# the LeCT report's Table 2: top-1 % (test split), 224x224 inputs, trained from scratch
+PAPER_TABLE2 = {
+    "lect": (76.53, 94.41, 82.94), "lect_v2": (74.46, 93.97, 82.93),
+    "lect_v3": (76.50, 94.40, 83.47), "ceit": (74.98, 93.82, 80.53),
+    "alternet": (73.16, 93.57, 77.38), "resnet": (69.68, 92.83, 79.91),
     "convnext": (71.84, 93.52, 73.95), "vit": (59.46, 79.53, 61.78)}
 PAPER_COLUMNS = ("CIFAR-100", "CIFAR-10", "STL10")
 
+# %% ../nbs/13a_gpu.ipynb #9f4385c8
 def write_atomic_json(path: str | Path, obj):
     "Write `obj` as JSON to `path` through a temporary file (a reader never sees half a file)."
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=1) + "\n"); os.replace(tmp, path)
 
+# %% ../nbs/13a_gpu.ipynb #795aeef1
 def fashion_table(out: str | Path, # JSON file of the rows (rewritten after every model)
                   data_dir: str | Path, # a directory with Fashion-MNIST's four .gz IDX files
                   models=TABLE2_MODELS, epochs: int = 10, batch_size: int = 64, seed: int = 0,
@@ -257,28 +296,33 @@ def fashion_table(out: str | Path, # JSON file of the rows (rewritten after ever
                   limit_train: int | None = None, limit_val: int | None = None, # smoke runs only
                   clock=time.monotonic,
                  ) -> list[dict]:
-    "Train every model on Fashion-MNIST at native 32x32 with one recipe and seed; test accuracy and wall time each."
-    from lect_nb.runs import TrainConfig, run   # (runs imports the data pipeline; only this function needs it)
+    ("Train every model on Fashion-MNIST at native 32x32 with one recipe and seed; test accuracy "
+     "and wall time each.")
+    # (runs imports the data pipeline; only this function needs it)
+    from lect_nb.runs import TrainConfig, run
     out = Path(out)
     for m in models:
-        if m not in list_models(): raise ValueError(f"unknown model {m!r}; Table 2's are {', '.join(TABLE2_MODELS)}")
+        if m not in list_models():
+            raise ValueError(f"unknown model {m!r}; Table 2's are {', '.join(TABLE2_MODELS)}")
     runs_dir = Path(runs_dir) if runs_dir is not None else out.with_suffix("")
     rows, start, longest = [], clock(), 0.
-    base = dict(dataset="fashion_mnist", epochs=epochs, batch_size=batch_size, seed=seed, img_size=None)
+    base = dict(dataset="fashion_mnist", epochs=epochs, batch_size=batch_size, seed=seed,
+                img_size=None)
     for m in models:
         row = dict(model=m, **base)
         if budget_s is not None and clock() - start + longest > budget_s:
             row["status"] = "not run: time budget"
         else:
             t = clock()
-            cfg = TrainConfig(model=m, dataset="fashion_mnist", data_dir=str(data_dir), epochs=epochs,
-                              batch_size=batch_size, seed=seed, device=device, out=str(runs_dir / m),
-                              limit_train=limit_train, limit_val=limit_val)
+            cfg = TrainConfig(model=m, dataset="fashion_mnist", data_dir=str(data_dir),
+                              epochs=epochs, batch_size=batch_size, seed=seed, device=device,
+                              out=str(runs_dir / m), limit_train=limit_train, limit_val=limit_val)
             try:
                 res = run(cfg, progress=False)
                 ips = [r["train_images_per_s"] for r in res["metrics"]]
                 row.update(status="ok", test_acc=res["final"]["test_acc"], best_acc=res["best_acc"],
-                           wall_s=round(res["seconds"], 2), train_images_per_s=round(statistics.mean(ips), 1),
+                           wall_s=round(res["seconds"], 2),
+                           train_images_per_s=round(statistics.mean(ips), 1),
                            lr=json.loads((runs_dir / m / "config.json").read_text())["lr"],
                            train_images=limit_train or 60_000, test_images=limit_val or 10_000)
             except Exception as e:
@@ -289,13 +333,15 @@ def fashion_table(out: str | Path, # JSON file of the rows (rewritten after ever
         write_atomic_json(out, rows)
     return rows
 
+# %% ../nbs/13a_gpu.ipynb #c345e35f
 def table2_markdown(rows: list[dict] = (), # from `fashion_table` (models without a row stay empty)
                    ) -> str:
     "Table 2 of the LeCT report next to our Fashion-MNIST column (empty where no run happened)."
     ours = {r["model"]: r for r in rows if r.get("status") == "ok"}
     ep = {r["epochs"] for r in ours.values()}
+    n_ep = ', ' + str(ep.pop()) + ' epochs' if len(ep) == 1 else ''
     head = ("| model | " + " | ".join(f"{c} (report)" for c in PAPER_COLUMNS)
-            + f" | Fashion-MNIST 32x32 (ours{', ' + str(ep.pop()) + ' epochs' if len(ep) == 1 else ''}) | wall time (s) |")
+            + f" | Fashion-MNIST 32x32 (ours{n_ep}) | wall time (s) |")
     lines = [head, "|" + "---|" * (len(PAPER_COLUMNS) + 3)]
     for m in TABLE2_MODELS:
         r = ours.get(m)
@@ -309,14 +355,17 @@ def table2_markdown(rows: list[dict] = (), # from `fashion_table` (models withou
 def write_fashion_idx(root: str | Path, # directory to write the four .gz IDX files into
                       n_train: int = 256, n_test: int = 128, # images taken from the embedded sample
                      ) -> Path:
-    "A small Fashion-MNIST directory in the layout `build_datasets('fashion_mnist', root)` reads (for dry runs)."
+    ("A small Fashion-MNIST directory in the layout `build_datasets('fashion_mnist', root)` reads "
+     "(for dry runs).")
     s, root = load_sample(), Path(root)
     if not (0 < n_train <= len(s["x_train"]) and 0 < n_test <= len(s["x_test"])):
-        raise ValueError(f"n_train and n_test must be in 1..{len(s['x_train'])} and 1..{len(s['x_test'])}")
+        raise ValueError(f"n_train and n_test must be in 1..{len(s['x_train'])} and "
+                         f"1..{len(s['x_test'])}")
     root.mkdir(parents=True, exist_ok=True)
     def idx(a):
         a = np.ascontiguousarray(a, dtype=np.uint8)
-        return struct.pack(">HBB", 0, 8, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape) + a.tobytes()
+        return (struct.pack(">HBB", 0, 8, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape)
+                + a.tobytes())
     for split, (img_f, lbl_f) in FASHION_FILES.items():
         k, n = ("train", n_train) if split == "train" else ("test", n_test)
         for f, a in ((img_f, s[f"x_{k}"][:n]), (lbl_f, s[f"y_{k}"][:n])):
@@ -326,25 +375,33 @@ def write_fashion_idx(root: str | Path, # directory to write the four .gz IDX fi
 # %% ../nbs/13a_gpu.ipynb #a28ad4cf
 def main(argv=None) -> int:
     "Entry point of `lect-sweep`: `speed` (the GPU sweep) or `table2` (the Fashion-MNIST table)."
-    p = argparse.ArgumentParser("lect-sweep", description="What a GPU user chooses between, measured: batch, "
-                                "precision, torch.compile mode, memory format (speed); Table 2's models on "
-                                "Fashion-MNIST (table2).")
+    p = argparse.ArgumentParser(
+        "lect-sweep", description="What a GPU user chooses between, measured: batch, precision, "
+        "torch.compile mode, memory format (speed); Table 2's models on Fashion-MNIST (table2).")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("speed", help="the sweep: JSON rows and one plot per model")
     s.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default: cuda)")
-    s.add_argument("--out", required=True, help="directory for sweep.json, summary.json and the plots")
-    s.add_argument("--models", nargs="+", default=[f"{m}:{z}" for m, z in SWEEP_MODELS], metavar="NAME:SIZE",
-                   help="models and input sides (default: %(default)s)")
-    s.add_argument("--batches", nargs="+", type=int, default=[16, 64, 128, 256], help="eager batches")
-    s.add_argument("--compile-batches", nargs="+", type=int, default=[64, 128], help="compiled batches")
+    s.add_argument("--out", required=True,
+                   help="directory for sweep.json, summary.json and the plots")
+    s.add_argument("--models", nargs="+", default=[f"{m}:{z}" for m, z in SWEEP_MODELS],
+                   metavar="NAME:SIZE", help="models and input sides (default: %(default)s)")
+    s.add_argument("--batches", nargs="+", type=int, default=[16, 64, 128, 256],
+                   help="eager batches")
+    s.add_argument("--compile-batches", nargs="+", type=int, default=[64, 128],
+                   help="compiled batches")
     s.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=list(PRECISIONS))
-    s.add_argument("--compile-modes", nargs="*", default=list(COMPILE_MODES[1:]), help="torch.compile modes")
-    s.add_argument("--backend", default="inductor", help="torch.compile backend (default: inductor)")
-    s.add_argument("--steps", type=int, default=10, help="timed steps per point and mode (median reported)")
+    s.add_argument("--compile-modes", nargs="*", default=list(COMPILE_MODES[1:]),
+                   help="torch.compile modes")
+    s.add_argument("--backend", default="inductor",
+                   help="torch.compile backend (default: inductor)")
+    s.add_argument("--steps", type=int, default=10,
+                   help="timed steps per point and mode (median reported)")
     s.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    s.add_argument("--budget", type=float, default=None, help="seconds; later points are skipped, not run")
+    s.add_argument("--budget", type=float, default=None,
+                   help="seconds; later points are skipped, not run")
     t = sub.add_parser("table2", help="Table 2's models trained on Fashion-MNIST at 32x32")
-    t.add_argument("--data-dir", required=True, help="directory with Fashion-MNIST's four .gz IDX files")
+    t.add_argument("--data-dir", required=True,
+                   help="directory with Fashion-MNIST's four .gz IDX files")
     t.add_argument("--out", required=True, help="JSON file of the rows")
     t.add_argument("--models", nargs="+", default=list(TABLE2_MODELS))
     t.add_argument("--epochs", type=int, default=10)
@@ -357,10 +414,12 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         if a.cmd == "table2":
-            rows = fashion_table(a.out, a.data_dir, a.models, a.epochs, a.batch_size, a.seed, a.device, a.budget,
-                                 limit_train=a.limit_train, limit_val=a.limit_val)
+            rows = fashion_table(a.out, a.data_dir, a.models, a.epochs, a.batch_size, a.seed,
+                                 a.device, a.budget, limit_train=a.limit_train,
+                                 limit_val=a.limit_val)
             print(table2_markdown(rows))
-            return 0 if all(r["status"] != "error" and not r["status"].startswith("error") for r in rows) else 1
+            ok = all(r["status"] != "error" and not r["status"].startswith("error") for r in rows)
+            return 0 if ok else 1
         models = []
         for spec in a.models:
             name, _, size = spec.partition(":")
@@ -372,7 +431,8 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"lect-sweep: error: {e}", file=sys.stderr); return 2
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    env = dict(torch=torch.__version__, device=a.device, date=datetime.now().isoformat(timespec="seconds"),
+    env = dict(torch=torch.__version__, device=a.device,
+               date=datetime.now().isoformat(timespec="seconds"),
                name=torch.cuda.get_device_name(0) if a.device.startswith("cuda") else "cpu",
                command="lect-sweep " + " ".join(argv if argv is not None else sys.argv[1:]))
     partial = []
@@ -383,7 +443,8 @@ def main(argv=None) -> int:
     summary = {f"{m}@{z}": summarize(rows, m, z) for m, z in models if m != "resnet"}
     lect = best_settings(rows)
     write_atomic_json(out / "sweep.json", dict(environment=env, rows=rows))
-    write_atomic_json(out / "summary.json", dict(environment=env, summary=summary, best_lect_train_settings=lect))
+    write_atomic_json(out / "summary.json",
+                      dict(environment=env, summary=summary, best_lect_train_settings=lect))
     plot_sweep(rows, out)
     print(json.dumps(dict(summary=summary, best_lect_train_settings=lect)))
     return 0

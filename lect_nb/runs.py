@@ -19,8 +19,8 @@ from .core import create_model, list_models
 from .data import BatchTransform, DeviceBatches, build_datasets, dataset_info, held_images
 from .fast import accelerate
 from .train import (AMP_DTYPES, DistInfo, Progress, ShardSampler, autocast_for, default_lr,
-                           evaluate, init_distributed, make_optimizer, make_scaler, make_scheduler, plot_curves,
-                           train_one_epoch)
+                           evaluate, init_distributed, make_optimizer, make_scaler, make_scheduler,
+                           plot_curves, train_one_epoch)
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'DEVICE_DEFAULTS', 'IN_MEMORY_DATASETS', 'TrainConfig', 'rng_state', 'set_rng_state', 'save_checkpoint',
@@ -40,7 +40,7 @@ class TrainConfig:
     lr: float | None = None # None: `default_lr(model)`
     min_lr: float = 0. # floor of the cosine schedule
     warmup_epochs: int = 0 # linear warmup epochs before the cosine (paper: 0)
-    weight_decay: float = 0.05 # AdamW decay, not applied to norms, biases, `no_weight_decay()` names
+    weight_decay: float = 0.05 # AdamW decay (not on norms, biases, `no_weight_decay()` names)
     label_smoothing: float = 0. # cross-entropy label smoothing (paper: 0)
     clip_grad: float | None = 5. # max gradient norm (None: no clipping)
     img_size: int | None = None # model input side; None: the dataset's native size (no resize)
@@ -48,27 +48,29 @@ class TrainConfig:
     workers: int = 0 # DataLoader worker processes
     device: str | None = None # "cpu", "cuda", "cuda:1"...; None: cuda if available
     seed: int = 0 # seeds python, numpy and torch
-    amp: str = "auto" # "none", "bf16" (CPU or CUDA), "fp16" (CUDA, with a GradScaler); "auto": `DEVICE_DEFAULTS`
+    amp: str = "auto" # "none", "bf16", "fp16" (CUDA); "auto": `DEVICE_DEFAULTS`
     channels_last: bool | None = None # NHWC memory format; None: `DEVICE_DEFAULTS`
     compile: bool | None = None # wrap the model in torch.compile; None: `DEVICE_DEFAULTS`
-    gpu_augment: str = "auto" # "on": transform batches on the device (`BatchTransform`); "off": per image in PIL
-    plain: bool = False # on the CPU: the plain model, without the speed layer (`accelerate`, notebook 15)
+    gpu_augment: str = "auto" # "on": transform batches on the device; "off": per image in PIL
+    plain: bool = False # on the CPU: the plain model, without the speed layer (`accelerate`)
     out: str | None = None # run directory; None: runs/<model>-<dataset>-<time>
     resume: bool = False # continue the run in `out` from its last.pt
     limit_train: int | None = None # use only the first N training images (tests, quick looks)
     limit_val: int | None = None # use only the first N test images
-    val_split: float = 0. # hold out this fraction of the training images to choose best.pt (0: choose on test)
+    val_split: float = 0. # fraction of the training images held out to choose best.pt
     on_nan: str = "stop" # a non-finite loss or gradient norm: "stop" the run or "skip" the step
-    deterministic: bool = False # CUDA: deterministic cuDNN/cuBLAS and `use_deterministic_algorithms`
+    deterministic: bool = False # CUDA: deterministic cuDNN/cuBLAS and algorithms
 
 # %% ../nbs/09b_runs.ipynb #0f87f627
 def rng_state() -> dict:
     "Random generator states of python, numpy and torch as tensors and plain containers."
     npst = np.random.get_state()
     return {"python": random.getstate(), "torch": torch.get_rng_state(),
-            "numpy": [npst[0], torch.from_numpy(npst[1].astype(np.int64)), int(npst[2]), int(npst[3]), float(npst[4])],
+            "numpy": [npst[0], torch.from_numpy(npst[1].astype(np.int64)), int(npst[2]),
+                      int(npst[3]), float(npst[4])],
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
+# %% ../nbs/09b_runs.ipynb #35e73f79
 def set_rng_state(s: dict):
     "Restore what `rng_state` returned."
     random.setstate(s["python"]); torch.set_rng_state(s["torch"])
@@ -76,6 +78,7 @@ def set_rng_state(s: dict):
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     if s["cuda"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
+# %% ../nbs/09b_runs.ipynb #003f25b1
 def save_checkpoint(path: str | Path, # destination
                     state: dict, # tensors and plain containers only
                    ):
@@ -88,46 +91,61 @@ def save_checkpoint(path: str | Path, # destination
     finally:
         if tmp.exists(): tmp.unlink()
 
+# %% ../nbs/09b_runs.ipynb #2505e87b
 def load_checkpoint(path: str | Path, # a file written by `save_checkpoint`
                     map_location="cpu", # where tensors go
                    ) -> dict:
-    "Load a checkpoint safely (`weights_only=True`: no pickled code runs); clear errors for missing, empty, truncated or unsafe files."
+    ("Load a checkpoint safely (`weights_only=True`: no pickled code runs); clear errors for "
+     "missing, empty, truncated or unsafe files.")
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0: raise ValueError(f"checkpoint {path} is empty (0 bytes)")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off write loses its central directory
-        raise ValueError(f"checkpoint {path} is truncated or not a checkpoint (not a complete torch.save archive)")
+    # torch.save writes a zip archive; a cut-off write loses its central directory
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"checkpoint {path} is truncated or not a checkpoint "
+                         "(not a complete torch.save archive)")
     try: ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
+        first = str(e).splitlines()[0]
         if "weights_only" in str(e) or "Unsupported global" in str(e):
-            raise ValueError(f"checkpoint {path} holds objects other than tensors and plain containers; refused to "
-                             f"load it (weights_only=True, no pickled code is run): {str(e).splitlines()[0]}") from e
-        raise ValueError(f"checkpoint {path} is truncated, corrupt or not a checkpoint: {str(e).splitlines()[0]}") from e
-    if not isinstance(ck, dict): raise ValueError(f"checkpoint {path} holds a {type(ck).__name__}, not a dict")
+            raise ValueError(f"checkpoint {path} holds objects other than tensors and plain "
+                             "containers; refused to load it (weights_only=True, no pickled code "
+                             f"is run): {first}") from e
+        raise ValueError(f"checkpoint {path} is truncated, corrupt or not a checkpoint: "
+                         f"{first}") from e
+    if not isinstance(ck, dict):
+        raise ValueError(f"checkpoint {path} holds a {type(ck).__name__}, not a dict")
     return ck
 
+# %% ../nbs/09b_runs.ipynb #72c9e8d0
 def restore_checkpoint(ck: dict, # what `load_checkpoint` returned
                        path: str | Path, # its file, for messages
                        model_name: str, # the model the run trains
                        model: nn.Module, optimizer, scheduler, scaler, # loaded in place
                       ):
-    "Check that `ck` belongs to this run (model name, keys, shapes) and load it; `ValueError` naming the file and the mismatch."
+    ("Check that `ck` belongs to this run (model name, keys, shapes) and load it; `ValueError` "
+     "naming the file and the mismatch.")
     saved = (ck.get("config") or {}).get("model")
     if saved != model_name:
         raise ValueError(f"checkpoint {path} was saved for model {saved!r}, not {model_name!r}")
-    missing = [k for k in ("model", "optimizer", "scheduler", "scaler", "epoch", "rng", "metrics") if k not in ck]
-    if missing: raise ValueError(f"checkpoint {path} lacks {', '.join(missing)}; not a lect-train checkpoint")
+    missing = [k for k in ("model", "optimizer", "scheduler", "scaler", "epoch", "rng", "metrics")
+               if k not in ck]
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {', '.join(missing)}; "
+                         "not a lect-train checkpoint")
     try:
         model.load_state_dict(ck["model"]); optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"]); scaler.load_state_dict(ck["scaler"])
     except (RuntimeError, ValueError, KeyError) as e:
-        raise ValueError(f"checkpoint {path} does not fit model {model_name!r} as configured: {str(e).splitlines()[0]}") from e
+        raise ValueError(f"checkpoint {path} does not fit model {model_name!r} as configured: "
+                         f"{str(e).splitlines()[0]}") from e
 
 # %% ../nbs/09b_runs.ipynb #47deb8dc
 RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt", "curves.png")
 
 def _fail(msg): raise ValueError(msg)
 
+# %% ../nbs/09b_runs.ipynb #dde714bc
 def resolve_device(device: str | None, # "cpu", "cuda", "cuda:1", None: cuda if available
                    di: DistInfo = DistInfo(), # a CUDA job uses cuda:LOCAL_RANK
                   ) -> torch.device:
@@ -136,55 +154,73 @@ def resolve_device(device: str | None, # "cpu", "cuda", "cuda:1", None: cuda if 
     try: dev = torch.device(device)
     except RuntimeError as e: raise ValueError(f"invalid device {device!r}: {e}") from e
     if dev.type == "cuda":
-        if not torch.cuda.is_available(): raise ValueError(f"device {device!r} requested but CUDA is not available")
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
         if dev.index is None: dev = torch.device("cuda", di.local_rank)
     elif dev.type != "cpu" and dev.type != "mps": raise ValueError(f"unsupported device {device!r}")
     return dev
 
+# %% ../nbs/09b_runs.ipynb #28c21ef3
 def check_config(cfg: TrainConfig, # the settings to check
                  world: int = 1, # number of processes
-                 cli: bool = False, # name settings as `lect-train` options in messages where they differ
+                 cli: bool = False, # messages name settings as `lect-train` options (`--img-size`)
                 ) -> TrainConfig:
-    "Raise `ValueError` naming the first bad setting; return `cfg` with defaults (epochs, lr) filled in."
+    ("Raise `ValueError` naming the first bad setting; return `cfg` with defaults (epochs, lr) "
+     "filled in.")
     info = dataset_info(cfg.dataset)
     if cfg.model not in list_models():
-        raise ValueError(f"unknown model {cfg.model!r}; known models: {', '.join(list_models()) or '(none registered)'}")
+        raise ValueError(f"unknown model {cfg.model!r}; "
+                         f"known models: {', '.join(list_models()) or '(none registered)'}")
     for k in ("epochs", "img_size", "limit_train", "limit_val"):
         v = getattr(cfg, k)
-        if v is not None and (not isinstance(v, int) or v <= 0): _fail(f"{k} must be a positive integer, got {v!r}")
+        if v is not None and (not isinstance(v, int) or v <= 0):
+            _fail(f"{k} must be a positive integer, got {v!r}")
     if not isinstance(cfg.batch_size, int) or cfg.batch_size <= 0:
         _fail(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
-    if cfg.batch_size % world: _fail(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
+    if cfg.batch_size % world:
+        _fail(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
     if cfg.lr is not None and not cfg.lr > 0: _fail(f"lr must be positive, got {cfg.lr!r}")
     if not cfg.weight_decay >= 0: _fail(f"weight_decay must be >= 0, got {cfg.weight_decay}")
     if not cfg.min_lr >= 0: _fail(f"min_lr must be >= 0, got {cfg.min_lr}")
-    if cfg.clip_grad is not None and not cfg.clip_grad > 0: _fail(f"clip_grad must be positive (or None/0 for no clipping), got {cfg.clip_grad}")
-    if not isinstance(cfg.seed, int) or cfg.seed < 0: _fail(f"seed must be an integer >= 0, got {cfg.seed!r}")
-    if cfg.on_nan not in ("stop", "skip"): _fail(f"on_nan must be 'stop' or 'skip', got {cfg.on_nan!r}")
-    if not isinstance(cfg.workers, int) or cfg.workers < 0: _fail(f"workers must be >= 0, got {cfg.workers}")
+    if cfg.clip_grad is not None and not cfg.clip_grad > 0:
+        _fail(f"clip_grad must be positive (or None/0 for no clipping), got {cfg.clip_grad}")
+    if not isinstance(cfg.seed, int) or cfg.seed < 0:
+        _fail(f"seed must be an integer >= 0, got {cfg.seed!r}")
+    if cfg.on_nan not in ("stop", "skip"):
+        _fail(f"on_nan must be 'stop' or 'skip', got {cfg.on_nan!r}")
+    if not isinstance(cfg.workers, int) or cfg.workers < 0:
+        _fail(f"workers must be >= 0, got {cfg.workers}")
     if cfg.warmup_epochs < 0: _fail(f"warmup_epochs must be >= 0, got {cfg.warmup_epochs}")
-    if not 0 <= cfg.label_smoothing < 1: _fail(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if not 0 <= cfg.label_smoothing < 1:
+        _fail(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
     if not 0 <= cfg.val_split < 1: _fail(f"val_split must be in [0, 1), got {cfg.val_split}")
-    if cfg.amp not in (*AMP_DTYPES, "auto"): _fail(f"amp must be one of {[*AMP_DTYPES, 'auto']}, got {cfg.amp!r}")
+    if cfg.amp not in (*AMP_DTYPES, "auto"):
+        _fail(f"amp must be one of {[*AMP_DTYPES, 'auto']}, got {cfg.amp!r}")
     if cfg.gpu_augment not in ("auto", "on", "off"):
         _fail(f"gpu_augment must be 'auto', 'on' or 'off', got {cfg.gpu_augment!r}")
     if cfg.data_dir is not None and cfg.dataset != "sample":
-        if not Path(cfg.data_dir).is_dir(): raise FileNotFoundError(f"data directory not found: {cfg.data_dir}")
-        if not os.access(cfg.data_dir, os.R_OK | os.X_OK): _fail(f"data directory {cfg.data_dir} is not readable")
+        if not Path(cfg.data_dir).is_dir():
+            raise FileNotFoundError(f"data directory not found: {cfg.data_dir}")
+        if not os.access(cfg.data_dir, os.R_OK | os.X_OK):
+            _fail(f"data directory {cfg.data_dir} is not readable")
     if cfg.img_size is None and info.native_size is None:
-        _fail(f"dataset {cfg.dataset!r} has no native image size: give {'--img-size' if cli else 'img_size'}")
+        _fail(f"dataset {cfg.dataset!r} has no native image size: "
+              f"give {'--img-size' if cli else 'img_size'}")
     epochs = cfg.epochs or info.default_epochs
-    if cfg.warmup_epochs >= epochs: _fail(f"warmup_epochs ({cfg.warmup_epochs}) must be < epochs ({epochs})")
+    if cfg.warmup_epochs >= epochs:
+        _fail(f"warmup_epochs ({cfg.warmup_epochs}) must be < epochs ({epochs})")
     lr = cfg.lr or default_lr(cfg.model)
     if cfg.min_lr > lr: _fail(f"min_lr ({cfg.min_lr}) must not exceed lr ({lr})")
     return TrainConfig(**{**asdict(cfg), "epochs": epochs, "lr": lr})
 
+# %% ../nbs/09b_runs.ipynb #2cf1fba3
 def check_model_input(model: nn.Module, # a freshly built model
                       in_chans: int, # channels of the data
                       img_size: int | tuple[int, int], # input side(s) the run will feed
                       name: str = "model", # for the message
                      ):
-    "Run one dummy image through `model`; a size or channel count it cannot take raises `ValueError`."
+    ("Run one dummy image through `model`; a size or channel count it cannot take raises "
+     "`ValueError`.")
     H, W = (img_size, img_size) if isinstance(img_size, int) else img_size
     was = model.training
     model.eval()
@@ -194,6 +230,7 @@ def check_model_input(model: nn.Module, # a freshly built model
         raise ValueError(f"model {name!r} cannot take {in_chans}x{H}x{W} inputs: {e}") from e
     finally: model.train(was)
 
+# %% ../nbs/09b_runs.ipynb #44e41115
 def check_out_dir(out: str | Path, # the run directory
                   resume: bool, # continuing a run?
                  ):
@@ -201,39 +238,48 @@ def check_out_dir(out: str | Path, # the run directory
     out = Path(out)
     if out.exists() and not out.is_dir(): _fail(f"--out {out} exists and is not a directory")
     held = [f for f in RUN_FILES if (out / f).exists()]
-    if resume and not (out / "last.pt").is_file(): raise FileNotFoundError(f"nothing to resume: {out / 'last.pt'} not found")
+    if resume and not (out / "last.pt").is_file():
+        raise FileNotFoundError(f"nothing to resume: {out / 'last.pt'} not found")
     if held and not resume:
-        _fail(f"{out} already holds a run ({', '.join(held)}); pass --resume to continue it or choose another --out")
+        _fail(f"{out} already holds a run ({', '.join(held)}); "
+              "pass --resume to continue it or choose another --out")
 
 # %% ../nbs/09b_runs.ipynb #dea42b2e
 DEVICE_DEFAULTS = {   # device type -> the defaults of amp, channels_last, compile
     "cpu": dict(amp="none", channels_last=False, compile=False),
-    "cuda": dict(amp="bf16", channels_last=False, compile=False),   # provisional: see notebook 13a_gpu
+    "cuda": dict(amp="bf16", channels_last=False, compile=False),   # provisional: notebook 13a_gpu
     "mps": dict(amp="none", channels_last=False, compile=False),
 }
 IN_MEMORY_DATASETS = ("sample", "fashion_mnist", "cifar10", "cifar100", "stl10")
 
+# %% ../nbs/09b_runs.ipynb #58164144
 def device_defaults(cfg: TrainConfig, # settings, possibly with "auto" / None switches
                     device: torch.device, # where the run trains
                    ) -> TrainConfig:
-    "`cfg` with `amp`, `channels_last`, `compile` and `gpu_augment` decided for `device` (set values kept)."
+    ("`cfg` with `amp`, `channels_last`, `compile` and `gpu_augment` decided for `device` "
+     "(set values kept).")
     d = DEVICE_DEFAULTS.get(device.type, DEVICE_DEFAULTS["cpu"])
     kw = {k: d[k] for k in ("channels_last", "compile") if getattr(cfg, k) is None}
     if cfg.amp == "auto": kw["amp"] = d["amp"]
     if cfg.gpu_augment == "auto":
-        kw["gpu_augment"] = "on" if device.type == "cuda" and cfg.dataset in IN_MEMORY_DATASETS else "off"
+        on = device.type == "cuda" and cfg.dataset in IN_MEMORY_DATASETS
+        kw["gpu_augment"] = "on" if on else "off"
     return TrainConfig(**{**asdict(cfg), **kw})
 
 # %% ../nbs/09b_runs.ipynb #fc4028b9
 def sample_seed(seed: int, epoch: int, index: int) -> int:
-    "A 63-bit seed for image `index` in `epoch` of a run seeded with `seed` (splitmix64-style mixing)."
-    z = (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB + 1) % 2**64
+    ("A 63-bit seed for image `index` in `epoch` of a run seeded with `seed` "
+     "(splitmix64-style mixing).")
+    z = (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB
+         + 1) % 2**64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
     return (z ^ (z >> 31)) >> 1
 
+# %% ../nbs/09b_runs.ipynb #47b268f5
 class SeededDataset(torch.utils.data.Dataset):
-    "Wraps a dataset: item `(epoch, i)` is `ds[i]` with torch/numpy/python seeded from `sample_seed(seed, epoch, i)`."
+    ("Wraps a dataset: item `(epoch, i)` is `ds[i]` with torch/numpy/python seeded from "
+     "`sample_seed(seed, epoch, i)`.")
     def __init__(self, ds, # the dataset (its transform draws random numbers)
                  seed: int = 0, # the run's seed
                 ):
@@ -248,23 +294,30 @@ class SeededDataset(torch.utils.data.Dataset):
             try: return self.ds[i]
             finally: random.setstate(py); np.random.set_state(npst)
 
+# %% ../nbs/09b_runs.ipynb #c547d137
 class EpochSampler(Sampler):
-    "`(epoch, index)` pairs from a `DistributedSampler`, optionally starting `skip` indices into the epoch."
-    def __init__(self, sampler: DistributedSampler): self.sampler, self.epoch, self.skip = sampler, 0, 0
+    ("`(epoch, index)` pairs from a `DistributedSampler`, optionally starting `skip` indices into "
+     "the epoch.")
+    def __init__(self, sampler: DistributedSampler):
+        self.sampler, self.epoch, self.skip = sampler, 0, 0
     def set_epoch(self, epoch: int, skip: int = 0):
         "Next iteration yields epoch `epoch`, without its first `skip` indices."
         self.epoch, self.skip = epoch, skip; self.sampler.set_epoch(epoch)
-    def __iter__(self): return ((self.epoch, i) for i in itertools.islice(iter(self.sampler), self.skip, None))
+    def __iter__(self):
+        return ((self.epoch, i) for i in itertools.islice(iter(self.sampler), self.skip, None))
     def __len__(self): return max(0, len(self.sampler) - self.skip)
 
+# %% ../nbs/09b_runs.ipynb #3a55e32b
 class Interrupts:
-    "Context manager: SIGINT/SIGTERM set `.signum` (stop at the next safe point); a second SIGINT raises `KeyboardInterrupt`."
+    ("Context manager: SIGINT/SIGTERM set `.signum` (stop at the next safe point); a second SIGINT "
+     "raises `KeyboardInterrupt`.")
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
     current = None # the innermost active instance (for `request`)
-    def __init__(self, enabled: bool = True): self.enabled, self.signum, self.old, self.pid = enabled, None, {}, os.getpid()
+    def __init__(self, enabled: bool = True):
+        self.enabled, self.signum, self.old, self.pid = enabled, None, {}, os.getpid()
     def __enter__(self):
-        # Python lets only the main thread install handlers; elsewhere (a notebook run by a test runner's
-        # thread) signals keep their old meaning and `request` still works
+        # Python lets only the main thread install handlers; elsewhere (a notebook run by a test
+        # runner's thread) signals keep their old meaning and `request` still works
         if self.enabled and threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS: self.old[s] = signal.signal(s, self._handle)
         self.outer, Interrupts.current = Interrupts.current, self
@@ -276,41 +329,50 @@ class Interrupts:
         if os.getpid() != self.pid: return   # a forked DataLoader worker: the main process decides
         self.request(signum)
     def request(self, signum: int = signal.SIGTERM):
-        "What the handler does: ask the loop to stop after the current step (a second SIGINT: at once)."
+        ("What the handler does: ask the loop to stop after the current step (a second SIGINT: "
+         "at once).")
         if self.signum is not None and signum == signal.SIGINT: raise KeyboardInterrupt
         self.signum = signum
-        print(f"\nlect-train: received {signal.Signals(signum).name}; stopping after the current step "
-              "(a checkpoint will be saved; Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+        print(f"\nlect-train: received {signal.Signals(signum).name}; stopping after the current "
+              "step (a checkpoint will be saved; Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
     def __call__(self) -> bool: return self.signum is not None
 
+# %% ../nbs/09b_runs.ipynb #ed7743d1
 class TrainingInterrupted(Exception):
-    "Raised by `run` after an interrupt, once the resumable checkpoint is on disk; `.exit_code` is 128 + signal."
+    ("Raised by `run` after an interrupt, once the resumable checkpoint is on disk; `.exit_code` "
+     "is 128 + signal.")
     def __init__(self, msg: str, signum: int):
         super().__init__(msg); self.signum, self.exit_code = signum, 128 + signum
 
-def set_deterministic(warn_only: bool = True, # True: ops without a deterministic kernel warn instead of raising
+# %% ../nbs/09b_runs.ipynb #b71d4e05
+def set_deterministic(warn_only: bool = True, # ops without a deterministic kernel: warn, not raise
                      ):
-    "CUDA determinism switches: cuBLAS workspace, cuDNN deterministic/no benchmark, `use_deterministic_algorithms`."
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when the cuBLAS handle is created
+    ("CUDA determinism switches: cuBLAS workspace, cuDNN deterministic/no benchmark, "
+     "`use_deterministic_algorithms`.")
+    # read when the cuBLAS handle is created
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     torch.use_deterministic_algorithms(True, warn_only=warn_only)
 
 # %% ../nbs/09b_runs.ipynb #09b19014
-def follow_schedule(sched: torch.optim.lr_scheduler.LambdaLR, # restored from a checkpoint (`make_scheduler`)
+def follow_schedule(sched: torch.optim.lr_scheduler.LambdaLR, # restored from a checkpoint
                     epochs: int, # the run's length from now on
                     saved_epochs: int, # its length when the checkpoint was written
                     done: int, # epochs the checkpoint has finished
-                    step: int = 0, # steps of epoch `done` already trained (a checkpoint written on an interrupt)
+                    step: int = 0, # steps of epoch `done` already trained (after an interrupt)
                    ):
-    "Set the schedule to `epochs` and the optimizer's lr to the new schedule's value for epoch `done`."
+    ("Set the schedule to `epochs` and the optimizer's lr to the new schedule's value for epoch "
+     "`done`.")
     if epochs < done + (step > 0):
         trained = f"{done} epochs" + (f" and {step} steps of epoch {done + 1}" if step else "")
-        _fail(f"--epochs {epochs} is fewer than the run has trained ({trained}); give --epochs {done + (step > 0)} "
-              "or more")
+        _fail(f"--epochs {epochs} is fewer than the run has trained ({trained}); "
+              f"give --epochs {done + (step > 0)} or more")
     if step and epochs != saved_epochs:
-        _fail(f"last.pt was written inside epoch {done + 1} of {saved_epochs}, which trains at the {saved_epochs}-epoch "
-              f"schedule's learning rate; resume with --epochs {saved_epochs} to finish it, then extend to {epochs}")
+        _fail(f"last.pt was written inside epoch {done + 1} of {saved_epochs}, which trains at the "
+              f"{saved_epochs}-epoch schedule's learning rate; resume with --epochs {saved_epochs} "
+              f"to finish it, then extend to {epochs}")
     for f in sched.lr_lambdas: f.epochs = epochs
     # LambdaLR.step's own formula, so that the value is the one a run of `epochs` epochs computes
     lrs = [base * f(sched.last_epoch) for base, f in zip(sched.base_lrs, sched.lr_lambdas)]
@@ -320,13 +382,14 @@ def follow_schedule(sched: torch.optim.lr_scheduler.LambdaLR, # restored from a 
 def split_train_val(n: int, # training images
                     fraction: float, # share held out, 0 <= fraction < 1
                     seed: int = 0, # the run's seed
-                   ) -> tuple[list[int], list[int]]: # (indices to train on, held-out indices), each sorted
-    "A random `fraction` of `range(n)`, drawn from `seed`, held out for validation; the rest to train on."
+                   ) -> tuple[list[int], list[int]]: # (indices to train on, held out), each sorted
+    ("A random `fraction` of `range(n)`, drawn from `seed`, held out for validation; the rest to "
+     "train on.")
     if not 0 <= fraction < 1: _fail(f"val_split must be in [0, 1), got {fraction}")
     n_val = round(n * fraction)
     if fraction > 0 and not 0 < n_val < n:
-        _fail(f"val_split {fraction} of {n} training images holds out {n_val}: at least 1 must be held out "
-              "and at least 1 left to train on")
+        _fail(f"val_split {fraction} of {n} training images holds out {n_val}: at least 1 must be "
+              "held out and at least 1 left to train on")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return sorted(perm[n_val:]), sorted(perm[:n_val])
 
@@ -350,8 +413,9 @@ def _default_out(cfg: TrainConfig, di: DistInfo) -> str:
 def run(cfg: TrainConfig, # the settings
         progress: bool = True, # show progress (rank 0 only)
         cli: bool = False, # called by `lect-train`: messages name its options
-       ) -> dict: # {"metrics": [...], "final": {...}, "best_acc", "best_epoch", "out": run dir, "seconds"}
-    "Train `cfg.model` on `cfg.dataset` with the paper's recipe; write the run directory; return the metrics."
+       ) -> dict: # {"metrics", "final", "best_acc", "best_epoch", "out": run dir, "seconds"}
+    ("Train `cfg.model` on `cfg.dataset` with the paper's recipe; write the run directory; return "
+     "the metrics.")
     t_start = time.time()
     dev = resolve_device(cfg.device, DistInfo(local_rank=int(os.environ.get("LOCAL_RANK", 0))))
     di = init_distributed(dev)
@@ -363,16 +427,20 @@ def run(cfg: TrainConfig, # the settings
 
 def _resume_command(out: Path, di: DistInfo) -> str:
     cmd = f"lect-train --out {shlex.quote(str(out))} --resume"
-    return cmd if not di.enabled else f"torchrun --nproc_per_node={di.world} $(which lect-train) --out {shlex.quote(str(out))} --resume"
+    if not di.enabled: return cmd
+    return (f"torchrun --nproc_per_node={di.world} $(which lect-train) "
+            f"--out {shlex.quote(str(out))} --resume")
 
 def _read_saved_config(out: Path) -> dict:
     path = out / "config.json"
     if not path.is_file(): raise FileNotFoundError(f"nothing to resume: {path} not found")
     try: saved = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e: raise ValueError(f"{path} is not valid JSON: {e}") from e
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from e
     known = {f.name for f in fields(TrainConfig)}
     if not isinstance(saved, dict) or not set(saved) <= known:
-        raise ValueError(f"{path} is not a lect-train config (unknown keys: {sorted(set(saved) - known) if isinstance(saved, dict) else saved!r})")
+        unknown = sorted(set(saved) - known) if isinstance(saved, dict) else saved
+        raise ValueError(f"{path} is not a lect-train config (unknown keys: {unknown!r})")
     return saved
 
 def _run(cfg, dev, di, show, t_start, stop, cli):
@@ -380,7 +448,8 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
     if cfg.resume:  # the run's own settings, except what may change between sessions
         check_out_dir(out, True)
         saved = _read_saved_config(out)
-        keep = {k: getattr(cfg, k) for k in ("device", "workers", "plain")}   # (plain: the same function)
+        # (plain: the same function)
+        keep = {k: getattr(cfg, k) for k in ("device", "workers", "plain")}
         if cfg.epochs is not None: keep["epochs"] = cfg.epochs
         cfg = TrainConfig(**{**saved, **keep, "out": str(out), "resume": True})
     lr_is_default = cfg.lr is None
@@ -393,7 +462,8 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
     train_ds, test_ds, info = build_datasets(cfg.dataset, cfg.data_dir, cfg.img_size, cfg.augment,
                                              limit_train=cfg.limit_train, limit_val=cfg.limit_val)
     if len(train_ds) == 0 or len(test_ds) == 0:
-        _fail(f"dataset {cfg.dataset!r} in {cfg.data_dir or 'data/'} has no {'training' if len(train_ds) == 0 else 'test'} images")
+        split = "training" if len(train_ds) == 0 else "test"
+        _fail(f"dataset {cfg.dataset!r} in {cfg.data_dir or 'data/'} has no {split} images")
     val_ds = None
     if cfg.val_split:  # held-out training images, seen without augmentation
         train_idx, val_idx = split_train_val(len(train_ds), cfg.val_split, cfg.seed)
@@ -402,34 +472,39 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
         train_ds, val_ds = Subset(train_ds, train_idx), Subset(plain, val_idx)
     size = cfg.img_size or info.native_size
     _seed_everything(cfg.seed)
-    model = create_model(cfg.model, num_classes=info.num_classes, img_size=size, in_chans=info.in_chans)
+    model = create_model(cfg.model, num_classes=info.num_classes, img_size=size,
+                         in_chans=info.in_chans)
     check_model_input(model, info.in_chans, size, cfg.model)
     if not cfg.resume: check_out_dir(out, False)
     per_proc = cfg.batch_size // di.world
-    train_sampler = EpochSampler(DistributedSampler(train_ds, num_replicas=di.world, rank=di.rank, shuffle=True, seed=cfg.seed))
-    gen = torch.Generator()  # the loaders' own: making an iterator leaves the global generator alone
-    loader_kw = dict(num_workers=cfg.workers, pin_memory=dev.type == "cuda", worker_init_fn=_seed_worker,
-                     persistent_workers=cfg.workers > 0, generator=gen)
+    train_sampler = EpochSampler(DistributedSampler(train_ds, num_replicas=di.world, rank=di.rank,
+                                                    shuffle=True, seed=cfg.seed))
+    gen = torch.Generator()  # the loaders' own: making an iterator leaves the global one alone
+    loader_kw = dict(num_workers=cfg.workers, pin_memory=dev.type == "cuda",
+                     worker_init_fn=_seed_worker, persistent_workers=cfg.workers > 0, generator=gen)
     if cfg.gpu_augment == "on":  # the images on the device, transformed there a batch at a time
-        held = {k: held_images(ds) for k, ds in (("train", train_ds), ("test", test_ds), ("val", val_ds))
-                if ds is not None}
+        splits = (("train", train_ds), ("test", test_ds), ("val", val_ds))
+        held = {k: held_images(ds) for k, ds in splits if ds is not None}
         if any(h is None for h in held.values()):
-            _fail(f"gpu_augment 'on' needs a dataset held in memory as uint8 images; {cfg.dataset!r} is read "
-                  f"from files one by one: use {'--gpu-augment off' if cli else 'gpu_augment=off'}")
+            _fail(f"gpu_augment 'on' needs a dataset held in memory as uint8 images; "
+                  f"{cfg.dataset!r} is read from files one by one: use "
+                  f"{'--gpu-augment off' if cli else 'gpu_augment=off'}")
         bt = lambda train: BatchTransform(info, cfg.img_size, train, cfg.augment, cfg.seed)
         train_dl = DeviceBatches(*held["train"], train_sampler, per_proc, bt(True), dev)
         eval_loader = lambda ds: DeviceBatches(*held["val" if ds is val_ds else "test"],
-                                               ShardSampler(len(ds), di.rank, di.world), max(per_proc, 128),
-                                               bt(False), dev)
+                                               ShardSampler(len(ds), di.rank, di.world),
+                                               max(per_proc, 128), bt(False), dev)
     else:
-        train_dl = DataLoader(SeededDataset(train_ds, cfg.seed), per_proc, sampler=train_sampler, **loader_kw)
+        train_dl = DataLoader(SeededDataset(train_ds, cfg.seed), per_proc, sampler=train_sampler,
+                              **loader_kw)
         eval_loader = lambda ds: DataLoader(ds, max(per_proc, 128),
-                                            sampler=ShardSampler(len(ds), di.rank, di.world), **loader_kw)
+                                            sampler=ShardSampler(len(ds), di.rank, di.world),
+                                            **loader_kw)
     test_dl, val_dl = eval_loader(test_ds), (eval_loader(val_ds) if val_ds is not None else None)
 
     model.to(dev)
     if cfg.channels_last: model.to(memory_format=torch.channels_last)
-    if dev.type == "cpu" and not cfg.plain: accelerate(model)   # same parameters and state-dict keys
+    if dev.type == "cpu" and not cfg.plain: accelerate(model)   # same parameters, state-dict keys
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     sched = make_scheduler(opt, cfg.epochs, cfg.warmup_epochs, cfg.min_lr)
     scaler = make_scaler(dev, cfg.amp)
@@ -441,39 +516,47 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
         start, best, metrics = ck["epoch"], ck["best_acc"], list(ck["metrics"])
         start_step = ck.get("step", 0)  # > 0: saved inside epoch `start` (an interrupt)
         saved_epochs = ck["config"].get("epochs", cfg.epochs)
-        follow_schedule(sched, cfg.epochs, saved_epochs, start, start_step)  # an extended run: the new schedule
+        # an extended run: the new schedule
+        follow_schedule(sched, cfg.epochs, saved_epochs, start, start_step)
         start_sums = ck.get("train_sums") if di.main else None
         set_rng_state(ck["rng"])
     if di.enabled: dist.barrier()  # all processes checked before rank 0 writes anything
     train_model = model
-    if di.enabled: train_model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if di.enabled:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None)
     if cfg.compile: train_model = torch.compile(train_model)
     eval_model = torch.compile(model) if cfg.compile else model
 
     if di.main:
         out.mkdir(parents=True, exist_ok=True)
         _write_atomic(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
-        # on resume the checkpoint is the truth: drop records of an epoch that ended after the last save
+        # on resume the checkpoint is the truth: drop records of an epoch ended after the last save
         _write_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in metrics))
     bar = Progress(cfg.epochs, enabled=show and di.main)
     if di.main and show and not bar.notebook:
         held = f" / {len(val_ds)} val" if val_ds is not None else ""
         lr_note = " (the paper's for this model)" if lr_is_default else ""
-        chosen = (f"best.pt: best accuracy on the {len(val_ds)} held-out training images (val split {cfg.val_split:g})"
+        chosen = (f"best.pt: best accuracy on the {len(val_ds)} held-out training images "
+                  f"(val split {cfg.val_split:g})"
                   if val_ds is not None else "best.pt: best test accuracy, as in the LeCT report")
-        print(f"lect-train: {cfg.model} on {cfg.dataset} ({len(train_ds)} train{held} / {len(test_ds)} test images, "
+        print(f"lect-train: {cfg.model} on {cfg.dataset} "
+              f"({len(train_ds)} train{held} / {len(test_ds)} test images, "
               f"{size}x{size}x{info.in_chans}), {cfg.epochs} epochs, batch {cfg.batch_size}, "
               f"lr {cfg.lr:g}{lr_note}, "
               f"device {dev}{f' x{di.world} processes' if di.enabled else ''}, amp {cfg.amp}"
-              f"{', channels_last' if cfg.channels_last else ''}{', compiled' if cfg.compile else ''}"
+              f"{', channels_last' if cfg.channels_last else ''}"
+              f"{', compiled' if cfg.compile else ''}"
               f"{', transforms on the device' if cfg.gpu_augment == 'on' else ''}"
               f"{', plain model' if cfg.plain and dev.type == 'cpu' else ''}; {chosen} -> {out}"
               + (f" (resumed at epoch {start + 1}, step {start_step + 1})" if cfg.resume else "")
-              + (f"; extended from {saved_epochs} epochs: epochs {start + 1}-{cfg.epochs} follow the {cfg.epochs}-epoch "
-                 "schedule" if cfg.resume and saved_epochs != cfg.epochs else ""), flush=True)
+              + (f"; extended from {saved_epochs} epochs: epochs {start + 1}-{cfg.epochs} follow "
+                 f"the {cfg.epochs}-epoch schedule"
+                 if cfg.resume and saved_epochs != cfg.epochs else ""), flush=True)
     def state(epoch, **extra):
-        return dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                    scaler=scaler.state_dict(), epoch=epoch, best_acc=best, metrics=metrics,
+        return dict(model=model.state_dict(), optimizer=opt.state_dict(),
+                    scheduler=sched.state_dict(), scaler=scaler.state_dict(), epoch=epoch,
+                    best_acc=best, metrics=metrics,
                     rng=rng_state(), config=asdict(cfg), **extra)
     def interrupted(where):
         name = signal.Signals(stop.signum).name
@@ -488,27 +571,33 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
         gen.manual_seed(cfg.seed * 100_003 + epoch)
         lr = opt.param_groups[0]["lr"]
         t_train = time.time()
-        tr = train_one_epoch(train_model, train_dl, opt, dev, scaler, cfg.amp, cfg.clip_grad, cfg.label_smoothing,
-                             cfg.channels_last, di, bar, epoch, on_nan=cfg.on_nan, stop=stop, start_step=skip_steps, sums=sums0)
-        if tr["stopped_at"] is not None:  # an interrupt inside the epoch: save where we are and leave
-            if di.main: save_checkpoint(out / "last.pt", state(epoch, step=tr["stopped_at"], train_sums=tr["sums"].cpu()))
+        tr = train_one_epoch(train_model, train_dl, opt, dev, scaler, cfg.amp, cfg.clip_grad,
+                             cfg.label_smoothing, cfg.channels_last, di, bar, epoch,
+                             on_nan=cfg.on_nan, stop=stop, start_step=skip_steps, sums=sums0)
+        if tr["stopped_at"] is not None:  # an interrupt inside the epoch: save where we are, leave
+            if di.main:
+                save_checkpoint(out / "last.pt",
+                                state(epoch, step=tr["stopped_at"], train_sums=tr["sums"].cpu()))
             raise interrupted(f"at epoch {epoch + 1}, step {tr['stopped_at']}/{tr['steps']}")
-        trained = tr["sums"][2].item() - (float(sums0[2]) if sums0 is not None else 0.)   # all processes
+        # images trained this epoch, all processes
+        trained = tr["sums"][2].item() - (float(sums0[2]) if sums0 is not None else 0.)
         images_per_s = trained / max(time.time() - t_train, 1e-9)
-        if di.enabled:  # BatchNorm statistics as rank 0 has them, so every shard is judged by one model
+        if di.enabled:  # BatchNorm statistics as rank 0 has them: every shard judged by one model
             for b in model.buffers(): dist.broadcast(b, 0)
         te = evaluate(eval_model, test_dl, dev, cfg.amp, cfg.channels_last, di)
-        va = evaluate(eval_model, val_dl, dev, cfg.amp, cfg.channels_last, di) if val_dl is not None else None
+        va = (evaluate(eval_model, val_dl, dev, cfg.amp, cfg.channels_last, di)
+              if val_dl is not None else None)
         sched.step()
         rec = dict(epoch=epoch + 1, train_loss=tr["loss"], train_acc=tr["acc"])
         if va is not None: rec.update(val_loss=va["loss"], val_acc=va["acc"])
-        rec.update(test_loss=te["loss"], test_acc=te["acc"], lr=lr, seconds=round(time.time() - t0, 3),
-                   train_images_per_s=round(images_per_s, 1))
+        rec.update(test_loss=te["loss"], test_acc=te["acc"], lr=lr,
+                   seconds=round(time.time() - t0, 3), train_images_per_s=round(images_per_s, 1))
         metrics.append(rec)
         bar.epoch_end(rec)
         if di.main:
             with open(out / "metrics.jsonl", "a") as f: f.write(json.dumps(rec) + "\n")
-            chosen_acc = (va or te)["acc"]   # best.pt: the held-out split if there is one, else the test split
+            # best.pt: the held-out split if there is one, else the test split
+            chosen_acc = (va or te)["acc"]
             improved = chosen_acc > best
             best = max(best, chosen_acc)
             st = state(epoch + 1)
@@ -518,12 +607,15 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
         if stop() and epoch + 1 < cfg.epochs: raise interrupted(f"after epoch {epoch + 1}")
     final = metrics[-1] if metrics else {}
     key = "val_acc" if cfg.val_split else "test_acc"
-    best_rec = max(metrics, key=lambda r: r[key]) if metrics else {}   # the first of equals, as `improved` keeps
-    result = {"metrics": metrics, "final": final, "best_acc": best, "best_epoch": best_rec.get("epoch"),
-              "out": str(out), "seconds": time.time() - t_start}
+    # the first of equals, as `improved` keeps
+    best_rec = max(metrics, key=lambda r: r[key]) if metrics else {}
+    result = {"metrics": metrics, "final": final, "best_acc": best,
+              "best_epoch": best_rec.get("epoch"), "out": str(out),
+              "seconds": time.time() - t_start}
     if di.main and show and final:
-        of_best = (f"val {best_rec['val_acc']:.2%}, test {best_rec['test_acc']:.2%}" if cfg.val_split
-                   else f"test {best_rec['test_acc']:.2%}")
-        print(f"final test accuracy {final['test_acc']:.2%} after {final['epoch']} epochs; best.pt: epoch "
-              f"{best_rec['epoch']} ({of_best}); {result['seconds']:.0f}s; run directory {out}", flush=True)
+        of_best = (f"val {best_rec['val_acc']:.2%}, test {best_rec['test_acc']:.2%}"
+                   if cfg.val_split else f"test {best_rec['test_acc']:.2%}")
+        print(f"final test accuracy {final['test_acc']:.2%} after {final['epoch']} epochs; "
+              f"best.pt: epoch {best_rec['epoch']} ({of_best}); {result['seconds']:.0f}s; "
+              f"run directory {out}", flush=True)
     return result

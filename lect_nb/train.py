@@ -33,7 +33,8 @@ def default_lr(model: str, # model name
 def param_groups(model: nn.Module, # the model (unwrapped)
                  weight_decay: float = 0.05, # decay for matrices and conv kernels
                 ) -> list[dict]:
-    "Two AdamW groups as timm makes them: decay for weights, none for 1-D params and `no_weight_decay()` names."
+    ("Two AdamW groups as timm makes them: decay for weights, none for 1-D params and "
+     "`no_weight_decay()` names.")
     skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -53,13 +54,16 @@ def cosine_lr(epoch: int, # epoch index, from 0
     t = (epoch - warmup_epochs) / max(1, epochs - warmup_epochs)
     return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * t))
 
+# %% ../nbs/09_train.ipynb #4c2bd872
 class CosineFactor:
-    "Multiplier of the base learning rate for `LambdaLR`: `cosine_lr(epoch, 1, ...)`. Plain attributes only."
+    ("Multiplier of the base learning rate for `LambdaLR`: `cosine_lr(epoch, 1, ...)`. "
+     "Plain attributes only.")
     def __init__(self, epochs: int, warmup_epochs: int = 0, min_factor: float = 0.):
         self.epochs, self.warmup_epochs, self.min_factor = epochs, warmup_epochs, min_factor
     def __call__(self, epoch: int) -> float:
         return cosine_lr(epoch, 1., self.epochs, self.warmup_epochs, self.min_factor)
 
+# %% ../nbs/09_train.ipynb #14fb0433
 def make_optimizer(model: nn.Module, # the model (unwrapped)
                    lr: float, # peak learning rate
                    weight_decay: float = 0.05, # AdamW decay for weights
@@ -67,6 +71,7 @@ def make_optimizer(model: nn.Module, # the model (unwrapped)
     "AdamW over `param_groups(model, weight_decay)`."
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
 
+# %% ../nbs/09_train.ipynb #71501a56
 def make_scheduler(optimizer: torch.optim.Optimizer, # the optimizer
                    epochs: int, # total epochs
                    warmup_epochs: int = 0, # linear warmup epochs
@@ -74,7 +79,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, # the optimizer
                   ) -> torch.optim.lr_scheduler.LambdaLR:
     "Per-epoch cosine schedule with optional warmup; call `.step()` once after each epoch."
     base = optimizer.param_groups[0]["lr"]
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, CosineFactor(epochs, warmup_epochs, min_lr / base))
+    factor = CosineFactor(epochs, warmup_epochs, min_lr / base)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 # %% ../nbs/09_train.ipynb #386443ee
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -83,10 +89,13 @@ def autocast_for(device: torch.device, # where the model runs
                  amp: str = "none", # "none", "bf16" or "fp16"
                 ):
     "The `torch.autocast` context for `amp` on `device` (a no-op context for 'none')."
-    if amp not in AMP_DTYPES: raise ValueError(f"amp must be one of {list(AMP_DTYPES)}, got {amp!r}")
-    if amp == "fp16" and device.type != "cuda": raise ValueError("amp='fp16' needs CUDA; use amp='bf16' on CPU")
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"amp must be one of {list(AMP_DTYPES)}, got {amp!r}")
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("amp='fp16' needs CUDA; use amp='bf16' on CPU")
     return nullcontext() if amp == "none" else torch.autocast(device.type, dtype=AMP_DTYPES[amp])
 
+# %% ../nbs/09_train.ipynb #aa8bb9da
 def make_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
     "A `GradScaler`, enabled only for fp16 on CUDA."
     return torch.amp.GradScaler(device.type, enabled=(amp == "fp16" and device.type == "cuda"))
@@ -107,15 +116,18 @@ class DistInfo:
         "True when the job has more than one process."
         return self.world > 1
 
+# %% ../nbs/09_train.ipynb #bcec88eb
 def init_distributed(device: torch.device, # cuda -> NCCL, cpu -> gloo
                     ) -> DistInfo:
-    "Join the torchrun process group if `WORLD_SIZE > 1` in the environment; otherwise a one-process `DistInfo`."
+    ("Join the torchrun process group if `WORLD_SIZE > 1` in the environment; "
+     "otherwise a one-process `DistInfo`.")
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world <= 1: return DistInfo()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
+# %% ../nbs/09_train.ipynb #c4048944
 def all_reduce_sum(t: torch.Tensor, di: DistInfo) -> torch.Tensor:
     "Sum `t` over all processes (in place; returned for chaining)."
     if di.enabled:
@@ -123,9 +135,12 @@ def all_reduce_sum(t: torch.Tensor, di: DistInfo) -> torch.Tensor:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
 
+# %% ../nbs/09_train.ipynb #a1295860
 class ShardSampler(Sampler):
-    "Indices `rank, rank + world, ...` of a dataset of `n` items: every item on exactly one process, no padding."
-    def __init__(self, n: int, rank: int = 0, world: int = 1): self.n, self.rank, self.world = n, rank, world
+    ("Indices `rank, rank + world, ...` of a dataset of `n` items: every item on exactly "
+     "one process, no padding.")
+    def __init__(self, n: int, rank: int = 0, world: int = 1):
+        self.n, self.rank, self.world = n, rank, world
     def __iter__(self): return iter(range(self.rank, self.n, self.world))
     def __len__(self): return len(range(self.rank, self.n, self.world))
 
@@ -135,7 +150,8 @@ def _in_notebook() -> bool:
     return bool(IN_NOTEBOOK)
 
 class Progress:
-    "Progress display: fastprogress bars and a live loss plot in notebooks, a plain text line in terminals."
+    ("Progress display: fastprogress bars and a live loss plot in notebooks, a plain text line in "
+     "terminals.")
     def __init__(self, epochs: int, # total epochs of the run
                  enabled: bool = True, # False on ranks other than 0
                  notebook: bool | None = None, # None: detect
@@ -146,7 +162,8 @@ class Progress:
         self.stream = stream or sys.stdout
         self.mb, self.train_pts, self.test_pts, self.step_no = None, [], [], 0
     def epoch_iter(self, start: int):
-        "Iterate over the epochs `start .. epochs-1` (through a fastprogress master bar in notebooks)."
+        ("Iterate over the epochs `start .. epochs-1` (through a fastprogress master bar in "
+         "notebooks).")
         if self.enabled and self.notebook:
             from fastprogress.fastprogress import master_bar
             self.mb = master_bar(range(start, self.epochs), names=("train", "test"))
@@ -164,7 +181,8 @@ class Progress:
         self.step_no += 1
         if not self.enabled: return
         last = i == self.n - 1
-        if i % 10 == 0 or last: self.train_pts.append((self.step_no, loss.item()))  # .item() waits for the GPU
+        if i % 10 == 0 or last:
+            self.train_pts.append((self.step_no, loss.item()))  # .item() waits for the GPU
         if self.mb is not None:
             self.mb.child.comment = f"loss {self.train_pts[-1][1]:.3f}"
             if i % 50 == 0 or last: self._graph()
@@ -173,33 +191,39 @@ class Progress:
         tty = getattr(self.stream, "isatty", lambda: False)()
         if (tty and now - self.last > 0.5) or (not tty and now - self.last > 10) or last:
             self.last = now
-            line = (f"epoch {self.epoch + 1}/{self.epochs}  step {i + 1}/{self.n}  loss {self.train_pts[-1][1]:.4f}  "
+            line = (f"epoch {self.epoch + 1}/{self.epochs}  step {i + 1}/{self.n}  "
+                    f"loss {self.train_pts[-1][1]:.4f}  "
                     f"{n_seen / max(now - self.t0, 1e-9):.0f} img/s")
             if tty: self.stream.write("\r" + line + ("\r" + " " * len(line) + "\r" if last else ""))
             elif not last: self.stream.write(line + "\n")
             self.stream.flush()
     def _graph(self):
         graphs = [[[p[0] for p in self.train_pts], [p[1] for p in self.train_pts]]]
-        if self.test_pts: graphs.append([[p[0] for p in self.test_pts], [p[1] for p in self.test_pts]])
+        if self.test_pts:
+            graphs.append([[p[0] for p in self.test_pts], [p[1] for p in self.test_pts]])
         self.mb.update_graph(graphs)
     def epoch_end(self, m: dict):
         "Show the epoch's metrics."
         if not self.enabled: return
-        line = (f"epoch {m['epoch']}/{self.epochs}  train_loss {m['train_loss']:.4f}  train_acc {m['train_acc']:.2%}  "
-                + (f"val_loss {m['val_loss']:.4f}  val_acc {m['val_acc']:.2%}  " if "val_acc" in m else "")
-                + f"test_loss {m['test_loss']:.4f}  test_acc {m['test_acc']:.2%}  lr {m['lr']:.2e}  {m['seconds']:.1f}s")
+        line = (f"epoch {m['epoch']}/{self.epochs}  "
+                f"train_loss {m['train_loss']:.4f}  train_acc {m['train_acc']:.2%}  "
+                + (f"val_loss {m['val_loss']:.4f}  val_acc {m['val_acc']:.2%}  "
+                   if "val_acc" in m else "")
+                + f"test_loss {m['test_loss']:.4f}  test_acc {m['test_acc']:.2%}  "
+                f"lr {m['lr']:.2e}  {m['seconds']:.1f}s")
         self.test_pts.append((self.step_no, m["test_loss"]))
         if self.mb is not None: self.mb.write(line); self._graph()
         else: print(line, file=self.stream, flush=True)
 
 # %% ../nbs/09_train.ipynb #ade12a12
+class NonFiniteError(RuntimeError):
+    "A NaN or infinite loss or gradient norm stopped the run (`on_nan='stop'`)."
+
+# %% ../nbs/09_train.ipynb #22251125
 def _to_device(x, y, device, channels_last):
     x = x.to(device, non_blocking=True)
     if channels_last: x = x.contiguous(memory_format=torch.channels_last)
     return x, y.to(device, non_blocking=True)
-
-class NonFiniteError(RuntimeError):
-    "A NaN or infinite loss or gradient norm stopped the run (`on_nan='stop'`)."
 
 def train_one_epoch(model: nn.Module, # the model to train (possibly DDP/compiled)
                     loader: DataLoader, # this process's batches
@@ -213,16 +237,19 @@ def train_one_epoch(model: nn.Module, # the model to train (possibly DDP/compile
                     di: DistInfo = DistInfo(), # process group position
                     progress: Progress | None = None, # display
                     epoch: int = 0, # for the display and messages
-                    on_nan: str = "stop", # non-finite loss/gradient: "stop" (raise `NonFiniteError`) or "skip" the step
-                    stop=None, # callable; True after a step: return early (an interrupt), `stopped_at` says where
-                    start_step: int = 0, # steps of this epoch already done (resuming inside an epoch)
+                    on_nan: str = "stop", # "stop" (raise `NonFiniteError`) or "skip" NaN/Inf steps
+                    stop=None, # callable; True after a step: return early (`stopped_at`)
+                    start_step: int = 0, # steps of this epoch already done (resuming in an epoch)
                     sums: torch.Tensor | None = None, # their (loss * n, correct, n) sums
                    ) -> dict: # {"loss", "acc", "sums", "skipped", "stopped_at": steps done or None}
-    "Train for one pass over `loader`; loss and accuracy are averaged over every image of every process."
-    if on_nan not in ("stop", "skip"): raise ValueError(f"on_nan must be 'stop' or 'skip', got {on_nan!r}")
+    ("Train for one pass over `loader`; loss and accuracy are averaged over every image of every "
+     "process.")
+    if on_nan not in ("stop", "skip"):
+        raise ValueError(f"on_nan must be 'stop' or 'skip', got {on_nan!r}")
     model.train()
     scaler = scaler or make_scaler(device, "none")
-    sums = torch.zeros(3, dtype=torch.float64, device=device) if sums is None else sums.to(device, torch.float64).clone()
+    sums = (torch.zeros(3, dtype=torch.float64, device=device) if sums is None
+            else sums.to(device, torch.float64).clone())
     batches = progress.batches(loader, epoch) if progress else loader
     n_steps, skipped, stopped_at = start_step + len(loader), 0, None
     for i, (x, y) in enumerate(batches, start_step):
@@ -233,19 +260,24 @@ def train_one_epoch(model: nn.Module, # the model to train (possibly DDP/compile
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if clip_grad or scaler.is_enabled(): scaler.unscale_(optimizer)
-        # the total norm is computed anyway for clipping (inf: measure only); fp16 overflow is the scaler's job
+        # the total norm is computed anyway for clipping (inf: measure only);
+        # fp16 overflow is the scaler's job
         gnorm = nn.utils.clip_grad_norm_(model.parameters(), clip_grad or math.inf)
-        ok = torch.isfinite(loss.detach()) if scaler.is_enabled() else torch.isfinite(loss.detach()) & torch.isfinite(gnorm)
+        ok = torch.isfinite(loss.detach())
+        if not scaler.is_enabled(): ok = ok & torch.isfinite(gnorm)
         want_stop = bool(stop()) if stop is not None else False
-        flags = torch.stack([(~ok).double(), torch.tensor(float(want_stop), dtype=torch.float64, device=ok.device)])
-        bad, want_stop = (all_reduce_sum(flags, di) > 0).tolist()   # one small sync per step; all processes agree
+        flags = torch.stack([(~ok).double(),
+                             torch.tensor(float(want_stop), dtype=torch.float64, device=ok.device)])
+        # one small sync per step; all processes agree
+        bad, want_stop = (all_reduce_sum(flags, di) > 0).tolist()
         if bad:
             where = f"epoch {epoch + 1}, step {i + 1}/{n_steps}"
             if on_nan == "stop":
-                raise NonFiniteError(f"non-finite loss ({loss.item():g}) or gradient norm ({gnorm.item():g}) at {where}; "
+                raise NonFiniteError(f"non-finite loss ({loss.item():g}) or gradient norm "
+                                     f"({gnorm.item():g}) at {where}; "
                                      "stopped (pass --on-nan skip to skip such steps)")
-            print(f"lect-train: warning: skipped step with non-finite loss ({loss.item():g}) or gradient norm "
-                  f"({gnorm.item():g}) at {where}", file=sys.stderr, flush=True)
+            print(f"lect-train: warning: skipped step with non-finite loss ({loss.item():g}) or "
+                  f"gradient norm ({gnorm.item():g}) at {where}", file=sys.stderr, flush=True)
             optimizer.zero_grad(set_to_none=True)
             if scaler.is_enabled(): scaler.update()
             skipped += 1
@@ -253,15 +285,18 @@ def train_one_epoch(model: nn.Module, # the model to train (possibly DDP/compile
             scaler.step(optimizer)
             scaler.update()
             with torch.no_grad():
-                sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
+                sums += torch.stack([loss.detach().double() * len(y),
+                                     (logits.argmax(1) == y).sum().double(),
                                      torch.tensor(len(y), dtype=torch.float64, device=device)])
         if progress: progress.step(i - start_step, loss.detach(), (i - start_step + 1) * len(y))
         if want_stop and i + 1 < n_steps: stopped_at = i + 1; break
-    all_reduce_sum(sums, di)   # summed over processes: a checkpoint written by rank 0 holds the whole job's
+    all_reduce_sum(sums, di)   # over processes: a checkpoint of rank 0 holds the whole job's
     n = sums[2].item()
-    return {"loss": (sums[0] / n).item() if n else math.nan, "acc": (sums[1] / n).item() if n else math.nan,
+    return {"loss": (sums[0] / n).item() if n else math.nan,
+            "acc": (sums[1] / n).item() if n else math.nan,
             "sums": sums, "skipped": skipped, "stopped_at": stopped_at, "steps": n_steps}
 
+# %% ../nbs/09_train.ipynb #376d2791
 @torch.no_grad()
 def evaluate(model: nn.Module, # the model (unwrapped, so processes need not stay in step)
              loader: DataLoader, # this process's share of the test set
@@ -270,7 +305,8 @@ def evaluate(model: nn.Module, # the model (unwrapped, so processes need not sta
              channels_last: bool = False, # NHWC inputs
              di: DistInfo = DistInfo(), # process group position
             ) -> dict: # {"loss": mean cross-entropy, "acc": fraction correct}
-    "Cross-entropy (no smoothing) and top-1 accuracy over the whole test set, summed across processes."
+    ("Cross-entropy (no smoothing) and top-1 accuracy over the whole test set, summed across "
+     "processes.")
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     for x, y in loader:
@@ -287,12 +323,14 @@ def evaluate(model: nn.Module, # the model (unwrapped, so processes need not sta
 def plot_curves(metrics: list[dict], # one record per epoch (as in metrics.jsonl)
                 path: str | Path | None = None, # save a PNG here
                ):
-    "Loss and accuracy (%) of train, held-out (if any) and test images against epochs; returns the figure."
+    ("Loss and accuracy (%) of train, held-out (if any) and test images against epochs; "
+     "returns the figure.")
     from matplotlib.figure import Figure
     fig = Figure(figsize=(9, 3.2), dpi=100)
     ax1, ax2 = fig.subplots(1, 2)
     ep = [r["epoch"] for r in metrics]
-    for ax, k, scale, ylabel in ((ax1, "loss", 1, "cross-entropy loss"), (ax2, "acc", 100, "top-1 accuracy (%)")):
+    for ax, k, scale, ylabel in ((ax1, "loss", 1, "cross-entropy loss"),
+                                 (ax2, "acc", 100, "top-1 accuracy (%)")):
         for split, label in (("train", "train"), ("val", "val (held out)"), ("test", "test")):
             if all(f"{split}_{k}" in r for r in metrics):
                 ax.plot(ep, [scale * r[f"{split}_{k}"] for r in metrics], "o-", label=label)
