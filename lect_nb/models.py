@@ -134,13 +134,14 @@ class LeCTStage(nn.Module):
 class LeCT(ImageClassifier):
     "Locally enhanced Convolutional Transformer: 3 conv-embedded stages of LeMSA + LeFFN blocks."
     first_conv = "stages.0.embed.proj"
-    def __init__(self, cfg: LeCTConfig = LeCTConfig(), # architecture
+    def __init__(self, cfg: LeCTConfig | None = None, # architecture (None: `LeCTConfig()`)
                  num_classes: int = 100, # classifier outputs (0: none)
                  img_size: tuple[int, int] = (224, 224), # the input size the model is built for
                  in_chans: int = 3, # input channels
                  name: str = "lect", # registry name, used in messages
                 ):
         super().__init__()
+        cfg = LeCTConfig() if cfg is None else cfg
         self.cfg, self.num_classes, self.in_chans = cfg, num_classes, in_chans
         self.img_size = tuple(img_size)
         self.model_name = name
