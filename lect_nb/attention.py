@@ -49,18 +49,20 @@ def resize_map(x: torch.Tensor, # map (B, C, h, w)
               ) -> torch.Tensor:
     "Interpolate a map to `size` (identity when the size already matches)."
     if tuple(x.shape[-2:]) == tuple(size): return x
-    return F.interpolate(x, size=size, mode=mode, align_corners=False if mode in ("bilinear", "bicubic") else None)
+    align = False if mode in ("bilinear", "bicubic") else None
+    return F.interpolate(x, size=size, mode=mode, align_corners=align)
 
 # %% ../nbs/03_attention.ipynb #a0113a91
 def pooled_heads(t: torch.Tensor, # full-resolution map (B, C, H, W)
                  k: int, # pooling window K
                  heads: int, # number of heads
-                 pooling: str = "avg", # "avg", "max" or "avg_max" (both, concatenated per head: LeCTv2)
-                ) -> torch.Tensor: # (B, heads, H/K * W/K, d) with d = C/heads (2C/heads for "avg_max")
+                 pooling: str = "avg", # "avg", "max" or "avg_max" (both, per head: LeCTv2)
+                ) -> torch.Tensor: # (B, heads, H/K * W/K, d), d = C/heads (2C/heads for "avg_max")
     "Pool a map and split it into per-head token features."
     if pooling == "avg_max":
         return torch.cat([pooled_heads(t, k, heads, "avg"), pooled_heads(t, k, heads, "max")], -1)
-    if pooling not in ("avg", "max"): raise ValueError(f"pooling must be 'avg', 'max' or 'avg_max', got {pooling!r}")
+    if pooling not in ("avg", "max"):
+        raise ValueError(f"pooling must be 'avg', 'max' or 'avg_max', got {pooling!r}")
     return split_heads(map_to_tokens(pool_map(t, k, pooling)), heads)
 
 # %% ../nbs/03_attention.ipynb #25cac394
@@ -74,7 +76,7 @@ def lemsa_reference(q: torch.Tensor, # pooled queries (B, heads, n, dq)
                     attn_drop: float = 0., # dropout on the attention weights
                     training: bool = False,
                    ):
-    "Paper-literal LeMSA core: upsample the logits `q kᵀ` along the key axis, softmax, `A v`. Returns `(o, A)`."
+    "Paper-literal LeMSA core: logits `q kᵀ` upsampled along the key axis, softmax, `(A v, A)`."
     B, heads, n, _ = q.shape
     logits = q @ k.transpose(-2, -1)                                   # (B, heads, n, n)
     logits = resize_map(logits.reshape(B * heads, n, *pooled_hw), hw, mode)   # key axis as a map
@@ -104,9 +106,10 @@ def lemsa_fused(q: torch.Tensor, # pooled queries (B, heads, n, dq)
                 attn_drop: float = 0., # attention dropout
                 training: bool = False,
                ) -> torch.Tensor: # o (B, heads, n, dv)
-    "LeMSA core as standard attention over upsampled keys: same function as `lemsa_reference`, no n x N map."
+    "LeMSA core as attention over upsampled keys: `lemsa_reference`'s `o`, without the n x N map."
     k_up = upsample_heads(k, pooled_hw, hw, mode)                      # (B, heads, N, dq)
-    return F.scaled_dot_product_attention(q, k_up, v, dropout_p=attn_drop if training else 0., scale=scale)
+    return F.scaled_dot_product_attention(q, k_up, v, dropout_p=attn_drop if training else 0.,
+                                          scale=scale)
 
 # %% ../nbs/03_attention.ipynb #4ad2ef5e
 def _softmax_attention(q, k, v, scale, attn_drop, training):
@@ -122,19 +125,19 @@ def pooled_attention(v: torch.Tensor, # full-resolution values, tokens (B, N, C_
                      num_heads: int,
                      scale: float, # logit scale (LeCT: C ** -0.5)
                      pooling: str = "avg", # "avg", "max" or "avg_max"
-                     key_upsample: str = "bilinear", # key-axis interpolation, or "none" (pooled keys and values)
+                     key_upsample: str = "bilinear", # key-axis interpolation; "none": pooled k, v
                      attn_drop: float = 0., # dropout on the attention weights
                      training: bool = False,
                      impl: str = "fused", # "fused" (SDPA) or "reference" (paper-literal)
                      return_attn: bool = False, # also return the weights (runs the reference form)
-                    ) -> tuple[torch.Tensor, torch.Tensor | None]: # (o map (B, C_v, H/K, W/K), A or None)
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]: # (o (B, C_v, h, w), A or None)
     "LeMSA's attention core (eqs. 7-10): pooled q and k, key-axis upsampled logits, softmax, `A v`."
     K = sr_ratio
     phw = (hw[0] // K, hw[1] // K)                                     # the pooled grid (h, w)
     q = pooled_heads(t1, K, num_heads, pooling)                        # eq. 7: (B, heads, n, d)
     k = pooled_heads(t2, K, num_heads, pooling)                        # eq. 8: (B, heads, n, d)
     reference = impl == "reference" or return_attn
-    if key_upsample == "none":                                         # PVT-style: pooled values too
+    if key_upsample == "none":                                       # PVT-style: pooled values too
         v = pooled_heads(tokens_to_map(v, hw), K, num_heads)           # (B, heads, n, d)
         if reference: o, attn = _softmax_attention(q, k, v, scale, attn_drop, training)
         else: o, attn = F.scaled_dot_product_attention(
@@ -142,7 +145,7 @@ def pooled_attention(v: torch.Tensor, # full-resolution values, tokens (B, N, C_
     else:
         v = split_heads(v, num_heads)                                  # (B, heads, N, d)
         args = (q, k, v, phw, hw, scale, key_upsample, attn_drop, training)
-        o, attn = lemsa_reference(*args) if reference else (lemsa_fused(*args), None)   # eqs. 10-11, 1
+        o, attn = lemsa_reference(*args) if reference else (lemsa_fused(*args), None)  # eqs. 10-11
     return tokens_to_map(merge_heads(o), phw), attn                    # (B, C_v, h, w)
 
 # %% ../nbs/03_attention.ipynb #cc685e97
@@ -172,18 +175,18 @@ class InterpolateUp(nn.Module):
 
 # %% ../nbs/03_attention.ipynb #d3a0f895
 class ConvTransposeUp(nn.Module):
-    "Learned depthwise transposed conv (kernel = stride = K) then BN (the authors' unused `conv_transpose` mode)."
+    "Learned depthwise transposed conv (kernel = stride = K), BN (the authors' `conv_transpose`)."
     def __init__(self, dim: int, sr_ratio: int):
         super().__init__()
         self.convt = nn.ConvTranspose2d(dim, dim, sr_ratio, sr_ratio, groups=dim)
         self.bn = nn.BatchNorm2d(dim)
     def forward(self, x, hw):
-        "Map (B, C, h, w) -> (B, C, h*K, w*K): strided depthwise transposed conv, then BN; `hw` is not used."
+        "Map (B, C, h, w) -> (B, C, h*K, w*K): depthwise transposed conv, BN; `hw` is not used."
         return self.bn(self.convt(x))
 
 # %% ../nbs/03_attention.ipynb #809858c9
 class SpatiallyVaryingUp(nn.Module):
-    "LeCTv3: 1x1 reduce to C', a separate K x K transposed-conv kernel per (channel, pooled position), 1x1 expand."
+    "LeCTv3: 1x1 reduce to C', a K x K transposed-conv kernel per (channel, position), 1x1 expand."
     def __init__(self, dim: int, # channels C
                  pooled_hw: tuple[int, int], # the pooled grid (h, w) this layer is built for
                  sr_ratio: int, # K: each pooled position paints a K x K patch
@@ -203,19 +206,22 @@ class SpatiallyVaryingUp(nn.Module):
         self.expand = nn.Conv2d(self.dim_r, dim, 1, bias=False)
 
     def forward(self, x, hw):
-        "Map (B, C, h, w) on the pooled grid it was built for -> (B, C, h*K, w*K): 1x1 reduce, a K x K kernel per (channel, position), 1x1 expand; `hw` is not used."
+        "Map (B, C, h, w) on its pooled grid -> (B, C, h*K, w*K), as above; `hw` is not used."
         h, w = self.pooled_hw; K = self.sr_ratio
         if tuple(x.shape[-2:]) != self.pooled_hw:
-            raise ValueError(f"SpatiallyVaryingUp was built for a {h}x{w} pooled grid, got {tuple(x.shape[-2:])}")
+            raise ValueError(f"SpatiallyVaryingUp was built for a {h}x{w} pooled grid, "
+                             f"got {tuple(x.shape[-2:])}")
         y = self.reduce(x)                                               # (B, C', h, w)
         kern = self.weight.view(self.dim_r, h, w, K, K)
-        out = y[..., None, None] * kern + self.bias.view(self.dim_r, h, w, 1, 1)   # (B, C', h, w, K, K)
+        out = y[..., None, None] * kern + self.bias.view(self.dim_r, h, w, 1, 1)
+        # out: (B, C', h, w, K, K); each pooled position paints its K x K patch
         out = out.permute(0, 1, 2, 4, 3, 5).reshape(x.shape[0], self.dim_r, h * K, w * K)
         return self.expand(out.contiguous(memory_format=torch.channels_last))
 
-QUERY_UPSAMPLES = ("bilinear_conv", "bicubic_conv", "bilinear", "nearest", "conv_transpose", "spatially_varying")
-
 # %% ../nbs/03_attention.ipynb #3fb6be5f
+QUERY_UPSAMPLES = ("bilinear_conv", "bicubic_conv", "bilinear", "nearest", "conv_transpose",
+                   "spatially_varying")
+
 def make_query_upsample(kind: str, # one of `QUERY_UPSAMPLES`
                         dim: int, sr_ratio: int, pooled_hw: tuple[int, int] | None = None,
                         reduction: float = 0.1) -> nn.Module:
@@ -225,24 +231,26 @@ def make_query_upsample(kind: str, # one of `QUERY_UPSAMPLES`
     if kind in ("bilinear", "nearest"): return InterpolateUp(kind)
     if kind == "conv_transpose": return ConvTransposeUp(dim, sr_ratio)
     if kind == "spatially_varying":
-        if pooled_hw is None: raise ValueError("spatially_varying upsampling needs the pooled grid (a fixed input size)")
+        if pooled_hw is None:
+            raise ValueError("spatially_varying upsampling needs the pooled grid "
+                             "(a fixed input size)")
         return SpatiallyVaryingUp(dim, pooled_hw, sr_ratio, reduction)
     raise ValueError(f"unknown query upsampling {kind!r}; choose from {QUERY_UPSAMPLES}")
 
 # %% ../nbs/03_attention.ipynb #65d75250
 class LocallyEnhancedAttention(nn.Module):
-    "LeMSA: sequential conv projections, pooled q/k, key-axis upsampled attention, query-axis upsampling, conv skip."
+    "LeMSA: sequential projections, pooled q/k, key-upsampled attention, query upsampling, skip."
     def __init__(self, dim: int, # channels C
                  num_heads: int, # attention heads
                  sr_ratio: int, # spatial-reduction ratio K (pooling window)
                  qkv_bias: bool = False, # bias on the v Linear and projection convs
                  attn_drop: float = 0., # dropout on attention weights
                  proj_drop: float = 0., # dropout after the output Linear
-                 attn_impl: str = "fused", # "fused" (SDPA over upsampled keys) or "reference" (paper-literal)
+                 attn_impl: str = "fused", # "fused" (SDPA, upsampled keys) or "reference" (literal)
                  projection: str = "sequential", # "sequential" (LeCT) or "parallel" (ablation)
                  conv_skip: bool = True, # add the convolutional skip
                  query_upsample: str = "bilinear_conv", # see `QUERY_UPSAMPLES`
-                 key_upsample: str = "bilinear", # key-axis interpolation; "none": pooled keys and values (PVT)
+                 key_upsample: str = "bilinear", # key-axis interpolation; "none": pooled k, v (PVT)
                  pooling: str = "avg", # q/k pooling: "avg", "max" or "avg_max"
                  pooled_hw: tuple[int, int] | None = None, # needed only by "spatially_varying"
                  reduction: float = 0.1, # channel reduction of "spatially_varying"
@@ -253,11 +261,13 @@ class LocallyEnhancedAttention(nn.Module):
         if attn_impl not in ("fused", "reference"):
             raise ValueError(f"attn_impl must be 'fused' or 'reference', got {attn_impl!r}")
         if key_upsample not in ("bilinear", "bicubic", "nearest", "none"):
-            raise ValueError(f"key_upsample must be 'bilinear', 'bicubic', 'nearest' or 'none', got {key_upsample!r}")
+            raise ValueError("key_upsample must be 'bilinear', 'bicubic', 'nearest' or 'none', "
+                             f"got {key_upsample!r}")
         proj_cls = {"sequential": SequentialConvProjection, "parallel": ParallelConvProjection}
         if projection not in proj_cls:
             raise ValueError(f"projection must be 'sequential' or 'parallel', got {projection!r}")
-        self.num_heads, self.sr_ratio, self.attn_impl, self.key_upsample = num_heads, sr_ratio, attn_impl, key_upsample
+        self.num_heads, self.sr_ratio = num_heads, sr_ratio
+        self.attn_impl, self.key_upsample = attn_impl, key_upsample
         self.pooling, self.attn_drop = pooling, attn_drop
         self.scale = dim ** -0.5                       # the authors scale by the full width C
         self.qkv = proj_cls[projection](dim, kernel_size, qkv_bias, conv_skip)
@@ -272,18 +282,20 @@ class LocallyEnhancedAttention(nn.Module):
         "Tokens (B, N, C) on an (H, W) grid -> tokens (B, N, C): LeMSA, eqs. 1-12 of the report."
         H, W = hw; K = self.sr_ratio
         if H % K or W % K:
-            raise ValueError(f"LeMSA: a {H}x{W} map is not divisible by its spatial-reduction ratio {K}")
-        v, t1, t2, skip = self.qkv(x, hw)                              # eqs. 2, 4-6: v (B, N, C), maps (B, C, H, W)
-        o, attn = pooled_attention(v, t1, t2, hw, K, self.num_heads, self.scale, self.pooling, self.key_upsample,
-                                   self.attn_drop, self.training, self.attn_impl, self.store_attn)   # (B, C, H/K, W/K)
+            raise ValueError(f"LeMSA: a {H}x{W} map is not divisible by its spatial-reduction "
+                             f"ratio {K}")
+        v, t1, t2, skip = self.qkv(x, hw)          # eqs. 2, 4-6: v (B, N, C), maps (B, C, H, W)
+        o, attn = pooled_attention(v, t1, t2, hw, K, self.num_heads, self.scale, self.pooling,
+                                   self.key_upsample, self.attn_drop, self.training,
+                                   self.attn_impl, self.store_attn)         # (B, C, H/K, W/K)
         if self.store_attn: self.last_attn = attn.detach()
-        o = self.q_up(o, hw)                                           # step 11: (B, C, H, W)
-        if skip is not None: o = o + skip                              # step 12: convolutional skip
-        return self.proj_drop(self.proj(map_to_tokens(o)))             # step 12: Linear, dropout; (B, N, C)
+        o = self.q_up(o, hw)                                   # step 11: (B, C, H, W)
+        if skip is not None: o = o + skip                      # step 12: convolutional skip
+        return self.proj_drop(self.proj(map_to_tokens(o)))     # step 12: Linear, dropout; (B, N, C)
 
 # %% ../nbs/03_attention.ipynb #0dcc532e
 class FrequencyRampAttention(nn.Module):
-    "LeCTv2 token mixer: conv path on a high-frequency channel slice, pooled LeMSA on the rest, concat, project."
+    "LeCTv2 mixer: a conv path on a high-frequency channel slice, pooled LeMSA on the rest."
     def __init__(self, dim: int, # channels C
                  num_heads: int, # heads of the attention path
                  sr_ratio: int, # pooling window K
@@ -296,10 +308,12 @@ class FrequencyRampAttention(nn.Module):
         super().__init__()
         self.dim_high = int(dim * high_ratio); self.dim_low = dim - self.dim_high
         if self.dim_low % num_heads:
-            raise ValueError(f"{self.dim_low} attention channels not divisible by {num_heads} heads")
+            raise ValueError(f"{self.dim_low} attention channels not divisible by "
+                             f"{num_heads} heads")
         if attn_impl not in ("fused", "reference"):
             raise ValueError(f"attn_impl must be 'fused' or 'reference', got {attn_impl!r}")
-        self.num_heads, self.sr_ratio, self.attn_impl, self.mode = num_heads, sr_ratio, attn_impl, upsample_mode
+        self.num_heads, self.sr_ratio = num_heads, sr_ratio
+        self.attn_impl, self.mode = attn_impl, upsample_mode
         self.scale, self.attn_drop = dim ** -0.5, attn_drop    # full-width scale, as in LeCT
         self.high = SequentialConvProjection(self.dim_high, kernel_size, qkv_bias, conv_skip=True)
         self.low = SequentialConvProjection(self.dim_low, kernel_size, qkv_bias, conv_skip=False)
@@ -311,15 +325,17 @@ class FrequencyRampAttention(nn.Module):
     def forward(self, x: torch.Tensor, # tokens (B, N, C)
                 hw: tuple[int, int], # their grid (H, W)
                ) -> torch.Tensor: # tokens (B, N, C)
-        "High channel slice through the conv path, the rest through avg+max pooled attention; concat, project."
+        "High channel slice through the conv path, the rest through avg+max pooled attention."
         H, W = hw; K = self.sr_ratio
         if H % K or W % K:
-            raise ValueError(f"LeCTv2: a {H}x{W} map is not divisible by its spatial-reduction ratio {K}")
+            raise ValueError(f"LeCTv2: a {H}x{W} map is not divisible by its spatial-reduction "
+                             f"ratio {K}")
         x_high, x_low = x.split([self.dim_high, self.dim_low], -1)     # (B, N, C_h), (B, N, C_l)
-        high = self.high(x_high.contiguous(), hw)[3]                    # conv path GELU(t2): (B, C_h, H, W)
+        high = self.high(x_high.contiguous(), hw)[3]            # conv path GELU(t2): (B, C_h, H, W)
         v, t1, t2, _ = self.low(x_low.contiguous(), hw)                 # attention path projections
-        o, attn = pooled_attention(v, t1, t2, hw, K, self.num_heads, self.scale, "avg_max", self.mode,
-                                   self.attn_drop, self.training, self.attn_impl, self.store_attn)
+        o, attn = pooled_attention(v, t1, t2, hw, K, self.num_heads, self.scale, "avg_max",
+                                   self.mode, self.attn_drop, self.training, self.attn_impl,
+                                   self.store_attn)
         if self.store_attn: self.last_attn = attn.detach()
         low = self.q_up(o, hw)                                          # (B, C_l, H, W)
         y = torch.cat([map_to_tokens(high), map_to_tokens(low)], -1)   # (B, N, C)

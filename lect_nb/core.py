@@ -18,7 +18,7 @@ __all__ = ['DEFAULT_CFG', 'MODEL_FAMILIES', 'tokens_to_map', 'map_to_tokens', 'd
 
 # %% ../nbs/00_core.ipynb #09a3aae8
 def _tracing() -> bool:
-    "Whether the model is being traced symbolically (torch.fx, TorchScript), where shapes are not numbers."
+    "Whether the model is being traced (torch.fx, TorchScript), where shapes are not numbers."
     return torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_symbolic_tracing()
 
 def tokens_to_map(x: torch.Tensor, # tokens, (B, N, C)
@@ -27,13 +27,14 @@ def tokens_to_map(x: torch.Tensor, # tokens, (B, N, C)
     "View a token sequence as a feature map of size `hw` (no copy for contiguous tokens)."
     B, N, C = x.shape
     H, W = hw
-    if not _tracing() and H * W != N: raise ValueError(f"tokens_to_map: {N} tokens do not fill a {H}x{W} map")
+    if not _tracing() and H * W != N:
+        raise ValueError(f"tokens_to_map: {N} tokens do not fill a {H}x{W} map")
     return x.reshape(B, H, W, C).permute(0, 3, 1, 2)
 
 # %% ../nbs/00_core.ipynb #8412327f
 def map_to_tokens(x: torch.Tensor, # map, (B, C, H, W)
                  ) -> torch.Tensor: # tokens, (B, H*W, C)
-    "Flatten a feature map into a token sequence (row-major over H, W); free for channels_last maps."
+    "Flatten a feature map into a token sequence (row-major over H, W); free for channels_last."
     B, C, H, W = x.shape
     return x.permute(0, 2, 3, 1).reshape(B, H * W, C)
 
@@ -63,7 +64,7 @@ class DropPath(nn.Module):
 
 # %% ../nbs/00_core.ipynb #9d019a9f
 def init_transformer_weights(m: nn.Module):
-    "ViT-style init: Linear ~ trunc-normal(0.02) with zero bias, LayerNorm = identity. Convs/BN untouched."
+    "ViT-style init: Linear ~ trunc-normal(0.02), zero bias; LayerNorm = identity; conv/BN as is."
     if isinstance(m, nn.Linear):
         nn.init.trunc_normal_(m.weight, std=.02)
         if m.bias is not None: nn.init.zeros_(m.bias)
@@ -74,7 +75,7 @@ def init_transformer_weights(m: nn.Module):
 def check_image_input(x: torch.Tensor, # the batch given to the model
                       in_chans: int, # channels the model was built for
                       multiple: int = 1, # height and width must be multiples of this
-                      fixed_size: tuple[int, int] | None = None, # the only size allowed, if the model has one
+                      fixed_size: tuple[int, int] | None = None, # the only size allowed, if any
                       name: str = "model", # how to call the model in messages
                      ):
     "Raise a `ValueError` naming the problem if `x` is not an image batch this model can take."
@@ -84,9 +85,11 @@ def check_image_input(x: torch.Tensor, # the batch given to the model
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     _, C, H, W = x.shape
     if C != in_chans:
-        raise ValueError(f"{name}: expected {in_chans} input channels, got {C} (input shape {tuple(x.shape)})")
+        raise ValueError(f"{name}: expected {in_chans} input channels, got {C} "
+                         f"(input shape {tuple(x.shape)})")
     if fixed_size is not None and (H, W) != tuple(fixed_size):
-        raise ValueError(f"{name}: this model only supports {fixed_size[0]}x{fixed_size[1]} inputs, got {H}x{W}")
+        raise ValueError(f"{name}: this model only supports {fixed_size[0]}x{fixed_size[1]} "
+                         f"inputs, got {H}x{W}")
     if H % multiple or W % multiple or H == 0 or W == 0:
         near = lambda s: max(multiple, round(s / multiple) * multiple)
         raise ValueError(f"{name}: image size {H}x{W} is not a multiple of {multiple} "
@@ -94,12 +97,13 @@ def check_image_input(x: torch.Tensor, # the batch given to the model
 
 # %% ../nbs/00_core.ipynb #68b2e20b
 def feature_take_indices(n: int, # number of feature maps the model has (`len(feature_info)`)
-                         indices: int | list[int] | tuple | None = None, # None: all; int k: the last k
+                         indices: int | list[int] | tuple | None = None, # None: all; k: the last k
                         ) -> list[int]:
     "Sorted, non-negative indices of the wanted feature maps; a `ValueError` for any out of range."
     if indices is None: return list(range(n))
     if isinstance(indices, int):
-        if not 0 < indices <= n: raise ValueError(f"indices={indices}: this model has {n} feature maps")
+        if not 0 < indices <= n:
+            raise ValueError(f"indices={indices}: this model has {n} feature maps")
         return list(range(n - indices, n))
     out = []
     for i in indices:
@@ -108,6 +112,7 @@ def feature_take_indices(n: int, # number of feature maps the model has (`len(fe
         out.append(i % n)
     return sorted(set(out))
 
+# %% ../nbs/00_core.ipynb #810d8544
 class ImageClassifier(nn.Module):
     "Base class giving every model the same classification API (timm's)."
     num_classes: int = 0
@@ -126,14 +131,14 @@ class ImageClassifier(nn.Module):
         return self.num_features
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
-        "Global average pooling of maps `(B, C, H, W)` or tokens `(B, N, C)`; `x` itself if `global_pool` is ''."
+        "Global average pooling of maps `(B, C, H, W)` or tokens `(B, N, C)`; '' pool: `x` itself."
         if not self.global_pool: return x
         return x.mean(1) if self.output_fmt == "NLC" else x.mean((2, 3))
 
     def forward_head(self, x: torch.Tensor, # output of `forward_features`
                      pre_logits: bool = False, # return the pooled features instead of logits
                     ) -> torch.Tensor:
-        "Pool the `forward_features` output to (B, C); return that if `pre_logits`, else the logits (B, num_classes)."
+        "Pool the `forward_features` output to (B, C): that if `pre_logits`, else the logits."
         x = self.pool(x)
         return x if pre_logits else self.head(x)
 
@@ -146,15 +151,16 @@ class ImageClassifier(nn.Module):
         return self.head
 
     def set_global_pool(self, global_pool: str, # one of `global_pools`
-                        num_classes: int | None = None, # the classifier it will feed (default: the current one)
+                        num_classes: int | None = None, # the classifier it feeds (default: current)
                        ):
         "Choose the pooling; '' (no pooling) only without a classifier, as in timm."
         num_classes = self.num_classes if num_classes is None else num_classes
         if global_pool not in self.global_pools:
-            raise ValueError(f"{self.model_name}: global_pool must be one of {self.global_pools}, got {global_pool!r}")
+            raise ValueError(f"{self.model_name}: global_pool must be one of {self.global_pools}, "
+                             f"got {global_pool!r}")
         if not global_pool and num_classes > 0:
-            raise ValueError(f"{self.model_name}: global_pool='' (unpooled features) needs num_classes=0, "
-                             f"got {num_classes}")
+            raise ValueError(f"{self.model_name}: global_pool='' (unpooled features) needs "
+                             f"num_classes=0, got {num_classes}")
         self.global_pool = global_pool
 
     def reset_classifier(self, num_classes: int, # new number of classes; 0 gives pooled features
@@ -173,18 +179,20 @@ class ImageClassifier(nn.Module):
     # the trunk, described by hooks
     def embed_input(self, x: torch.Tensor):
         "Hook: check the images and run the stem; returns the trunk's first state."
-        raise NotImplementedError(f"{type(self).__name__} does not describe its trunk (embed_input)")
+        raise NotImplementedError(f"{type(self).__name__} does not describe its trunk "
+                                  "(embed_input)")
 
     def trunk_steps(self) -> list:
         "Hook: the trunk as a list of callables `state -> state` (stages or blocks), run in order."
-        raise NotImplementedError(f"{type(self).__name__} does not describe its trunk (trunk_steps)")
+        raise NotImplementedError(f"{type(self).__name__} does not describe its trunk "
+                                  "(trunk_steps)")
 
     def feature_steps(self) -> list[int]:
         "Hook: the trunk step after which each `feature_info` map is taken (default: one per step)."
         return list(range(len(self.feature_info)))
 
     def state_to_map(self, state, norm: bool = False) -> torch.Tensor:
-        "Hook: the feature map `(B, C, H, W)` of a trunk state (`norm`: through the final norm, if any)."
+        "Hook: the feature map `(B, C, H, W)` of a trunk state (`norm`: through the final norm)."
         return state
 
     def finish_features(self, state):
@@ -198,15 +206,16 @@ class ImageClassifier(nn.Module):
         return self.finish_features(x)
 
     def forward_intermediates(self, x: torch.Tensor, # images (B, C_in, H, W)
-                              indices: int | list[int] | None = None, # which `feature_info` maps (None: all)
-                              norm: bool = False, # pass the maps through the final norm (models that have one)
-                              stop_early: bool = False, # run the trunk only up to the last wanted map
+                              indices: int | list[int] | None = None, # which maps (None: all)
+                              norm: bool = False, # pass the maps through the final norm (if any)
+                              stop_early: bool = False, # run the trunk up to the last wanted map
                               output_fmt: str = "NCHW", # "NCHW" or "NHWC" maps
                               intermediates_only: bool = False, # return only the list of maps
                              ):
-        "timm's contract: `(forward_features output, [maps])`, or only the maps with `intermediates_only`."
+        "timm's contract: `(forward_features output, [maps])`; the maps if `intermediates_only`."
         if output_fmt not in ("NCHW", "NHWC"):
-            raise ValueError(f"{self.model_name}: output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+            raise ValueError(f"{self.model_name}: output_fmt must be 'NCHW' or 'NHWC', "
+                             f"got {output_fmt!r}")
         take = feature_take_indices(len(self.feature_info), indices)
         points = self.feature_steps()
         wanted = {points[i] for i in take}
@@ -220,7 +229,7 @@ class ImageClassifier(nn.Module):
                 f = self.state_to_map(x, norm)
                 maps.append(f.permute(0, 2, 3, 1) if output_fmt == "NHWC" else f)
         if intermediates_only: return maps
-        if last < len(steps) - 1: return maps[-1], maps     # stopped early: the last map is the final output
+        if last < len(steps) - 1: return maps[-1], maps   # stopped early: the last map is final
         return self.finish_features(x), maps
 
     def group_matcher(self, coarse: bool = False) -> dict:
@@ -231,10 +240,11 @@ class ImageClassifier(nn.Module):
         "Names of parameters exempt from weight decay (none unless a model says so)."
         return set()
 
+# %% ../nbs/00_core.ipynb #68fc0219
 class FeatureMaps(nn.Module):
-    "`features_only=True`: a model whose forward returns the maps of `feature_info[out_indices]` (no head)."
+    "`features_only=True`: a model whose forward returns the maps of `feature_info[out_indices]`."
     def __init__(self, model: ImageClassifier, # built by `create_model`
-                 out_indices: int | list[int] | None = None, # which `feature_info` entries (None: all)
+                 out_indices: int | list[int] | None = None, # `feature_info` entries (None: all)
                 ):
         super().__init__()
         self.out_indices = feature_take_indices(len(model.feature_info), out_indices)
@@ -244,34 +254,38 @@ class FeatureMaps(nn.Module):
         self.pretrained_cfg = self.default_cfg = getattr(model, "pretrained_cfg", {})
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        "Images -> the chosen feature maps `(B, C_i, H_i, W_i)`, computed no further than the last one."
+        "Images -> the chosen feature maps `(B, C_i, H_i, W_i)`, computed no further than needed."
         return self.model.forward_intermediates(x, self.out_indices, intermediates_only=True)
 
 # %% ../nbs/00_core.ipynb #a736f683
-DEFAULT_CFG = dict(input_size=(3, 224, 224), # (channels, height, width) the model is built for by default
+DEFAULT_CFG = dict(input_size=(3, 224, 224), # (channels, height, width) the model is built for
                    num_classes=100, # classifier outputs by default (CIFAR-100)
-                   mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761), # CIFAR-100's statistics
-                   interpolation="bilinear", crop_pct=1.0, # resize, no centre crop (the report's recipe)
-                   first_conv="", classifier="head") # module names of the first conv ("": the model's own) and the head
+                   mean=(0.5071, 0.4867, 0.4408), # CIFAR-100's statistics
+                   std=(0.2675, 0.2565, 0.2761),
+                   interpolation="bilinear", crop_pct=1.0, # resize, no centre crop (the report's)
+                   first_conv="", # module name of the first conv ("": the model's own)
+                   classifier="head") # module name of the classifier
 
 _MODEL_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DEFAULT_CFGS: dict[str, dict] = {}
 MODEL_FAMILIES = ["lect_nb.models", "lect_nb.baselines", "lect_nb.related", "lect_nb.ablations"]
 
 def register_model(name: str, # the name `create_model` will know it by
-                   **default_cfg, # changes to `DEFAULT_CFG` for this model, e.g. `input_size=(3, 32, 32)`
+                   **default_cfg, # changes to `DEFAULT_CFG`, e.g. `input_size=(3, 32, 32)`
                   ):
-    "Decorator registering a builder `fn(num_classes, img_size, in_chans, **overrides) -> nn.Module`."
+    "Decorator registering a builder `fn(num_classes, img_size, in_chans, **overrides) -> Module`."
     unknown = set(default_cfg) - set(DEFAULT_CFG)
-    if unknown: raise ValueError(f"register_model({name!r}): unknown default_cfg key(s) {sorted(unknown)}")
+    if unknown:
+        raise ValueError(f"register_model({name!r}): unknown default_cfg key(s) {sorted(unknown)}")
     def deco(fn):
         cfg = {**DEFAULT_CFG, **default_cfg}
-        if "input_size" not in default_cfg:    # no size given: the builder's own default `img_size`, if it has one
+        if "input_size" not in default_cfg:  # no size given: the builder's `img_size`, if any
             size = inspect.signature(fn).parameters.get("img_size")
             size = None if size is None else size.default
             if isinstance(size, int): size = (size, size)
-            if isinstance(size, tuple) and len(size) == 2: cfg["input_size"] = (cfg["input_size"][0], *size)
-        _MODEL_REGISTRY[name] = fn      # the latest definition wins (re-running a notebook cell re-registers)
+            if isinstance(size, tuple) and len(size) == 2:
+                cfg["input_size"] = (cfg["input_size"][0], *size)
+        _MODEL_REGISTRY[name] = fn  # the latest definition wins (re-running a cell re-registers)
         _DEFAULT_CFGS[name] = cfg
         return fn
     return deco
@@ -296,27 +310,30 @@ def model_default_cfg(name: str) -> dict:
     _load_families()
     if name not in _MODEL_REGISTRY:
         close = [n for n in _MODEL_REGISTRY if name.split("_")[0] in n]
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(_MODEL_REGISTRY))}"
+        raise ValueError(f"unknown model {name!r}; known models: "
+                         f"{', '.join(sorted(_MODEL_REGISTRY))}"
                          + (f" (did you mean {close[0]!r}?)" if close else ""))
     return dict(_DEFAULT_CFGS[name])
 
+# %% ../nbs/00_core.ipynb #9e3f3ac6
 def create_model(name: str, # a name from `list_models()`
                  pretrained: bool = False, # no pretrained weights are published: must stay False
-                 num_classes: int | None = None, # classifier outputs (0: no classifier); default from the config
-                 img_size: int | tuple[int, int] | None = None, # input size; default: the model's own
+                 num_classes: int | None = None, # classifier outputs (0: none); default: config
+                 img_size: int | tuple[int, int] | None = None, # input size; default: the model's
                  in_chans: int | None = None, # input channels; default: the model's own (3)
-                 global_pool: str | None = None, # "avg", "" (unpooled features, with num_classes=0), ...
+                 global_pool: str | None = None, # "avg", "" (unpooled, with num_classes=0), ...
                  features_only: bool = False, # return a `FeatureMaps` model giving the feature maps
-                 out_indices: int | list[int] | None = None, # with `features_only`: which maps (None: all)
-                 **overrides, # config fields to change, e.g. `drop_path_rate=0.`, `attn_impl="reference"`
+                 out_indices: int | list[int] | None = None, # `features_only` maps (None: all)
+                 **overrides, # config fields to change, e.g. `drop_path_rate=0.`
                 ) -> nn.Module:
-    "Build a registered model by name; its resolved default configuration is `model.pretrained_cfg`."
+    "Build a registered model by name; its resolved default configuration: `model.pretrained_cfg`."
     cfg = model_default_cfg(name)
     if out_indices is not None and not features_only:
         raise ValueError(f"{name}: out_indices chooses feature maps for features_only=True")
     if pretrained:
-        raise ValueError(f"{name}: no pretrained weights are published for lect_nb's models; train one with "
-                         "lect-train and load its checkpoint with model.load_state_dict")
+        raise ValueError(f"{name}: no pretrained weights are published for lect_nb's models; "
+                         "train one with lect-train and load its checkpoint with "
+                         "model.load_state_dict")
     num_classes = cfg["num_classes"] if num_classes is None else num_classes
     in_chans = cfg["input_size"][0] if in_chans is None else in_chans
     img_size = tuple(cfg["input_size"][1:]) if img_size is None else img_size
@@ -327,14 +344,16 @@ def create_model(name: str, # a name from `list_models()`
     size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     if len(size) != 2 or any((not isinstance(s, int)) or s <= 0 for s in size):
         raise ValueError(f"img_size must be a positive int or (H, W), got {img_size!r}")
-    model = _MODEL_REGISTRY[name](num_classes=num_classes, img_size=size, in_chans=in_chans, **overrides)
+    model = _MODEL_REGISTRY[name](num_classes=num_classes, img_size=size, in_chans=in_chans,
+                                  **overrides)
     if isinstance(model, ImageClassifier):
         model.model_name = name
         cfg["first_conv"] = cfg["first_conv"] or model.first_conv
         if global_pool is not None: model.set_global_pool(global_pool)
     elif global_pool is not None or features_only:
         raise ValueError(f"{name}: global_pool and features_only need an ImageClassifier")
-    model.pretrained_cfg = {**cfg, "architecture": name, "input_size": (in_chans, *size), "num_classes": num_classes}
+    model.pretrained_cfg = {**cfg, "architecture": name, "input_size": (in_chans, *size),
+                            "num_classes": num_classes}
     model.default_cfg = model.pretrained_cfg
     return FeatureMaps(model, out_indices) if features_only else model
 

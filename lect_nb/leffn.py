@@ -15,7 +15,7 @@ __all__ = ['LeFFN']
 
 # %% ../nbs/04_leffn.ipynb #ea65f0c6
 class LeFFN(nn.Module):
-    "Locally enhanced feed-forward: pointwise expand, depthwise 3x3, pointwise project, each followed by BN."
+    "Locally enhanced feed-forward: pointwise expand, depthwise 3x3, pointwise project, each + BN."
     def __init__(self, dim: int, # token width C
                  mlp_ratio: float = 4., # hidden width is `int(dim * mlp_ratio)`
                  drop: float = 0., # dropout after the hidden activation and after the output BN
@@ -38,8 +38,8 @@ class LeFFN(nn.Module):
                 hw: tuple[int, int], # their grid (H, W)
                ) -> torch.Tensor: # tokens (B, N, C)
         "Tokens (B, N, C) on an (H, W) grid -> tokens (B, N, C): the LeFFN chain above."
-        x = tokens_to_map(x, hw)                              # (B, C, H, W)
-        x = self.act1(self.bn1(self.pw1(x)))                  # 1x1 conv -> BN -> GELU: (B, rC, H, W)
-        x = self.drop1(self.act2(self.bn2(self.dw(x))))       # DWConv3x3 -> BN -> GELU -> Dropout: (B, rC, H, W)
-        x = self.drop2(self.bn3(self.pw2(x)))                 # 1x1 conv -> BN -> Dropout: (B, C, H, W)
-        return map_to_tokens(x)                               # (B, N, C)
+        x = tokens_to_map(x, hw)                         # (B, C, H, W)
+        x = self.act1(self.bn1(self.pw1(x)))             # 1x1 conv -> BN -> GELU: (B, rC, H, W)
+        x = self.drop1(self.act2(self.bn2(self.dw(x))))  # DWConv3x3 -> BN -> GELU -> Dropout
+        x = self.drop2(self.bn3(self.pw2(x)))            # 1x1 conv -> BN -> Dropout: (B, C, H, W)
+        return map_to_tokens(x)                          # (B, N, C)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace, asdict
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from .core import (ImageClassifier, DropPath, init_transformer_weights, check_image_input, tokens_to_map,
-                          register_model, create_model)
+from .core import (ImageClassifier, DropPath, init_transformer_weights, check_image_input,
+                          tokens_to_map, register_model, create_model)
 from .patch_embed import ConvPatchEmbed
 from .attention import LocallyEnhancedAttention, FrequencyRampAttention
 from .leffn import LeFFN
@@ -45,7 +45,7 @@ class LeCTConfig:
     query_upsample: str | tuple = "bilinear_conv" # query-axis upsampling, one name or one per stage
     key_upsample: str | tuple = "bilinear" # key-axis interpolation, one name or one per stage
     reduction: float = 0.1 # channel reduction of LeCTv3's spatially varying upsampling
-    high_ratios: tuple | None = None # LeCTv2: fraction of channels on the conv (high-frequency) path
+    high_ratios: tuple | None = None # LeCTv2: fraction of channels on the conv (high-freq.) path
     pooling: str = "avg" # q/k pooling: "avg", "max" or "avg_max" (LeCTv2: concatenated)
     fixed_size: bool = False # the model only supports the size it was built for (LeCTv3)
 
@@ -86,23 +86,25 @@ class LeCTBlock(nn.Module):
         self.ffn = LeFFN(dim, mlp_ratio, drop)
         self.drop_path2 = DropPath(drop_path)
 
-    def forward(self, x, hw):                                           # x: tokens (B, N, C) on an (H, W) grid
-        "Tokens (B, N, C) -> tokens (B, N, C): `x + DropPath(mixer(LN(x)))`, then `x + DropPath(LeFFN(LN(x)))`."
+    def forward(self, x, hw):                           # x: tokens (B, N, C) on an (H, W) grid
+        "Tokens -> tokens: `x + DropPath(mixer(LN(x)))`, then `x + DropPath(LeFFN(LN(x)))`."
         x = x + self.drop_path1(self.attn(self.norm1(x), hw))          # (B, N, C)
         x = x + self.drop_path2(self.ffn(self.norm2(x), hw))           # (B, N, C)
         return x
 
 # %% ../nbs/05_lect.ipynb #99403a96
 class _KeepBatchNormStats:
-    "Context for a checkpointed block's re-run in backward: its BatchNorms' running statistics are put back."
+    "Context for a checkpointed block's re-run in backward: its BatchNorm statistics are put back."
     def __init__(self, module: nn.Module):
-        self.bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        self.bns = [m for m in module.modules()
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    def _bufs(self, m): return (m.running_mean, m.running_var, m.num_batches_tracked)
     def __enter__(self):
-        self.saved = [[b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in self.bns]
+        self.saved = [[b.clone() for b in self._bufs(m)] for m in self.bns]
     def __exit__(self, *exc):
         with torch.no_grad():
             for m, saved in zip(self.bns, self.saved):
-                for buf, old in zip((m.running_mean, m.running_var, m.num_batches_tracked), saved): buf.copy_(old)
+                for buf, old in zip(self._bufs(m), saved): buf.copy_(old)
 
 class LeCTStage(nn.Module):
     "Conv patch embedding, blocks, final LayerNorm; map in, map out."
@@ -114,31 +116,34 @@ class LeCTStage(nn.Module):
         self.grad_checkpointing = False
 
     def forward(self, x):                                               # map (B, C_in, H_in, W_in)
-        "Map (B, C_in, H_in, W_in) -> map (B, C, H, W): patch embedding, blocks (checkpointed if enabled), LayerNorm."
+        "Map (B, C_in, H_in, W_in) -> map (B, C, H, W): patch embedding, blocks, LayerNorm."
         x, hw = self.embed(x)                                           # tokens (B, N, C), N = H*W
         for blk in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(blk, x, hw, use_reentrant=False, context_fn=lambda blk=blk: self.checkpoint_contexts(blk))
+                x = checkpoint(blk, x, hw, use_reentrant=False,
+                               context_fn=lambda blk=blk: self.checkpoint_contexts(blk))
             else:
                 x = blk(x, hw)
         return tokens_to_map(self.norm(x), hw)                          # (B, C, H, W)
 
     def checkpoint_contexts(self, blk: nn.Module):
-        "`context_fn` of `torch.utils.checkpoint`: nothing around the first pass; the re-run keeps BN statistics."
+        "Checkpoint's `context_fn`: nothing around the first pass; the re-run keeps BN statistics."
         return contextlib.nullcontext(), _KeepBatchNormStats(blk)
 
 # %% ../nbs/05_lect.ipynb #c71ad370
 class LeCT(ImageClassifier):
-    "Locally enhanced Convolutional Transformer: three conv-embedded stages of LeMSA + LeFFN blocks, GAP, Linear."
+    "Locally enhanced Convolutional Transformer: 3 conv-embedded stages of LeMSA + LeFFN blocks."
     first_conv = "stages.0.embed.proj"
-    def __init__(self, cfg: LeCTConfig = LeCTConfig(), # architecture
+    def __init__(self, cfg: LeCTConfig | None = None, # architecture (None: `LeCTConfig()`)
                  num_classes: int = 100, # classifier outputs (0: none)
                  img_size: tuple[int, int] = (224, 224), # the input size the model is built for
                  in_chans: int = 3, # input channels
                  name: str = "lect", # registry name, used in messages
                 ):
         super().__init__()
-        self.cfg, self.num_classes, self.in_chans, self.img_size = cfg, num_classes, in_chans, tuple(img_size)
+        cfg = LeCTConfig() if cfg is None else cfg
+        self.cfg, self.num_classes, self.in_chans = cfg, num_classes, in_chans
+        self.img_size = tuple(img_size)
         self.model_name = name
         for f in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
             v = getattr(cfg, f)
@@ -147,15 +152,19 @@ class LeCT(ImageClassifier):
         n = len(cfg.embed_dims)
         total = math.prod(cfg.strides)
         if self.img_size[0] % total or self.img_size[1] % total or min(self.img_size) <= 0:
-            raise ValueError(f"{name}: image size {self.img_size[0]}x{self.img_size[1]} is not a multiple of the total "
-                             f"stride {total}; try {max(total, round(self.img_size[0] / total) * total)}")
+            raise ValueError(f"{name}: image size {self.img_size[0]}x{self.img_size[1]} is not a "
+                             f"multiple of the total stride {total}; "
+                             f"try {max(total, round(self.img_size[0] / total) * total)}")
         maps = stage_map_sizes(cfg, self.img_size)
-        if any(h == 0 or w == 0 for h, w in maps): raise ValueError(f"{name}: image size {img_size} is too small")
-        sr = tuple(cfg.sr_ratios) if cfg.sr_ratios is not None else derive_sr_ratios(maps, cfg.pooled_grid)
+        if any(h == 0 or w == 0 for h, w in maps):
+            raise ValueError(f"{name}: image size {img_size} is too small")
+        sr = (tuple(cfg.sr_ratios) if cfg.sr_ratios is not None
+              else derive_sr_ratios(maps, cfg.pooled_grid))
         for i, ((h, w), k) in enumerate(zip(maps, sr)):
             if h % k or w % k:
-                raise ValueError(f"{name}: stage {i + 1} map {h}x{w} (input {img_size[0]}x{img_size[1]}) is not "
-                                 f"divisible by its spatial-reduction ratio {k}; choose another img_size or sr_ratios")
+                raise ValueError(f"{name}: stage {i + 1} map {h}x{w} (input {img_size[0]}x"
+                                 f"{img_size[1]}) is not divisible by its spatial-reduction ratio "
+                                 f"{k}; choose another img_size or sr_ratios")
         self.sr_ratios, self.map_sizes = sr, maps
         strides = [math.prod(cfg.strides[:i + 1]) for i in range(n)]
         # every stage map must be whole and divisible by K: the input must be a multiple of this
@@ -166,30 +175,31 @@ class LeCT(ImageClassifier):
         for i in range(n):
             dim = cfg.embed_dims[i]
             embed = ConvPatchEmbed(c_in, dim, cfg.stem_kernel if i == 0 else 3, cfg.strides[i])
-            blocks = [LeCTBlock(dim, self._mixer(i, dim, sr[i], maps[i]), cfg.mlp_ratios[i], cfg.drop_rate,
-                                dpr[cur + j]) for j in range(cfg.depths[i])]
+            blocks = [LeCTBlock(dim, self._mixer(i, dim, sr[i], maps[i]), cfg.mlp_ratios[i],
+                                cfg.drop_rate, dpr[cur + j]) for j in range(cfg.depths[i])]
             stages.append(LeCTStage(embed, blocks, dim)); cur += cfg.depths[i]; c_in = dim
         self.stages = nn.ModuleList(stages)
         self.num_features = cfg.embed_dims[-1]
-        self.feature_info = [dict(num_chs=cfg.embed_dims[i], reduction=strides[i], module=f"stages.{i}")
-                             for i in range(n)]
+        self.feature_info = [dict(num_chs=cfg.embed_dims[i], reduction=strides[i],
+                                  module=f"stages.{i}") for i in range(n)]
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(init_transformer_weights)
 
     def _mixer(self, i, dim, k, hw):
         cfg = self.cfg
         if cfg.high_ratios is not None:
-            return FrequencyRampAttention(dim, cfg.num_heads[i], k, cfg.high_ratios[i], cfg.qkv_bias,
-                                          cfg.attn_drop_rate, cfg.drop_rate, cfg.attn_impl,
-                                          _per_stage(cfg.key_upsample, i))
+            return FrequencyRampAttention(dim, cfg.num_heads[i], k, cfg.high_ratios[i],
+                                          cfg.qkv_bias, cfg.attn_drop_rate, cfg.drop_rate,
+                                          cfg.attn_impl, _per_stage(cfg.key_upsample, i))
         return LocallyEnhancedAttention(
-            dim, cfg.num_heads[i], k, cfg.qkv_bias, cfg.attn_drop_rate, cfg.drop_rate, cfg.attn_impl, cfg.projection,
-            cfg.conv_skip, _per_stage(cfg.query_upsample, i), _per_stage(cfg.key_upsample, i),
-            cfg.pooling, (hw[0] // k, hw[1] // k), cfg.reduction)
+            dim, cfg.num_heads[i], k, cfg.qkv_bias, cfg.attn_drop_rate, cfg.drop_rate,
+            cfg.attn_impl, cfg.projection, cfg.conv_skip, _per_stage(cfg.query_upsample, i),
+            _per_stage(cfg.key_upsample, i), cfg.pooling, (hw[0] // k, hw[1] // k), cfg.reduction)
 
     def check_input(self, x):
-        "Raise a `ValueError` unless `x` has `in_chans` channels, sides a multiple of `input_multiple` (and the built size with `fixed_size`)."
-        check_image_input(x, self.in_chans, self.input_multiple, self.fixed_img_size, name=self.model_name)
+        "A `ValueError` unless `x` has `in_chans` channels, sides a multiple of `input_multiple`."
+        check_image_input(x, self.in_chans, self.input_multiple, self.fixed_img_size,
+                          name=self.model_name)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         "Last stage's normalised map `(B, C, H/16, W/16)`."
@@ -197,7 +207,7 @@ class LeCT(ImageClassifier):
         for stage in self.stages: x = stage(x)                          # (B, C_i, H_i, W_i)
         return x
 
-    # the trunk for `forward_intermediates` (see `ImageClassifier`): each stage gives one feature map
+    # the trunk for `forward_intermediates` (see `ImageClassifier`): one feature map per stage
     def embed_input(self, x):
         "Check the input (the stem is the first stage's patch embedding)."
         self.check_input(x); return x
@@ -205,7 +215,7 @@ class LeCT(ImageClassifier):
         "The three stages, map to map."
         return list(self.stages)
     def group_matcher(self, coarse: bool = False) -> dict:
-        "Stem: the first patch embedding; then every block (each embedding with the block after it)."
+        "Stem: the first patch embedding; then every block (each embedding with the next block)."
         return dict(stem=r"^stages\.0\.embed", blocks=r"^stages\.(\d+)" if coarse else [
             (r"^stages\.(\d+)\.embed", (0,)), (r"^stages\.(\d+)\.blocks\.(\d+)", None),
             (r"^stages\.(\d+)\.norm", (99999,))])
@@ -224,10 +234,11 @@ class LeCT(ImageClassifier):
 
     def attention_maps(self) -> dict[str, torch.Tensor]:
         "Last stored attention maps `(B, heads, n, N)` by module name."
-        return {n: m.last_attn for n, m in self.named_modules() if getattr(m, "last_attn", None) is not None}
+        return {n: m.last_attn for n, m in self.named_modules()
+                if getattr(m, "last_attn", None) is not None}
 
     def set_grad_checkpointing(self, enable: bool = True):
-        "Recompute each block's activations during backward instead of storing them (less memory, more time)."
+        "Recompute each block's activations in backward instead of storing them (less memory)."
         for s in self.stages: s.grad_checkpointing = enable
 
     def no_weight_decay(self) -> set:
@@ -248,7 +259,8 @@ def _builder(name):
     def build(num_classes=100, img_size=(224, 224), in_chans=3, **overrides):
         base = LECT_CONFIGS[name]
         unknown = set(overrides) - set(asdict(base))
-        if unknown: raise ValueError(f"{name}: unknown config field(s) {sorted(unknown)}; known: {sorted(asdict(base))}")
+        if unknown: raise ValueError(f"{name}: unknown config field(s) {sorted(unknown)}; "
+                                     f"known: {sorted(asdict(base))}")
         return LeCT(replace(base, **overrides), num_classes, img_size, in_chans, name=name)
     build.__doc__ = f"Build `{name}` (see `LECT_CONFIGS`)."
     return build
@@ -258,15 +270,18 @@ for _name in LECT_CONFIGS:
     register_model(_name, **_DEFAULT_CFGS.get(_name, {}))(_builder(_name))
 
 # %% ../nbs/05_lect.ipynb #2d8cb1d4
+def _blk(m): return f"stages.{int(m[1]) - 1}.blocks.{m[2]}"    # our block `m[2]` of stage `m[1]`
+
 _COMMON_RULES = [
     (r"patch_embed(\d)\.(proj|norm)\.", lambda m: f"stages.{int(m[1]) - 1}.embed.{m[2]}."),
-    (r"blocks(\d)\.(\d+)\.(norm1|norm2)\.", lambda m: f"stages.{int(m[1]) - 1}.blocks.{m[2]}.{m[3]}."),
-    (r"blocks(\d)\.(\d+)\.leatt\.proj_v\.", lambda m: f"stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.qkv.v_proj."),
+    (r"blocks(\d)\.(\d+)\.(norm1|norm2)\.", lambda m: f"{_blk(m)}.{m[3]}."),
+    (r"blocks(\d)\.(\d+)\.leatt\.proj_v\.", lambda m: f"{_blk(m)}.attn.qkv.v_proj."),
     (r"blocks(\d)\.(\d+)\.leatt\.conv([12])\.([01])\.",
-     lambda m: f"stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.qkv.{'q' if m[3] == '1' else 'k'}_conv.{'conv' if m[4] == '0' else 'bn'}."),
-    (r"blocks(\d)\.(\d+)\.leatt\.proj\.", lambda m: f"stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.proj."),
+     lambda m: f"{_blk(m)}.attn.qkv.{'q' if m[3] == '1' else 'k'}_conv."
+               f"{'conv' if m[4] == '0' else 'bn'}."),
+    (r"blocks(\d)\.(\d+)\.leatt\.proj\.", lambda m: f"{_blk(m)}.attn.proj."),
     (r"blocks(\d)\.(\d+)\.leff\.(conv1|conv2|conv3|bn1|bn2|bn3)\.",
-     lambda m: f"stages.{int(m[1]) - 1}.blocks.{m[2]}.ffn.{dict(conv1='pw1', conv2='dw', conv3='pw2').get(m[3], m[3])}."),
+     lambda m: f"{_blk(m)}.ffn.{dict(conv1='pw1', conv2='dw', conv3='pw2').get(m[3], m[3])}."),
     (r"norm(\d)\.", lambda m: f"stages.{int(m[1]) - 1}.norm."),
     (r"head\.", lambda m: "head."),
 ]
@@ -280,24 +295,28 @@ def _rename_authors_key(key: str, name: str) -> str | None:
     m = re.match(r"blocks(\d)\.(\d+)\.leatt\.v_upsample\.(\d+\.)(.*)", key)
     if m:
         sub = _UPSAMPLE_RULES[name].get(m[3])
-        return None if sub is None else f"stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.q_up.{sub}{m[4]}"
+        return None if sub is None else f"{_blk(m)}.attn.q_up.{sub}{m[4]}"
     for pat, fn in _COMMON_RULES:
         mm = re.match(pat, key)
         if mm: return fn(mm) + key[mm.end():]
     return None
 
 # %% ../nbs/05_lect.ipynb #d2ecce24
-AUTHORS_SR_RATIOS = (14, 7, 2)   # the authors' spatial-reduction ratios, the same at every image size
+AUTHORS_SR_RATIOS = (14, 7, 2)   # the authors' spatial-reduction ratios, the same at every size
 
-def convert_authors_state_dict(state_dict: dict, # a state dict saved by the authors' script (`model.state_dict()`)
-                               name: str = "lect", # our model it is for: "lect", "lect_v3" (or "lect_noskip")
+def convert_authors_state_dict(state_dict: dict, # the authors' script's `model.state_dict()`
+                               name: str = "lect", # our model: "lect", "lect_v3" (or "lect_noskip")
                                img_size: int | tuple = 224, # the input size it was trained at
                                in_chans: int = 3,
                               ) -> OrderedDict:
-    "Rename the authors' keys to ours and check every tensor; the result loads into `create_model(name, ...)` with `strict=True`."
-    if name not in _UPSAMPLE_RULES: raise ValueError(f"no authors' checkpoint layout for {name!r}; use one of {sorted(_UPSAMPLE_RULES)}")
-    state_dict = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}  # DataParallel prefix
-    if "head.weight" not in state_dict: raise ValueError("authors' state dict has no 'head.weight'; is it a LeCT checkpoint?")
+    "Rename the authors' keys to ours and check every tensor; loads into `name` with `strict=True`."
+    if name not in _UPSAMPLE_RULES:
+        raise ValueError(f"no authors' checkpoint layout for {name!r}; "
+                         f"use one of {sorted(_UPSAMPLE_RULES)}")
+    state_dict = {k[len("module."):] if k.startswith("module.") else k: v     # DataParallel prefix
+                  for k, v in state_dict.items()}
+    if "head.weight" not in state_dict:
+        raise ValueError("authors' state dict has no 'head.weight'; is it a LeCT checkpoint?")
     num_classes = state_dict["head.weight"].shape[0]
     ours = create_model(name, num_classes=num_classes, img_size=img_size, in_chans=in_chans,
                         sr_ratios=AUTHORS_SR_RATIOS).state_dict()
@@ -306,27 +325,33 @@ def convert_authors_state_dict(state_dict: dict, # a state dict saved by the aut
         new = _rename_authors_key(k, name)
         if new is None or new not in ours:
             raise ValueError(f"authors' key {k!r} has no place in {name!r} (mapped to {new!r})")
-        if new in out: raise ValueError(f"authors' key {k!r} maps to {new!r}, which is already filled")
+        if new in out:
+            raise ValueError(f"authors' key {k!r} maps to {new!r}, which is already filled")
         if tuple(v.shape) != tuple(ours[new].shape):
-            raise ValueError(f"authors' key {k!r}: shape {tuple(v.shape)} does not fit {new!r} {tuple(ours[new].shape)}")
+            raise ValueError(f"authors' key {k!r}: shape {tuple(v.shape)} does not fit {new!r} "
+                             f"{tuple(ours[new].shape)}")
         out[new] = v
     missing = [k for k in ours if k not in out]
-    if missing: raise ValueError(f"authors' state dict lacks {len(missing)} tensors needed by {name!r}, first: {missing[0]!r}")
+    if missing:
+        raise ValueError(f"authors' state dict lacks {len(missing)} tensors needed by {name!r}, "
+                         f"first: {missing[0]!r}")
     return out
 
-def load_authors_checkpoint(checkpoint: str | Path | dict, # a file saved by the authors' script, or its state dict
+# %% ../nbs/05_lect.ipynb #5b5f5a68
+def load_authors_checkpoint(checkpoint: str | Path | dict, # the authors' file, or its state dict
                             name: str = "lect", # "lect", "lect_v3" or "lect_noskip"
                             img_size: int | tuple = 224, # the input size it was trained at
                             in_chans: int = 3,
                            ) -> LeCT:
-    "Our `name` built with the authors' spatial-reduction ratios at `img_size`, with their checkpoint loaded."
+    "Our `name` built with the authors' spatial-reduction ratios at `img_size`, weights loaded."
     sd = checkpoint
     if not isinstance(sd, dict):
         sd = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if "head.weight" not in sd:                      # a training checkpoint holding the state dict
-            sd = next((v for k, v in sd.items() if k in ("state_dict", "model") and isinstance(v, dict)), sd)
+        if "head.weight" not in sd:                # a training checkpoint holding the state dict
+            sd = next((v for k, v in sd.items()
+                       if k in ("state_dict", "model") and isinstance(v, dict)), sd)
     converted = convert_authors_state_dict(sd, name, img_size, in_chans)
-    model = create_model(name, num_classes=converted["head.weight"].shape[0], img_size=img_size, in_chans=in_chans,
-                         sr_ratios=AUTHORS_SR_RATIOS)
+    model = create_model(name, num_classes=converted["head.weight"].shape[0], img_size=img_size,
+                         in_chans=in_chans, sr_ratios=AUTHORS_SR_RATIOS)
     model.load_state_dict(converted, strict=True)
     return model

@@ -40,14 +40,14 @@ class ConvPatchEmbed(nn.Module):
                 ):
         super().__init__()
         if kernel_size <= stride and kernel_size != 1:
-            raise ValueError(f"ConvPatchEmbed: kernel_size {kernel_size} must exceed stride {stride} "
-                             "for overlapping patches")
+            raise ValueError(f"ConvPatchEmbed: kernel_size {kernel_size} must exceed "
+                             f"stride {stride} for overlapping patches")
         self.stride = stride
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size, stride, kernel_size // 2)
         self.norm = nn.LayerNorm(embed_dim, eps=eps)
 
     def forward(self, x: torch.Tensor): # image or map, (B, C, H, W)
         "Returns normalised tokens `(B, N, D)` and their grid `(H', W')`."
-        x = self.proj(x)                                  # (B, D, H', W'), H' = ceil(H / stride)
+        x = self.proj(x)                           # (B, D, H', W'), H' = ceil(H / stride)
         hw = tuple(x.shape[-2:])
-        return self.norm(map_to_tokens(x)), hw            # LayerNorm over channels: tokens (B, H'W', D)
+        return self.norm(map_to_tokens(x)), hw     # LayerNorm over channels: tokens (B, H'W', D)

@@ -29,7 +29,7 @@ class DWConvBN(nn.Module):
 
 # %% ../nbs/02_projections.ipynb #088f03dd
 class SequentialConvProjection(nn.Module):
-    "LeCT's projections: `v = Linear(x)`, `t1 = BN(DW(v))`, `t2 = BN(DW(GELU(t1)))`, `skip = GELU(t2)`."
+    "LeCT's projections: `v = Linear(x)`, `t1 = BN(DW(v))`, `t2 = BN(DW(GELU(t1)))`, `GELU(t2)`."
     def __init__(self, dim: int, # in and out channels
                  kernel_size: int = 3, # depthwise kernel
                  qkv_bias: bool = False, # bias on the v Linear and the depthwise convs
@@ -46,10 +46,10 @@ class SequentialConvProjection(nn.Module):
     def forward(self, x: torch.Tensor, # tokens (B, N, C)
                 hw: tuple[int, int], # their grid
                ):
-        "Returns `v` tokens (B, N, C), full-res maps `t1` (for q), `t2` (for k), and the skip map (or None)."
+        "`v` tokens (B, N, C), full-res maps `t1` (for q), `t2` (for k), the skip map (or None)."
         v = self.v_proj(x)                                    # eq. 2: (B, N, C)
-        t1 = self.q_conv(tokens_to_map(v, hw))                # eq. 4: BN(DWConv(v)), (B, C, H, W)
-        t2 = self.k_conv(self.q_act(t1))                      # eq. 5: BN(DWConv(GELU(t1))), (B, C, H, W)
+        t1 = self.q_conv(tokens_to_map(v, hw))                # eq. 4: BN(DWConv(v)), maps
+        t2 = self.k_conv(self.q_act(t1))                      # eq. 5: BN(DWConv(GELU(t1))), maps
         skip = self.skip_act(t2) if self.conv_skip else None  # eq. 6: GELU(t2), (B, C, H, W)
         return v, t1, t2, skip
 
@@ -59,7 +59,7 @@ class ParallelConvProjection(nn.Module):
     def __init__(self, dim: int, # in and out channels
                  kernel_size: int = 3, # depthwise kernel
                  qkv_bias: bool = False, # bias on the v Linear and the depthwise convs
-                 conv_skip: bool = False, # if True, return `GELU(t2)` as a skip (a "skip only" ablation)
+                 conv_skip: bool = False, # return `GELU(t2)` as a skip (a "skip only" ablation)
                 ):
         super().__init__()
         self.conv_skip = conv_skip

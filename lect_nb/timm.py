@@ -25,7 +25,9 @@ def timm_entrypoint(name: str, # a name from `list_models()`
         model = create_model(name, pretrained=pretrained, **kwargs)
         target = getattr(model, "model", model)          # a `FeatureMaps` keeps the model inside
         for extra in (pretrained_cfg, pretrained_cfg_overlay):
-            if extra: target.pretrained_cfg = target.default_cfg = {**target.pretrained_cfg, **dict(extra)}
+            if extra:
+                cfg = {**target.pretrained_cfg, **dict(extra)}
+                target.pretrained_cfg = target.default_cfg = cfg
         model.pretrained_cfg = model.default_cfg = target.pretrained_cfg
         return model
     build.__name__ = build.__qualname__ = timm_name or name
@@ -33,7 +35,8 @@ def timm_entrypoint(name: str, # a name from `list_models()`
     build.__doc__ = f"lect_nb's `{name}` (see `lect_nb.core.create_model`)."
     return build
 
-def register_timm_models(pattern: str = "*", # which of our models (shell-style, as in `list_models`)
+# %% ../nbs/05b_timm.ipynb #31621113
+def register_timm_models(pattern: str = "*", # which of our models (shell-style, as `list_models`)
                          prefix: str = "", # put before each name in timm's registry, e.g. "lectnb_"
                         ) -> list[str]:
     "Add our models to timm's registry (idempotent); the names they have there."
@@ -47,12 +50,12 @@ def register_timm_models(pattern: str = "*", # which of our models (shell-style,
         tname = prefix + name
         known = _model_entrypoints.get(tname)
         if known is not None and getattr(known, "__module__", None) != __name__:
-            raise ValueError(f"timm already has a model named {tname!r}; register ours with a prefix, "
-                             f"e.g. register_timm_models(prefix='lectnb_')")
+            raise ValueError(f"timm already has a model named {tname!r}; register ours with a "
+                             f"prefix, e.g. register_timm_models(prefix='lectnb_')")
         if known is None:
             fn = timm_entrypoint(name, tname)
             setattr(module, tname, fn)                    # timm lists it in this module's __all__
             timm_register_model(fn)
         names.append(tname)
-    register_notrace_module(LeCTStage)                    # timm's torch.fx feature extraction: one call
+    register_notrace_module(LeCTStage)             # timm's torch.fx feature extraction: one call
     return names
