@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import ImageClassifier, register_model, check_image_input, DropPath
-from .baselines import GradCheckpointing, build_family
+from .core import register_model, DropPath
+from .baselines import StagedCNN, build_family
 from .resnet import conv_stem
 
 # %% auto #0
@@ -158,7 +158,7 @@ class AlterNetConfig:
     drop_rate: float = 0. # dropout before the classifier
     _small = dict(stem_kernel=3, stem_stride=1, stem_pool=False, window=4)
 
-class AlterNet(GradCheckpointing, ImageClassifier):
+class AlterNet(StagedCNN):
     "Pre-activation ResNet whose last block in the attention stages is a windowed MSA block."
     first_conv = "stem.0"
     def __init__(self, cfg: AlterNetConfig, # the architecture
@@ -188,24 +188,6 @@ class AlterNet(GradCheckpointing, ImageClassifier):
         self.total_stride, self.num_features = stride, cin
         self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
-
-    def embed_input(self, x):
-        "Check the input, then the stem: map (B, C_0, H/s, W/s)."
-        check_image_input(x, self.in_chans, self.total_stride, name=self.model_name)
-        return self.stem(x)
-
-    def trunk_steps(self):
-        "One step per stage, map to map (B, C_i, H/r_i, W/r_i); `forward_features` ends on the last."
-        return [lambda x, s=s: self.run_stage(s, x) for s in self.stages]
-
-    def group_matcher(self, coarse: bool = False) -> dict:
-        "Stem, then one group per block (per stage if `coarse`)."
-        return dict(stem=r"^stem", blocks=r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)")
-
-    def forward_head(self, x, pre_logits: bool = False):
-        "GAP of the map, dropout -> (B, C); the logits (B, num_classes) unless `pre_logits`."
-        x = self.head_drop(self.pool(x))
-        return x if pre_logits else self.head(x)
 
     def no_weight_decay(self) -> set[str]:
         "Names of the relative position bias tables, exempt from weight decay."

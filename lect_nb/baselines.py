@@ -12,11 +12,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
-from .core import DropPath, tokens_to_map, map_to_tokens
+from .core import (ImageClassifier, check_image_input, DropPath, tokens_to_map,
+                          map_to_tokens)
 
 # %% auto #0
 __all__ = ['SMALL_IMAGE_MAX', 'is_small_image', 'build_config', 'check_build_size', 'build_family', 'keep_bn_stats',
-           'GradCheckpointing', 'Attention', 'Mlp', 'TransformerBlock', 'resize_pos_embed', 'evenly_spaced']
+           'GradCheckpointing', 'StagedTrunk', 'StagedCNN', 'Attention', 'Mlp', 'TransformerBlock', 'resize_pos_embed',
+           'evenly_spaced']
 
 # %% ../nbs/06_baselines.ipynb #1ec133be
 SMALL_IMAGE_MAX = 64  # images with both sides <= this use a family's CIFAR-native ("small") settings
@@ -94,6 +96,37 @@ class GradCheckpointing:
         "Run the blocks of `stage` (a sequence of map-to-map blocks) on `x` with `run_block`."
         for blk in stage: x = self.run_block(blk, x)
         return x
+
+# %% ../nbs/06_baselines.ipynb #fe1515c3
+class StagedTrunk(GradCheckpointing, ImageClassifier):
+    "A trunk of numbered `stages` after a `stem`, or after per-stage openers (entry 0: the stem)."
+    stage_openers: tuple = () # module lists whose entry i opens stage i; (): a separate `stem`
+
+    def embed_input(self, x):
+        "Check the input, then the `stem` (none if the stages have openers): the first map."
+        check_image_input(x, self.in_chans, self.total_stride, name=self.model_name)
+        return x if self.stage_openers else self.stem(x)
+
+    def trunk_steps(self):
+        "One step per stage, map to map (B, C_i, H/r_i, W/r_i); the last gives `forward_features`."
+        return [lambda x, s=s: self.run_stage(s, x) for s in self.stages]
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        "Stem, then one group per block (per stage if `coarse`); an opener joins its first block."
+        blocks = r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)"
+        if not self.stage_openers: return dict(stem=r"^stem", blocks=blocks)
+        alt = "|".join(self.stage_openers)
+        opener = alt if len(self.stage_openers) == 1 else f"(?:{alt})"
+        if coarse: return dict(stem=rf"^{opener}\.0\.", blocks=rf"^(?:{alt}|stages)\.(\d+)")
+        return dict(stem=rf"^{opener}\.0\.", blocks=[(rf"^{opener}\.(\d+)", (0,)), (blocks, None)])
+
+# %% ../nbs/06_baselines.ipynb #839818da
+class StagedCNN(StagedTrunk):
+    "A `StagedTrunk` whose head is `pool`, dropout `head_drop`, then the classifier `head`."
+    def forward_head(self, x, pre_logits: bool = False):
+        "Pool the map, dropout -> (B, C); the logits (B, num_classes) unless `pre_logits`."
+        x = self.head_drop(self.pool(x))
+        return x if pre_logits else self.head(x)
 
 # %% ../nbs/06_baselines.ipynb #e8534469
 class Attention(nn.Module):

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import ImageClassifier, register_model, check_image_input, DropPath
-from .baselines import GradCheckpointing, build_family
+from .core import register_model, DropPath
+from .baselines import StagedCNN, build_family
 
 # %% auto #0
 __all__ = ['LayerNorm2d', 'ConvNeXtConfig', 'ConvNeXtBlock', 'ConvNeXt', 'convnext']
@@ -56,9 +56,10 @@ class ConvNeXtBlock(nn.Module):
         y = self.pwconv2(self.act(self.pwconv1(self.norm(y)))) * self.gamma
         return x + self.drop_path(y.permute(0, 3, 1, 2))
 
-class ConvNeXt(GradCheckpointing, ImageClassifier):
+class ConvNeXt(StagedCNN):
     "ConvNeXt: patchify stem, LN + 2x2/2 downsampling, inverted-bottleneck depthwise blocks."
     first_conv = "downsample.0.0"
+    stage_openers = ("downsample",) # stage i opens with downsample[i]; downsample[0] is the stem
     def __init__(self, cfg: ConvNeXtConfig, # the architecture
                  num_classes: int = 100, # classifier outputs
                  in_chans: int = 3, # input channels
@@ -89,30 +90,13 @@ class ConvNeXt(GradCheckpointing, ImageClassifier):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.trunc_normal_(m.weight, std=.02); nn.init.zeros_(m.bias)
 
-    def embed_input(self, x):
-        "Check the input (the stem is the first downsampling layer)."
-        check_image_input(x, self.in_chans, self.total_stride, name=self.model_name)
-        return x
-
     def trunk_steps(self):
         "One step per stage: its downsampling layer, then its blocks -> (B, C_i, H/r_i, W/r_i)."
         return [lambda x, d=d, s=s: self.run_stage(s, d(x)) for d, s in zip(self.downsample, self.stages)]
 
-    def group_matcher(self, coarse: bool = False) -> dict:
-        "Stem, then one group per block (per stage if `coarse`); a downsampling layer joins the block after it."
-        return dict(stem=r"^downsample\.0\.", blocks=r"^(?:downsample|stages)\.(\d+)" if coarse else [
-            (r"^downsample\.(\d+)", (0,)), (r"^stages\.(\d+)\.(\d+)", None)])
-
     def pool(self, x):
         "GAP of a map (B, C, H, W), then LayerNorm -> (B, C); the map itself if `global_pool` is ''."
         return self.norm(x.mean((2, 3))) if self.global_pool else x
-    def forward_head(self, x, pre_logits: bool = False):
-        "Pool (GAP + LayerNorm), dropout -> (B, C); the logits (B, num_classes) unless `pre_logits`."
-        x = self.head_drop(self.pool(x))
-        return x if pre_logits else self.head(x)
-    def no_weight_decay(self) -> set[str]:
-        "Names of parameters exempt from weight decay: none."
-        return set()
 
 @register_model("convnext")
 def convnext(num_classes, img_size, in_chans, **overrides):

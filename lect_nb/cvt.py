@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import (ImageClassifier, register_model, check_image_input, tokens_to_map, map_to_tokens,
-                          DropPath, init_transformer_weights)
-from .baselines import GradCheckpointing, build_family, Mlp
+from .core import (register_model, tokens_to_map, map_to_tokens, DropPath,
+                          init_transformer_weights)
+from .baselines import StagedTrunk, build_family, Mlp
 
 # %% auto #0
 __all__ = ['dw_conv_bn', 'ConvProjectionAttention', 'CvTBlock', 'CvTConfig', 'CvT', 'cvt']
@@ -78,9 +78,10 @@ class CvTConfig:
     drop_path_rate: float = 0.1 # stochastic depth, linear over blocks
     _small = dict(embed_kernels=(3, 3, 3), embed_strides=(2, 2, 2))
 
-class CvT(GradCheckpointing, ImageClassifier):
+class CvT(StagedTrunk):
     "Convolutional vision Transformer: conv token embedding per stage + conv-projection attention, GAP head."
     first_conv, output_fmt = "embeds.0", "NLC" # forward_features gives tokens (B, N, C)
+    stage_openers = ("embeds", "embed_norms") # stage i opens with its token embedding; 0: the stem
     def __init__(self, cfg: CvTConfig, # the architecture
                  num_classes: int = 100, # classifier outputs
                  in_chans: int = 3, # input channels
@@ -110,25 +111,13 @@ class CvT(GradCheckpointing, ImageClassifier):
         for blk in self.stages[i]: t = self.run_block(blk, t, hw)
         return tokens_to_map(t, hw)
 
-    # the trunk (see `ImageClassifier`): one map-to-map step per stage
-    def embed_input(self, x):
-        "Check the input (the stem is the first token embedding)."
-        check_image_input(x, self.in_chans, self.total_stride, name=self.model_name)
-        return x
+    # the trunk (see `StagedTrunk`): one map-to-map step per stage
     def trunk_steps(self):
         "One step per stage (`run_cvt_stage`)."
         return [lambda x, i=i: self.run_cvt_stage(i, x) for i in range(len(self.stages))]
     def finish_features(self, x):
         "The last stage's tokens (B, N, C) after the final LayerNorm."
         return self.norm(map_to_tokens(x))
-
-    def group_matcher(self, coarse: bool = False) -> dict:
-        "Stem: the first token embedding; then one group per block (per stage if `coarse`)."
-        return dict(stem=r"^(?:embeds|embed_norms)\.0\.", blocks=r"^(?:embeds|embed_norms|stages)\.(\d+)" if coarse else [
-            (r"^(?:embeds|embed_norms)\.(\d+)", (0,)), (r"^stages\.(\d+)\.(\d+)", None)])
-    def no_weight_decay(self) -> set[str]:
-        "Names of parameters exempt from weight decay: none."
-        return set()
 
 @register_model("cvt")
 def cvt(num_classes, img_size, in_chans, **overrides):

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 import torch
 from torch import nn
-from .core import ImageClassifier, register_model, check_image_input, DropPath
-from .baselines import GradCheckpointing, build_family
+from .core import register_model, DropPath
+from .baselines import StagedCNN, build_family
 
 # %% auto #0
 __all__ = ['ResNetConfig', 'BasicBlock', 'conv_stem', 'ResNet', 'resnet']
@@ -57,7 +57,7 @@ def conv_stem(in_chans, width, kernel, stride, pool):
     return nn.Sequential(*layers)
 
 # %% ../nbs/06a_resnet.ipynb #12274794
-class ResNet(GradCheckpointing, ImageClassifier):
+class ResNet(StagedCNN):
     "ResNet with BasicBlocks (the report's 1.2M CNN baseline)."
     first_conv = "stem.0"
     def __init__(self, cfg: ResNetConfig, # the architecture
@@ -87,28 +87,6 @@ class ResNet(GradCheckpointing, ImageClassifier):
         self.head = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
         for m in self.modules():
             if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def embed_input(self, x):
-        "Check the input, then the stem: map (B, C_0, H/s, W/s)."
-        check_image_input(x, self.in_chans, self.total_stride, name=self.model_name)
-        return self.stem(x)
-
-    def trunk_steps(self):
-        "One step per stage, map to map (B, C_i, H/r_i, W/r_i); `forward_features` ends on the last."
-        return [lambda x, s=s: self.run_stage(s, x) for s in self.stages]
-
-    def group_matcher(self, coarse: bool = False) -> dict:
-        "Stem, then one group per block (per stage if `coarse`)."
-        return dict(stem=r"^stem", blocks=r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)")
-
-    def forward_head(self, x, pre_logits: bool = False):
-        "GAP of the map, dropout -> (B, C); the logits (B, num_classes) unless `pre_logits`."
-        x = self.head_drop(self.pool(x))
-        return x if pre_logits else self.head(x)
-
-    def no_weight_decay(self) -> set[str]:
-        "Names of parameters exempt from weight decay: none."
-        return set()
 
 @register_model("resnet")
 def resnet(num_classes, img_size, in_chans, **overrides):
