@@ -29,6 +29,7 @@ class ResNetConfig:
     drop_path_rate: float = 0. # stochastic depth, linear over the blocks (0 in the report)
     _small = dict(stem_kernel=3, stem_stride=1, stem_pool=False)
 
+# %% ../nbs/06a_resnet.ipynb #e6b42575
 class BasicBlock(nn.Module):
     "conv3x3-BN-ReLU-conv3x3-BN (drop path), plus a (projected) shortcut, then ReLU."
     def __init__(self, cin: int, cout: int, stride: int = 1, drop_path: float = 0.):
@@ -44,11 +45,13 @@ class BasicBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x):
-        "Map (B, cin, H, W) -> (B, cout, H/s, W/s): conv-BN-ReLU-conv-BN plus the shortcut, then ReLU."
+        """Map (B, cin, H, W) -> (B, cout, H/s, W/s):
+        conv-BN-ReLU-conv-BN plus the shortcut, then ReLU."""
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(self.drop_path(out) + self.downsample(x))
 
+# %% ../nbs/06a_resnet.ipynb #2202424a
 def conv_stem(in_chans, width, kernel, stride, pool):
     "conv-BN-ReLU stem, optionally followed by a 3x3/2 max pool."
     layers = [nn.Conv2d(in_chans, width, kernel, stride, kernel // 2, bias=False),
@@ -63,13 +66,15 @@ class ResNet(StagedCNN):
     def __init__(self, cfg: ResNetConfig, # the architecture
                  num_classes: int = 100, # classifier outputs
                  in_chans: int = 3, # input channels
-                 block: type = BasicBlock, # `block(cin, cout, stride, drop_path)`; LESA swaps it late
-                 stage_blocks: tuple | None = None, # optional per-stage block classes overriding `block`
+                 block: type = BasicBlock, # `block(cin, cout, stride, drop_path)` (LESA swaps it)
+                 stage_blocks: tuple | None = None, # per-stage block classes overriding `block`
                  name: str = "resnet", # registry name, used in error messages
                 ):
         super().__init__()
-        self.cfg, self.num_classes, self.in_chans, self.model_name = cfg, num_classes, in_chans, name
-        self.stem = conv_stem(in_chans, cfg.stem_width, cfg.stem_kernel, cfg.stem_stride, cfg.stem_pool)
+        self.cfg, self.num_classes, self.in_chans = cfg, num_classes, in_chans
+        self.model_name = name
+        self.stem = conv_stem(in_chans, cfg.stem_width, cfg.stem_kernel, cfg.stem_stride,
+                              cfg.stem_pool)
         stride = cfg.stem_stride * (2 if cfg.stem_pool else 1)
         stages, cin, self.feature_info = [], cfg.stem_width, []
         dpr = iter(torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist())
@@ -77,8 +82,8 @@ class ResNet(StagedCNN):
             s = 1 if i == 0 else 2
             stride *= s
             blk = stage_blocks[i] if stage_blocks is not None else block
-            stages.append(nn.Sequential(*[blk(cin if j == 0 else w, w, s if j == 0 else 1, next(dpr))
-                                          for j in range(d)]))
+            stages.append(nn.Sequential(*[
+                blk(cin if j == 0 else w, w, s if j == 0 else 1, next(dpr)) for j in range(d)]))
             cin = w
             self.feature_info.append(dict(num_chs=w, reduction=stride, module=f"stages.{i}"))
         self.stages = nn.ModuleList(stages)
@@ -86,9 +91,12 @@ class ResNet(StagedCNN):
         self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
         for m in self.modules():
-            if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+# %% ../nbs/06a_resnet.ipynb #9508ea4d
 @register_model("resnet")
 def resnet(num_classes, img_size, in_chans, **overrides):
-    "The report's ResNet: BasicBlocks [2,2,2,2], widths 32/64/96/144 (1.2M parameters); no drop path by default."
+    """The report's ResNet: BasicBlocks [2,2,2,2],
+    widths 32/64/96/144 (1.2M parameters); no drop path by default."""
     return build_family("resnet", ResNetConfig, ResNet, num_classes, img_size, in_chans, overrides)
