@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import ImageClassifier, register_model, check_image_input, DropPath
-from .baselines import GradCheckpointing, build_family
+from .core import register_model, DropPath
+from .baselines import StagedCNN, build_family
 from .resnet import conv_stem
 
 # %% auto #0
@@ -24,9 +24,11 @@ def window_partition(x: torch.Tensor, # (B, C, H, W), H and W multiples of the w
                     ) -> torch.Tensor: # (B * nW, wh*ww, C)
     "Cut a map into non-overlapping windows of tokens."
     B, C, H, W = x.shape
-    x = x.reshape(B, C, H // ws[0], ws[0], W // ws[1], ws[1]).permute(0, 2, 4, 3, 5, 1)  # (B, nh, nw, wh, ww, C)
+    # (B, nh, nw, wh, ww, C)
+    x = x.reshape(B, C, H // ws[0], ws[0], W // ws[1], ws[1]).permute(0, 2, 4, 3, 5, 1)
     return x.reshape(-1, ws[0] * ws[1], C)
 
+# %% ../nbs/06e_alternet.ipynb #a160e8dc
 def window_merge(x: torch.Tensor, # (B * nW, wh*ww, C)
                  ws: tuple[int, int], # window (wh, ww)
                  hw: tuple[int, int], # (H, W) of the padded map
@@ -37,17 +39,22 @@ def window_merge(x: torch.Tensor, # (B * nW, wh*ww, C)
     x = x.reshape(-1, H // ws[0], W // ws[1], ws[0], ws[1], C).permute(0, 5, 1, 3, 2, 4)
     return x.reshape(-1, C, H, W)
 
+# %% ../nbs/06e_alternet.ipynb #5d342802
 def relative_position_index(ws: tuple[int, int]) -> torch.Tensor:
     "Index `(N, N)` into a flattened `(2wh-1) x (2ww-1)` table for every pair of window positions."
-    coords = torch.stack(torch.meshgrid(torch.arange(ws[0]), torch.arange(ws[1]), indexing="ij")).flatten(1)  # (2, N)
-    rel = coords[:, :, None] - coords[:, None, :] + torch.tensor([ws[0] - 1, ws[1] - 1])[:, None, None]
+    grid = torch.meshgrid(torch.arange(ws[0]), torch.arange(ws[1]), indexing="ij")
+    coords = torch.stack(grid).flatten(1)                                    # (2, N)
+    shift = torch.tensor([ws[0] - 1, ws[1] - 1])[:, None, None]
+    rel = coords[:, :, None] - coords[:, None, :] + shift
     return rel[0] * (2 * ws[1] - 1) + rel[1]
 
+# %% ../nbs/06e_alternet.ipynb #f591bf81
 def mask_padded_keys(bias: torch.Tensor, # relative position bias (1, 1, N, N), N = wh*ww
                      x: torch.Tensor, # the map (B, C, H, W) before padding to whole windows
                      ws: tuple[int, int], # window (wh, ww)
                     ) -> torch.Tensor: # `bias`, or (B*nW, 1, N, N) with -inf on padded keys
-    "Add -inf to the attention bias of the keys that padding to whole windows created (none: `bias` unchanged)."
+    """Add -inf to the attention bias of the keys that padding to whole windows created (none:
+    `bias` unchanged)."""
     B, _, H, W = x.shape
     ph, pw = (-H) % ws[0], (-W) % ws[1]
     if not (ph or pw): return bias
@@ -57,10 +64,13 @@ def mask_padded_keys(bias: torch.Tensor, # relative position bias (1, 1, N, N), 
     bias = bias.unsqueeze(1) + (1 - valid) * torch.finfo(x.dtype).min        # (1, nW, 1, N, N)
     return bias.expand(B, -1, -1, -1, -1).reshape(-1, 1, N, N)               # (B*nW, 1, N, N)
 
-torch.fx.wrap("mask_padded_keys")   # torch.fx keeps it as one call: its size test runs on real shapes
+# torch.fx keeps it as one call: its size test runs on real shapes
+torch.fx.wrap("mask_padded_keys")
 
+# %% ../nbs/06e_alternet.ipynb #c7538d4f
 class WindowAttention(nn.Module):
-    "Multi-head self-attention inside non-overlapping windows of a map, with a relative position bias."
+    """Multi-head self-attention inside non-overlapping windows of a map,
+    with a relative position bias."""
     def __init__(self, dim: int, # input/output channels
                  heads: int, # attention heads
                  head_dim: int = 64, # channels per head
@@ -68,24 +78,29 @@ class WindowAttention(nn.Module):
                  attn_drop: float = 0., # dropout on attention weights
                 ):
         super().__init__()
-        self.heads, self.head_dim, self.ws, self.attn_drop = heads, head_dim, (window, window), attn_drop
+        self.heads, self.head_dim = heads, head_dim
+        self.ws, self.attn_drop = (window, window), attn_drop
         inner = heads * head_dim
         self.to_qkv = nn.Conv2d(dim, 3 * inner, 1, bias=False)
         self.to_out = nn.Conv2d(inner, dim, 1)
-        self.rel_pos_table = nn.Parameter(torch.randn((2 * window - 1) ** 2) * .02)   # shared by the heads
+        # shared by the heads
+        self.rel_pos_table = nn.Parameter(torch.randn((2 * window - 1) ** 2) * .02)
         self.register_buffer("rel_index", relative_position_index(self.ws), persistent=False)
 
     def forward(self, x):                                             # (B, C, H, W)
-        "Map (B, C, H, W) -> (B, C, H, W): MSA inside each window (map padded to whole windows, padded keys masked) with the shared relative position bias."
+        """Map (B, C, H, W) -> (B, C, H, W): MSA inside each window (map padded to whole windows,
+        padded keys masked) with the shared relative position bias."""
         B, _, H, W = x.shape
         wh, ww = self.ws
         ph, pw = (-H) % wh, (-W) % ww
         qkv = F.pad(self.to_qkv(x), (0, pw, 0, ph))                   # pad to whole windows
         Hp, Wp = H + ph, W + pw
         t = window_partition(qkv, self.ws)                            # (B*nW, N, 3*inner)
-        q, k, v = t.reshape(t.shape[0], -1, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B*nW, h, N, d)
+        # (B*nW, h, N, d)
+        q, k, v = t.reshape(t.shape[0], -1, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         N = wh * ww
-        bias = self.rel_pos_table[self.rel_index].reshape(1, 1, N, N)  # (1, 1, N, N), same for every head
+        # (1, 1, N, N), same for every head
+        bias = self.rel_pos_table[self.rel_index].reshape(1, 1, N, N)
         bias = mask_padded_keys(bias, x, self.ws)                     # padded keys get -inf
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
                                            dropout_p=self.attn_drop if self.training else 0.)
@@ -98,17 +113,20 @@ class WindowAttention(nn.Module):
         q, k, v = self.to_qkv(x).chunk(3, 1)                          # (B, inner, H, W) each
         out = torch.zeros_like(q)
         wh, ww = self.ws
-        idx = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij"), -1)  # window coords
+        # window coords
+        idx = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij"), -1)
         for i0 in range(0, H, wh):
             for j0 in range(0, W, ww):
                 qs = q[:, :, i0:i0 + wh, j0:j0 + ww]; hq, wq = qs.shape[-2:]
                 ks, vs = k[:, :, i0:i0 + wh, j0:j0 + ww], v[:, :, i0:i0 + wh, j0:j0 + ww]
-                split = lambda t: t.reshape(B, self.heads, self.head_dim, -1).transpose(-1, -2)  # (B, h, n, d)
+                # (B, h, n, d)
+                split = lambda t: t.reshape(B, self.heads, self.head_dim, -1).transpose(-1, -2)
                 c = idx[:hq, :wq].reshape(-1, 2)
                 rel = (c[:, None] - c[None] + torch.tensor([wh - 1, ww - 1]))
                 bias = self.rel_pos_table[rel[..., 0] * (2 * ww - 1) + rel[..., 1]]
-                a = (split(qs) @ split(ks).transpose(-1, -2) * self.head_dim ** -0.5 + bias).softmax(-1)
-                out[:, :, i0:i0 + hq, j0:j0 + wq] = (a @ split(vs)).transpose(-1, -2).reshape(B, -1, hq, wq)
+                logits = split(qs) @ split(ks).transpose(-1, -2) * self.head_dim ** -0.5 + bias
+                o = logits.softmax(-1) @ split(vs)
+                out[:, :, i0:i0 + hq, j0:j0 + wq] = o.transpose(-1, -2).reshape(B, -1, hq, wq)
         return self.to_out(out)
 
 # %% ../nbs/06e_alternet.ipynb #026a7d06
@@ -119,19 +137,24 @@ class PreActBlock(nn.Module):
         self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.relu = nn.ReLU()
-        self.shortcut = nn.Conv2d(cin, cout, 1, stride, bias=False) if stride != 1 or cin != cout else None
+        self.shortcut = (nn.Conv2d(cin, cout, 1, stride, bias=False) if stride != 1 or cin != cout
+                         else None)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x):
-        "Map (B, cin, H, W) -> (B, cout, H/s, W/s): BN-ReLU-conv-BN-ReLU-conv (drop path) + shortcut."
+        """Map (B, cin, H, W) -> (B, cout, H/s, W/s):
+        BN-ReLU-conv-BN-ReLU-conv (drop path) + shortcut."""
         out = self.relu(self.bn1(x))
-        skip = self.shortcut(out) if self.shortcut is not None else x  # projection sees the activated input
+        # projection sees the activated input
+        skip = self.shortcut(out) if self.shortcut is not None else x
         out = self.conv2(self.relu(self.bn2(self.conv1(out))))
         return skip + self.drop_path(out)
 
+# %% ../nbs/06e_alternet.ipynb #6d4604cf
 class AttentionBlock(nn.Module):
     "AlterNet's MSA block: BN-ReLU-1x1 conv-BN-windowed MSA, residual; no MLP."
-    def __init__(self, dim: int, heads: int, head_dim: int = 64, window: int = 7, drop_path: float = 0.):
+    def __init__(self, dim: int, heads: int, head_dim: int = 64, window: int = 7,
+                 drop_path: float = 0.):
         super().__init__()
         self.norm1, self.relu = nn.BatchNorm2d(dim), nn.ReLU()
         self.conv = nn.Conv2d(dim, dim, 1)
@@ -140,9 +163,11 @@ class AttentionBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x):
-        "Map (B, C, H, W) -> (B, C, H, W): `x + drop_path(WindowAttention(BN(conv1x1(ReLU(BN(x))))))`."
+        """Map (B, C, H, W) -> (B, C, H, W):
+        `x + drop_path(WindowAttention(BN(conv1x1(ReLU(BN(x))))))`."""
         return x + self.drop_path(self.attn(self.norm2(self.conv(self.relu(self.norm1(x))))))
 
+# %% ../nbs/06e_alternet.ipynb #4a0bbfe0
 @dataclass
 class AlterNetConfig:
     "alter-ResNet-18; `_small` is the CIFAR stem (3x3/1, no pool) with window 4."
@@ -158,7 +183,8 @@ class AlterNetConfig:
     drop_rate: float = 0. # dropout before the classifier
     _small = dict(stem_kernel=3, stem_stride=1, stem_pool=False, window=4)
 
-class AlterNet(GradCheckpointing, ImageClassifier):
+# %% ../nbs/06e_alternet.ipynb #c66aee6c
+class AlterNet(StagedCNN):
     "Pre-activation ResNet whose last block in the attention stages is a windowed MSA block."
     first_conv = "stem.0"
     def __init__(self, cfg: AlterNetConfig, # the architecture
@@ -167,7 +193,8 @@ class AlterNet(GradCheckpointing, ImageClassifier):
                  name: str = "alternet", # registry name, used in error messages
                 ):
         super().__init__()
-        self.cfg, self.num_classes, self.in_chans, self.model_name = cfg, num_classes, in_chans, name
+        self.cfg, self.num_classes, self.in_chans = cfg, num_classes, in_chans
+        self.model_name = name
         w0 = cfg.widths[0]
         self.stem = conv_stem(in_chans, w0, cfg.stem_kernel, cfg.stem_stride, cfg.stem_pool)
         stride = cfg.stem_stride * (2 if cfg.stem_pool else 1)
@@ -181,7 +208,8 @@ class AlterNet(GradCheckpointing, ImageClassifier):
                 if h and j == d - 1:
                     blocks.append(AttentionBlock(w, h, cfg.head_dim, cfg.window, next(dpr)))
                 else:
-                    blocks.append(PreActBlock(cin if j == 0 else w, w, s if j == 0 else 1, next(dpr)))
+                    blocks.append(PreActBlock(cin if j == 0 else w, w, s if j == 0 else 1,
+                                              next(dpr)))
             self.stages.append(nn.Sequential(*blocks))
             cin = w
             self.feature_info.append(dict(num_chs=w, reduction=stride, module=f"stages.{i}"))
@@ -189,29 +217,14 @@ class AlterNet(GradCheckpointing, ImageClassifier):
         self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
 
-    def embed_input(self, x):
-        "Check the input, then the stem: map (B, C_0, H/s, W/s)."
-        check_image_input(x, self.in_chans, self.total_stride, name=self.model_name)
-        return self.stem(x)
-
-    def trunk_steps(self):
-        "One step per stage, map to map (B, C_i, H/r_i, W/r_i); `forward_features` ends on the last."
-        return [lambda x, s=s: self.run_stage(s, x) for s in self.stages]
-
-    def group_matcher(self, coarse: bool = False) -> dict:
-        "Stem, then one group per block (per stage if `coarse`)."
-        return dict(stem=r"^stem", blocks=r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)")
-
-    def forward_head(self, x, pre_logits: bool = False):
-        "GAP of the map, dropout -> (B, C); the logits (B, num_classes) unless `pre_logits`."
-        x = self.head_drop(self.pool(x))
-        return x if pre_logits else self.head(x)
-
     def no_weight_decay(self) -> set[str]:
         "Names of the relative position bias tables, exempt from weight decay."
         return {n for n, _ in self.named_parameters() if n.endswith("rel_pos_table")}
 
+# %% ../nbs/06e_alternet.ipynb #35cb9eb0
 @register_model("alternet")
 def alternet(num_classes, img_size, in_chans, **overrides):
-    "alter-ResNet-18 (9,507,103 parameters): pre-activation ResNet-18 with windowed MSA closing stages 2-4."
-    return build_family("alternet", AlterNetConfig, AlterNet, num_classes, img_size, in_chans, overrides)
+    """alter-ResNet-18 (9,507,103 parameters):
+    pre-activation ResNet-18 with windowed MSA closing stages 2-4."""
+    return build_family("alternet", AlterNetConfig, AlterNet, num_classes, img_size, in_chans,
+                        overrides)

@@ -12,20 +12,24 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
-from .core import DropPath, tokens_to_map, map_to_tokens
+from .core import (ImageClassifier, check_image_input, DropPath, tokens_to_map,
+                          map_to_tokens)
 
 # %% auto #0
 __all__ = ['SMALL_IMAGE_MAX', 'is_small_image', 'build_config', 'check_build_size', 'build_family', 'keep_bn_stats',
-           'GradCheckpointing', 'Attention', 'Mlp', 'TransformerBlock', 'resize_pos_embed', 'evenly_spaced']
+           'GradCheckpointing', 'StagedTrunk', 'StagedCNN', 'Attention', 'Mlp', 'TransformerBlock', 'resize_pos_embed',
+           'evenly_spaced']
 
 # %% ../nbs/06_baselines.ipynb #1ec133be
-SMALL_IMAGE_MAX = 64  # images with both sides <= this use a family's CIFAR-native ("small") settings
+# images with both sides <= this use a family's CIFAR-native ("small") settings
+SMALL_IMAGE_MAX = 64
 
 def is_small_image(img_size: tuple[int, int], # (H, W) the model is built for
                   ) -> bool:
     "True when `img_size` calls for the CIFAR-native settings of a family."
     return max(img_size) <= SMALL_IMAGE_MAX
 
+# %% ../nbs/06_baselines.ipynb #a11464c6
 def build_config(cfg_cls: type, # a config dataclass with a `_small` dict of CIFAR-native changes
                  img_size: tuple[int, int], # (H, W) the model is built for
                  overrides: dict, # user overrides of config fields
@@ -33,7 +37,8 @@ def build_config(cfg_cls: type, # a config dataclass with a `_small` dict of CIF
     "The family config for `img_size` (small settings below `SMALL_IMAGE_MAX`), then `overrides`."
     known = {f.name for f in fields(cfg_cls)}
     unknown = sorted(set(overrides) - known)
-    if unknown: raise ValueError(f"{cfg_cls.__name__} has no field(s) {unknown}; fields: {sorted(known)}")
+    if unknown:
+        raise ValueError(f"{cfg_cls.__name__} has no field(s) {unknown}; fields: {sorted(known)}")
     base = cfg_cls(**cfg_cls._small) if is_small_image(img_size) else cfg_cls()
     cfg = replace(base, **overrides)
     for f in fields(cfg):                      # drop_rate, attn_drop_rate, drop_path_rate, ...
@@ -43,6 +48,7 @@ def build_config(cfg_cls: type, # a config dataclass with a `_small` dict of CIF
             raise ValueError(f"{cfg_cls.__name__}.{f.name} must be a number in [0, 1), got {v!r}")
     return cfg
 
+# %% ../nbs/06_baselines.ipynb #b8e396b8
 def check_build_size(img_size: tuple[int, int], # (H, W) the model is built for
                      multiple: int, # the model's total stride
                      name: str, # model name for the message
@@ -53,6 +59,7 @@ def check_build_size(img_size: tuple[int, int], # (H, W) the model is built for
         raise ValueError(f"{name}: cannot build for image size {H}x{W}: "
                          f"both sides must be multiples of {multiple}")
 
+# %% ../nbs/06_baselines.ipynb #e3653441
 def build_family(name: str, # registry name, for messages
                  cfg_cls: type, # the family's config dataclass
                  model_cls: type, # `model_cls(cfg, num_classes, in_chans)`, with `total_stride`
@@ -65,26 +72,30 @@ def build_family(name: str, # registry name, for messages
 # %% ../nbs/06_baselines.ipynb #4980745d
 @contextlib.contextmanager
 def keep_bn_stats(module: nn.Module): # the statistics of its BatchNorm layers are restored on exit
-    "Context manager: the running statistics of every BatchNorm inside `module` are put back on exit."
+    "Context manager: the running statistics of every BatchNorm in `module` are put back on exit."
     bns = [m for m in module.modules()
            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    saved = [[t.clone() for t in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in bns]
+    stats = lambda m: (m.running_mean, m.running_var, m.num_batches_tracked)
+    saved = [[t.clone() for t in stats(m)] for m in bns]
     try: yield
     finally:
         with torch.no_grad():
             for m, s in zip(bns, saved):
-                for t, v in zip((m.running_mean, m.running_var, m.num_batches_tracked), s): t.copy_(v)
+                for t, v in zip(stats(m), s): t.copy_(v)
 
+# %% ../nbs/06_baselines.ipynb #0c112071
 class GradCheckpointing:
     "Mixin for models made of blocks: `set_grad_checkpointing`, and `run_block` to call each block."
     grad_checkpointing: bool = False # off unless `set_grad_checkpointing` turns it on for a model
 
     def set_grad_checkpointing(self, enable: bool = True):
-        "In training with gradients, recompute each block's forward in backward instead of storing it."
+        """In training with gradients,
+        recompute each block's forward in backward instead of storing it."""
         self.grad_checkpointing = bool(enable)
 
     def run_block(self, blk: nn.Module, *args):
-        "`blk(*args)`, checkpointed when enabled and training with gradients (BN statistics counted once)."
+        """`blk(*args)`,
+        checkpointed when enabled and training with gradients (BN statistics counted once)."""
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(blk, *args, use_reentrant=False,
                               context_fn=lambda: (contextlib.nullcontext(), keep_bn_stats(blk)))
@@ -94,6 +105,37 @@ class GradCheckpointing:
         "Run the blocks of `stage` (a sequence of map-to-map blocks) on `x` with `run_block`."
         for blk in stage: x = self.run_block(blk, x)
         return x
+
+# %% ../nbs/06_baselines.ipynb #fe1515c3
+class StagedTrunk(GradCheckpointing, ImageClassifier):
+    "A trunk of numbered `stages` after a `stem`, or after per-stage openers (entry 0: the stem)."
+    stage_openers: tuple = () # module lists whose entry i opens stage i; (): a separate `stem`
+
+    def embed_input(self, x):
+        "Check the input, then the `stem` (none if the stages have openers): the first map."
+        check_image_input(x, self.in_chans, self.total_stride, name=self.model_name)
+        return x if self.stage_openers else self.stem(x)
+
+    def trunk_steps(self):
+        "One step per stage, map to map (B, C_i, H/r_i, W/r_i); the last gives `forward_features`."
+        return [lambda x, s=s: self.run_stage(s, x) for s in self.stages]
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        "Stem, then one group per block (per stage if `coarse`); an opener joins its first block."
+        blocks = r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)"
+        if not self.stage_openers: return dict(stem=r"^stem", blocks=blocks)
+        alt = "|".join(self.stage_openers)
+        opener = alt if len(self.stage_openers) == 1 else f"(?:{alt})"
+        if coarse: return dict(stem=rf"^{opener}\.0\.", blocks=rf"^(?:{alt}|stages)\.(\d+)")
+        return dict(stem=rf"^{opener}\.0\.", blocks=[(rf"^{opener}\.(\d+)", (0,)), (blocks, None)])
+
+# %% ../nbs/06_baselines.ipynb #839818da
+class StagedCNN(StagedTrunk):
+    "A `StagedTrunk` whose head is `pool`, dropout `head_drop`, then the classifier `head`."
+    def forward_head(self, x, pre_logits: bool = False):
+        "Pool the map, dropout -> (B, C); the logits (B, num_classes) unless `pre_logits`."
+        x = self.head_drop(self.pool(x))
+        return x if pre_logits else self.head(x)
 
 # %% ../nbs/06_baselines.ipynb #e8534469
 class Attention(nn.Module):
@@ -107,16 +149,20 @@ class Attention(nn.Module):
                 ):
         super().__init__()
         if dim % heads: raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-        if impl not in ("fused", "reference"): raise ValueError(f"attention impl must be 'fused' or 'reference', got {impl!r}")
-        self.heads, self.scale, self.impl, self.attn_drop = heads, (dim // heads) ** -0.5, impl, attn_drop
+        if impl not in ("fused", "reference"):
+            raise ValueError(f"attention impl must be 'fused' or 'reference', got {impl!r}")
+        self.heads, self.scale = heads, (dim // heads) ** -0.5
+        self.impl, self.attn_drop = impl, attn_drop
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x):
-        "Tokens (B, N, C) -> (B, N, C): multi-head softmax attention (fused SDPA or reference), output projection, dropout."
+        """Tokens (B, N, C) -> (B, N, C):
+        multi-head softmax attention (fused SDPA or reference), output projection, dropout."""
         B, N, C = x.shape
-        q, k, v = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)  # (B, h, N, d)
+        # (B, h, N, d)
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
         p = self.attn_drop if self.training else 0.
         if self.impl == "fused":
             o = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
@@ -125,15 +171,18 @@ class Attention(nn.Module):
             o = F.dropout(a, p, self.training) @ v
         return self.proj_drop(self.proj(o.transpose(1, 2).reshape(B, N, C)))
 
+# %% ../nbs/06_baselines.ipynb #5ed9f280
 class Mlp(nn.Module):
     "Linear -> GELU -> dropout -> Linear -> dropout. Takes (and ignores) the map size."
     def __init__(self, dim, hidden, drop=0.):
         super().__init__()
-        self.fc1, self.act, self.fc2, self.drop = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim), nn.Dropout(drop)
+        self.fc1, self.act = nn.Linear(dim, hidden), nn.GELU()
+        self.fc2, self.drop = nn.Linear(hidden, dim), nn.Dropout(drop)
     def forward(self, x, hw=None):
         "Tokens (B, N, C) -> (B, N, C): fc1 -> GELU -> dropout -> fc2 -> dropout; `hw` is ignored."
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
+# %% ../nbs/06_baselines.ipynb #31278873
 class TransformerBlock(nn.Module):
     "Pre-norm block: `x + DropPath(Attn(LN(x)))`, then `x + DropPath(FFN(LN(x), hw))`."
     def __init__(self, dim: int, # token channels
@@ -147,10 +196,12 @@ class TransformerBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x, hw: tuple[int, int]):
-        "Tokens (B, N, C) on an (H, W) grid -> (B, N, C): LN -> attention and LN -> FFN (given `hw`), both residual with drop path."
+        """Tokens (B, N, C) on an (H, W) grid -> (B, N, C):
+        LN -> attention and LN -> FFN (given `hw`), both residual with drop path."""
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.ffn(self.norm2(x), hw))
 
+# %% ../nbs/06_baselines.ipynb #43393e2d
 def resize_pos_embed(pos: torch.Tensor, # (1, Hg*Wg, C) grid position embedding
                      grid: tuple[int, int], # (Hg, Wg) it was made for
                      hw: tuple[int, int], # (H, W) wanted
@@ -160,6 +211,7 @@ def resize_pos_embed(pos: torch.Tensor, # (1, Hg*Wg, C) grid position embedding
     pos = tokens_to_map(pos, grid)
     return map_to_tokens(F.interpolate(pos, size=tuple(hw), mode="bicubic", align_corners=False))
 
+# %% ../nbs/06_baselines.ipynb #69c7a917
 def evenly_spaced(depth: int, n: int = 4) -> list[int]:
     "Indices of `n` blocks spread evenly over `depth`, ending with the last."
     n = min(n, depth)

@@ -26,15 +26,18 @@ class LeFF(nn.Module):
                 ):
         super().__init__()
         self.up = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.BatchNorm2d(hidden), nn.GELU())
-        self.local = nn.Sequential(nn.Conv2d(hidden, hidden, kernel_size, 1, kernel_size // 2, groups=hidden),
+        self.local = nn.Sequential(nn.Conv2d(hidden, hidden, kernel_size, 1, kernel_size // 2,
+                                             groups=hidden),
                                    nn.BatchNorm2d(hidden), nn.GELU(), nn.Dropout(drop))
         self.down = nn.Sequential(nn.Conv2d(hidden, dim, 1), nn.BatchNorm2d(dim), nn.Dropout(drop))
 
     def forward(self, x, hw: tuple[int, int]):                       # (B, N, C) with N = H*W
-        "Tokens (B, N, C), N = H*W -> (B, N, C): 1x1 expand, depthwise conv, 1x1 project on the (H, W) map, each with BN (GELU after the first two)."
+        """Tokens (B, N, C), N = H*W -> (B, N, C): 1x1 expand, depthwise conv, 1x1 project on the
+        (H, W) map, each with BN (GELU after the first two)."""
         y = self.down(self.local(self.up(tokens_to_map(x, hw))))
         return map_to_tokens(y)
 
+# %% ../nbs/06d_ceit.ipynb #7330e621
 @dataclass
 class CeiTConfig:
     "CeiT with GAP; `_small` uses a 3x3/1 stem without max pool."
@@ -54,16 +57,19 @@ class CeiTConfig:
     attn_impl: str = "fused" # "fused" or "reference"
     _small = dict(stem_kernel=3, stem_stride=1, stem_pool=False)
 
+# %% ../nbs/06d_ceit.ipynb #efe87d67
 class CeiT(ViT):
-    "CeiT: I2T conv stem + patch conv, learned position embedding, blocks with LeFF, global average pooling."
+    """CeiT: I2T conv stem + patch conv, learned position embedding,
+    blocks with LeFF, global average pooling."""
     first_conv = "stem.0"
     def __init__(self, cfg: CeiTConfig, # the architecture
                  num_classes: int = 100, # classifier outputs
-                 img_size: tuple[int, int] = (224, 224), # size the position embedding is learned for
+                 img_size: tuple[int, int] = (224, 224), # size the position embedding is for
                  in_chans: int = 3, # input channels
                 ):
         stem_stride = cfg.stem_stride * (2 if cfg.stem_pool else 1)
-        vit_cfg = ViTConfig(patch_size=cfg.patch_size, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
+        vit_cfg = ViTConfig(patch_size=cfg.patch_size, dim=cfg.dim, depth=cfg.depth,
+                            heads=cfg.heads,
                             mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias, class_token=False,
                             drop_rate=cfg.drop_rate, attn_drop_rate=cfg.attn_drop_rate,
                             drop_path_rate=cfg.drop_path_rate, attn_impl=cfg.attn_impl)
@@ -83,8 +89,10 @@ class CeiT(ViT):
         hw = (x.shape[2], x.shape[3])
         return self.pos_drop(map_to_tokens(x) + resize_pos_embed(self.pos_embed, self.grid, hw)), hw
 
-torch.fx.wrap("resize_pos_embed")   # torch.fx keeps it as one call: its size test runs on real shapes
+# torch.fx keeps it as one call: its size test runs on real shapes
+torch.fx.wrap("resize_pos_embed")
 
+# %% ../nbs/06d_ceit.ipynb #67d23b71
 @register_model("ceit")
 def ceit(num_classes, img_size, in_chans, **overrides):
     "CeiT with GAP at the report's budget: I2T stem, dim 112, depth 8, heads 4, LeFF ratio 3."

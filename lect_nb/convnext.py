@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import ImageClassifier, register_model, check_image_input, DropPath
-from .baselines import GradCheckpointing, build_family
+from .core import register_model, DropPath
+from .baselines import StagedCNN, build_family
 
 # %% auto #0
 __all__ = ['LayerNorm2d', 'ConvNeXtConfig', 'ConvNeXtBlock', 'ConvNeXt', 'convnext']
@@ -25,6 +25,7 @@ class LayerNorm2d(nn.LayerNorm):
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
 
+# %% ../nbs/06b_convnext.ipynb #1a9c239a
 @dataclass
 class ConvNeXtConfig:
     "ConvNeXt; `_small` replaces the 4x4/4 stem with a 1x1/1 one."
@@ -38,8 +39,10 @@ class ConvNeXtConfig:
     drop_rate: float = 0. # dropout before the classifier
     _small = dict(stem_patch=1)
 
+# %% ../nbs/06b_convnext.ipynb #0f76e21c
 class ConvNeXtBlock(nn.Module):
-    "dwconv7x7 -> LN -> Linear(C, 4C) -> GELU -> Linear(4C, C) -> layer scale -> drop path, residual."
+    """dwconv7x7 -> LN -> Linear(C, 4C) -> GELU -> Linear(4C, C) -> layer scale -> drop path,
+    residual."""
     def __init__(self, dim, kernel_size=7, mlp_ratio=4, layer_scale_init=1e-6, drop_path=0.):
         super().__init__()
         self.dwconv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
@@ -52,20 +55,24 @@ class ConvNeXtBlock(nn.Module):
 
     def forward(self, x):                                            # (B, C, H, W)
         "Map (B, C, H, W) -> (B, C, H, W): `x + drop_path(gamma * MLP(LN(dwconv(x))))`."
-        y = self.dwconv(x).permute(0, 2, 3, 1)                       # (B, H, W, C): Linear acts on C
+        # (B, H, W, C): Linear acts on C
+        y = self.dwconv(x).permute(0, 2, 3, 1)
         y = self.pwconv2(self.act(self.pwconv1(self.norm(y)))) * self.gamma
         return x + self.drop_path(y.permute(0, 3, 1, 2))
 
-class ConvNeXt(GradCheckpointing, ImageClassifier):
+# %% ../nbs/06b_convnext.ipynb #da5dfa53
+class ConvNeXt(StagedCNN):
     "ConvNeXt: patchify stem, LN + 2x2/2 downsampling, inverted-bottleneck depthwise blocks."
     first_conv = "downsample.0.0"
+    stage_openers = ("downsample",) # stage i opens with downsample[i]; downsample[0] is the stem
     def __init__(self, cfg: ConvNeXtConfig, # the architecture
                  num_classes: int = 100, # classifier outputs
                  in_chans: int = 3, # input channels
                  name: str = "convnext", # registry name, used in error messages
                 ):
         super().__init__()
-        self.cfg, self.num_classes, self.in_chans, self.model_name = cfg, num_classes, in_chans, name
+        self.cfg, self.num_classes, self.in_chans = cfg, num_classes, in_chans
+        self.model_name = name
         dpr = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
         self.downsample = nn.ModuleList([nn.Sequential(
             nn.Conv2d(in_chans, cfg.dims[0], cfg.stem_patch, cfg.stem_patch),
@@ -89,32 +96,19 @@ class ConvNeXt(GradCheckpointing, ImageClassifier):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.trunc_normal_(m.weight, std=.02); nn.init.zeros_(m.bias)
 
-    def embed_input(self, x):
-        "Check the input (the stem is the first downsampling layer)."
-        check_image_input(x, self.in_chans, self.total_stride, name=self.model_name)
-        return x
-
     def trunk_steps(self):
         "One step per stage: its downsampling layer, then its blocks -> (B, C_i, H/r_i, W/r_i)."
-        return [lambda x, d=d, s=s: self.run_stage(s, d(x)) for d, s in zip(self.downsample, self.stages)]
-
-    def group_matcher(self, coarse: bool = False) -> dict:
-        "Stem, then one group per block (per stage if `coarse`); a downsampling layer joins the block after it."
-        return dict(stem=r"^downsample\.0\.", blocks=r"^(?:downsample|stages)\.(\d+)" if coarse else [
-            (r"^downsample\.(\d+)", (0,)), (r"^stages\.(\d+)\.(\d+)", None)])
+        return [lambda x, d=d, s=s: self.run_stage(s, d(x))
+                for d, s in zip(self.downsample, self.stages)]
 
     def pool(self, x):
-        "GAP of a map (B, C, H, W), then LayerNorm -> (B, C); the map itself if `global_pool` is ''."
+        """GAP of a map (B, C, H, W), then LayerNorm -> (B, C);
+        the map itself if `global_pool` is ''."""
         return self.norm(x.mean((2, 3))) if self.global_pool else x
-    def forward_head(self, x, pre_logits: bool = False):
-        "Pool (GAP + LayerNorm), dropout -> (B, C); the logits (B, num_classes) unless `pre_logits`."
-        x = self.head_drop(self.pool(x))
-        return x if pre_logits else self.head(x)
-    def no_weight_decay(self) -> set[str]:
-        "Names of parameters exempt from weight decay: none."
-        return set()
 
+# %% ../nbs/06b_convnext.ipynb #cf1d91ff
 @register_model("convnext")
 def convnext(num_classes, img_size, in_chans, **overrides):
     "The report's ConvNeXt: depths [1,1,4,1], dims [64,96,128,196] (1,186,888 parameters)."
-    return build_family("convnext", ConvNeXtConfig, ConvNeXt, num_classes, img_size, in_chans, overrides)
+    return build_family("convnext", ConvNeXtConfig, ConvNeXt, num_classes, img_size, in_chans,
+                        overrides)

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import (ImageClassifier, register_model, check_image_input, tokens_to_map, map_to_tokens,
-                          DropPath, init_transformer_weights)
-from .baselines import GradCheckpointing, build_family, Mlp
+from .core import (register_model, tokens_to_map, map_to_tokens, DropPath,
+                          init_transformer_weights)
+from .baselines import StagedTrunk, build_family, Mlp
 
 # %% auto #0
 __all__ = ['dw_conv_bn', 'ConvProjectionAttention', 'CvTBlock', 'CvTConfig', 'CvT', 'cvt']
@@ -23,6 +23,7 @@ def dw_conv_bn(dim, kernel=3, stride=1):
     return nn.Sequential(nn.Conv2d(dim, dim, kernel, stride, kernel // 2, groups=dim, bias=False),
                          nn.BatchNorm2d(dim))
 
+# %% ../nbs/07a_cvt.ipynb #ae442122
 class ConvProjectionAttention(nn.Module):
     "CvT attention: q, k, v = Linear(BN(DWConv(map))) in parallel; k and v with stride `kv_stride`."
     def __init__(self, dim: int, # channels
@@ -36,34 +37,43 @@ class ConvProjectionAttention(nn.Module):
         super().__init__()
         if dim % heads: raise ValueError(f"dim {dim} is not divisible by heads {heads}")
         self.heads, self.attn_drop = heads, attn_drop
-        self.conv_q, self.conv_k, self.conv_v = dw_conv_bn(dim, kernel), dw_conv_bn(dim, kernel, kv_stride), dw_conv_bn(dim, kernel, kv_stride)
+        self.conv_q = dw_conv_bn(dim, kernel)
+        self.conv_k = dw_conv_bn(dim, kernel, kv_stride)
+        self.conv_v = dw_conv_bn(dim, kernel, kv_stride)
         self.q, self.k, self.v = (nn.Linear(dim, dim, bias=qkv_bias) for _ in range(3))
         self.proj, self.proj_drop = nn.Linear(dim, dim), nn.Dropout(proj_drop)
 
     def forward(self, x, hw: tuple[int, int]):                      # (B, N, C), N = H*W
-        "Tokens (B, N, C) on an (H, W) grid -> (B, N, C): q from a stride-1, k and v from stride-`kv_stride` depthwise conv-BN + Linear; multi-head attention, output projection."
+        """Tokens (B, N, C) on an (H, W) grid -> (B, N, C): q from a stride-1, k and v from
+        stride-`kv_stride` depthwise conv-BN + Linear; multi-head attention, output projection."""
         B, N, C = x.shape
         m = tokens_to_map(x, hw)
-        split = lambda t: t.reshape(B, -1, self.heads, C // self.heads).transpose(1, 2)   # (B, h, n, d)
+        # (B, h, n, d)
+        split = lambda t: t.reshape(B, -1, self.heads, C // self.heads).transpose(1, 2)
         q = split(self.q(map_to_tokens(self.conv_q(m))))            # (B, h, N, d)
         k = split(self.k(map_to_tokens(self.conv_k(m))))            # (B, h, ~N/4, d)
         v = split(self.v(map_to_tokens(self.conv_v(m))))
-        o = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.)
+        o = F.scaled_dot_product_attention(q, k, v,
+                                           dropout_p=self.attn_drop if self.training else 0.)
         return self.proj_drop(self.proj(o.transpose(1, 2).reshape(B, N, C)))
 
+# %% ../nbs/07a_cvt.ipynb #d1498a75
 class CvTBlock(nn.Module):
     "Pre-norm block: convolutional-projection attention, then MLP."
     def __init__(self, dim, heads, mlp_ratio=4., kv_stride=2, drop=0., drop_path=0.):
         super().__init__()
-        self.norm1, self.attn = nn.LayerNorm(dim), ConvProjectionAttention(dim, heads, kv_stride=kv_stride, proj_drop=drop)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = ConvProjectionAttention(dim, heads, kv_stride=kv_stride, proj_drop=drop)
         self.norm2, self.mlp = nn.LayerNorm(dim), Mlp(dim, int(dim * mlp_ratio), drop)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x, hw):
-        "Tokens (B, N, C) on an (H, W) grid -> (B, N, C): LN -> conv-projection attention and LN -> MLP, both residual with drop path."
+        """Tokens (B, N, C) on an (H, W) grid -> (B, N, C):
+        LN -> conv-projection attention and LN -> MLP, both residual with drop path."""
         x = x + self.drop_path(self.attn(self.norm1(x), hw))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
+# %% ../nbs/07a_cvt.ipynb #765f3726
 @dataclass
 class CvTConfig:
     "CvT at LeCT's budget; `_small` makes the first token embedding 3x3/2."
@@ -78,23 +88,31 @@ class CvTConfig:
     drop_path_rate: float = 0.1 # stochastic depth, linear over blocks
     _small = dict(embed_kernels=(3, 3, 3), embed_strides=(2, 2, 2))
 
-class CvT(GradCheckpointing, ImageClassifier):
-    "Convolutional vision Transformer: conv token embedding per stage + conv-projection attention, GAP head."
+# %% ../nbs/07a_cvt.ipynb #c5e9ce29
+class CvT(StagedTrunk):
+    """Convolutional vision Transformer:
+    conv token embedding per stage + conv-projection attention, GAP head."""
     first_conv, output_fmt = "embeds.0", "NLC" # forward_features gives tokens (B, N, C)
+    stage_openers = ("embeds", "embed_norms") # stage i opens with its token embedding; 0: the stem
     def __init__(self, cfg: CvTConfig, # the architecture
                  num_classes: int = 100, # classifier outputs
                  in_chans: int = 3, # input channels
                  name: str = "cvt", # registry name, used in error messages
                 ):
         super().__init__()
-        self.cfg, self.num_classes, self.in_chans, self.model_name = cfg, num_classes, in_chans, name
+        self.cfg, self.num_classes, self.in_chans = cfg, num_classes, in_chans
+        self.model_name = name
         dpr = iter(torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist())
-        self.embeds, self.embed_norms, self.stages, self.feature_info = nn.ModuleList(), nn.ModuleList(), nn.ModuleList(), []
+        self.embeds, self.embed_norms = nn.ModuleList(), nn.ModuleList()
+        self.stages, self.feature_info = nn.ModuleList(), []
         cin, stride = in_chans, 1
-        for i, (d, n, h, k, s) in enumerate(zip(cfg.dims, cfg.depths, cfg.heads, cfg.embed_kernels, cfg.embed_strides)):
+        for i, (d, n, h, k, s) in enumerate(zip(cfg.dims, cfg.depths, cfg.heads, cfg.embed_kernels,
+                                                cfg.embed_strides)):
             self.embeds.append(nn.Conv2d(cin, d, k, s, k // 2))
             self.embed_norms.append(nn.LayerNorm(d))
-            self.stages.append(nn.ModuleList([CvTBlock(d, h, cfg.mlp_ratio, cfg.kv_stride, cfg.drop_rate, next(dpr)) for _ in range(n)]))
+            self.stages.append(nn.ModuleList([
+                CvTBlock(d, h, cfg.mlp_ratio, cfg.kv_stride, cfg.drop_rate, next(dpr))
+                for _ in range(n)]))
             cin, stride = d, stride * s
             self.feature_info.append(dict(num_chs=d, reduction=stride, module=f"stages.{i}"))
         self.total_stride, self.num_features = stride, cin
@@ -103,18 +121,15 @@ class CvT(GradCheckpointing, ImageClassifier):
         self.apply(init_transformer_weights)
 
     def run_cvt_stage(self, i, x):
-        "Stage `i`: conv token embedding, LayerNorm, blocks; map in, map (B, C_i, H/r_i, W/r_i) out."
+        """Stage `i`: conv token embedding, LayerNorm,
+        blocks; map in, map (B, C_i, H/r_i, W/r_i) out."""
         x = self.embeds[i](x)                                          # (B, C, H, W)
         hw = (x.shape[2], x.shape[3])
         t = self.embed_norms[i](map_to_tokens(x))                      # (B, N, C)
         for blk in self.stages[i]: t = self.run_block(blk, t, hw)
         return tokens_to_map(t, hw)
 
-    # the trunk (see `ImageClassifier`): one map-to-map step per stage
-    def embed_input(self, x):
-        "Check the input (the stem is the first token embedding)."
-        check_image_input(x, self.in_chans, self.total_stride, name=self.model_name)
-        return x
+    # the trunk (see `StagedTrunk`): one map-to-map step per stage
     def trunk_steps(self):
         "One step per stage (`run_cvt_stage`)."
         return [lambda x, i=i: self.run_cvt_stage(i, x) for i in range(len(self.stages))]
@@ -122,14 +137,7 @@ class CvT(GradCheckpointing, ImageClassifier):
         "The last stage's tokens (B, N, C) after the final LayerNorm."
         return self.norm(map_to_tokens(x))
 
-    def group_matcher(self, coarse: bool = False) -> dict:
-        "Stem: the first token embedding; then one group per block (per stage if `coarse`)."
-        return dict(stem=r"^(?:embeds|embed_norms)\.0\.", blocks=r"^(?:embeds|embed_norms|stages)\.(\d+)" if coarse else [
-            (r"^(?:embeds|embed_norms)\.(\d+)", (0,)), (r"^stages\.(\d+)\.(\d+)", None)])
-    def no_weight_decay(self) -> set[str]:
-        "Names of parameters exempt from weight decay: none."
-        return set()
-
+# %% ../nbs/07a_cvt.ipynb #296b4564
 @register_model("cvt")
 def cvt(num_classes, img_size, in_chans, **overrides):
     "CvT at LeCT's budget: dims 64/128/192, depths 1/2/1, conv token embedding + conv projections."

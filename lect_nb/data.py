@@ -467,23 +467,30 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF2
 
 # %% ../nbs/08_data.ipynb #81e1005f
-RANDAUG_OPS = ("Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color",
-               "Contrast", "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize")
-_SIGNED = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast", "Sharpness")
+RANDAUG_OPS = ("Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness",
+               "Color", "Contrast", "Sharpness", "Posterize", "Solarize", "AutoContrast",
+               "Equalize")
+_SIGNED = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color",
+           "Contrast", "Sharpness")
 
 def randaugment_magnitudes(size: tuple[int, int], # (H, W) of the images RandAugment sees
                            magnitude: int = 9, # torchvision's default bin
                            bins: int = 31, # torchvision's default number of bins
                           ) -> dict[str, float]:
-    "The magnitude of each op that `T.RandAugment()` applies to images of `size` (before a random sign)."
+    """The magnitude of each op that `T.RandAugment()`
+    applies to images of `size` (before a random sign)."""
     H, W = size
     lin = lambda hi: float(torch.linspace(0., hi, bins)[magnitude])   # the same float32 values
-    return {"Identity": 0., "ShearX": lin(0.3), "ShearY": lin(0.3), "TranslateX": lin(150. / 331. * W),
-            "TranslateY": lin(150. / 331. * H), "Rotate": lin(30.), "Brightness": lin(0.9), "Color": lin(0.9),
+    posterize = (torch.arange(bins) / ((bins - 1) / 4)).round().int()[magnitude]
+    return {"Identity": 0., "ShearX": lin(0.3), "ShearY": lin(0.3),
+            "TranslateX": lin(150. / 331. * W), "TranslateY": lin(150. / 331. * H),
+            "Rotate": lin(30.), "Brightness": lin(0.9), "Color": lin(0.9),
             "Contrast": lin(0.9), "Sharpness": lin(0.9),
-            "Posterize": float(8 - (torch.arange(bins) / ((bins - 1) / 4)).round().int()[magnitude]),
-            "Solarize": float(torch.linspace(255., 0., bins)[magnitude]), "AutoContrast": 0., "Equalize": 0.}
+            "Posterize": float(8 - posterize),
+            "Solarize": float(torch.linspace(255., 0., bins)[magnitude]),
+            "AutoContrast": 0., "Equalize": 0.}
 
+# %% ../nbs/08_data.ipynb #da5a9121
 def apply_randaugment_op(x: torch.Tensor, # uint8 images (N, C, H, W), on any device
                          op: str, # one of `RANDAUG_OPS`
                          mag: float, # signed magnitude, as `randaugment_magnitudes` gives it
@@ -493,11 +500,13 @@ def apply_randaugment_op(x: torch.Tensor, # uint8 images (N, C, H, W), on any de
     if op == "Identity": return x
     if op in ("ShearX", "ShearY"):
         s = math.degrees(math.atan(mag))
-        return TF2.affine(x, angle=0., translate=[0, 0], scale=1., shear=[s, 0.] if op == "ShearX" else [0., s],
+        return TF2.affine(x, angle=0., translate=[0, 0], scale=1.,
+                          shear=[s, 0.] if op == "ShearX" else [0., s],
                           interpolation=near, fill=0, center=[0, 0])
     if op in ("TranslateX", "TranslateY"):
         t = [int(mag), 0] if op == "TranslateX" else [0, int(mag)]
-        return TF2.affine(x, angle=0., translate=t, scale=1., shear=[0., 0.], interpolation=near, fill=0)
+        return TF2.affine(x, angle=0., translate=t, scale=1., shear=[0., 0.], interpolation=near,
+                          fill=0)
     if op == "Rotate": return TF2.rotate(x, mag, interpolation=near, fill=0)
     if op == "Brightness": return TF2.adjust_brightness(x, 1. + mag)
     if op == "Color": return TF2.adjust_saturation(x, 1. + mag)
@@ -517,7 +526,8 @@ def batch_uniforms(seed: int, # the run's seed
                    index, # image indices (a sequence or array of ints)
                    n: int, # numbers per image
                   ) -> np.ndarray: # (len(index), n) float64 in [0, 1)
-    "Uniform numbers for each image that depend only on (seed, epoch, index): a batch's composition never matters."
+    """Uniform numbers for each image that depend only on (seed, epoch, index): a batch's
+    composition never matters."""
     idx = np.asarray(index, dtype=np.uint64).reshape(-1, 1)
     slot = np.arange(n, dtype=np.uint64).reshape(1, -1)
     m = [np.uint64(c) for c in _MIX]
@@ -529,9 +539,11 @@ def batch_uniforms(seed: int, # the run's seed
         z = z ^ (z >> np.uint64(31))
     return (z >> np.uint64(11)).astype(np.float64) / 2.**53
 
+# %% ../nbs/08_data.ipynb #5ebcfde9
 @dataclass(frozen=True)
 class BatchTransform:
-    "`build_transforms(info, img_size, train, augment)` for a batch of uint8 images on their device, seeded per image."
+    """`build_transforms(info, img_size, train, augment)` for a
+    batch of uint8 images on their device, seeded per image."""
     info: DatasetInfo # the dataset: native size, base padding, normalisation
     img_size: int | tuple[int, int] | None = None # model input; None = native
     train: bool = True # the training transform (crop, flip, RandAugment) or the evaluation one
@@ -543,7 +555,8 @@ class BatchTransform:
     def params(self, epoch: int, # the epoch
                index, # the images' indices in the dataset
               ) -> dict[str, np.ndarray]:
-        "Crop offsets, flips, RandAugment ops and signs of each image: a function of (seed, epoch, index)."
+        """Crop offsets, flips, RandAugment ops and signs of each image:
+        a function of (seed, epoch, index)."""
         u = batch_uniforms(self.seed, epoch, index, 3 + 2 * self.num_ops)
         k = 2 * self.crop_pad + 1
         ops = np.minimum((u[:, 3::2] * len(RANDAUG_OPS)).astype(np.int64), len(RANDAUG_OPS) - 1)
@@ -564,7 +577,8 @@ class BatchTransform:
             x = self._crop_flip_randaugment(x, self.params(epoch, index))
         if self.img_size is not None:
             size = [self.img_size] * 2 if isinstance(self.img_size, int) else list(self.img_size)
-            if any(s <= 0 for s in size): raise ValueError(f"img_size must be positive, got {self.img_size!r}")
+            if any(s <= 0 for s in size):
+                raise ValueError(f"img_size must be positive, got {self.img_size!r}")
             if list(x.shape[-2:]) != size: x = TF2.resize(x, size, antialias=True)
         mean = torch.tensor(self.info.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.info.std, device=x.device).view(1, -1, 1, 1)
@@ -581,11 +595,13 @@ class BatchTransform:
         cols = torch.from_numpy(prm["left"]).to(d)[:, None] + torch.arange(W, device=d)
         cols = torch.where(torch.from_numpy(prm["flip"]).to(d)[:, None], cols.flip(1), cols)
         n = torch.arange(N, device=d)[:, None, None]
-        x = xp.permute(0, 2, 3, 1)[n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+        x = xp.permute(0, 2, 3, 1)[n, rows[:, :, None], cols[:, None, :]]
+        x = x.permute(0, 3, 1, 2).contiguous()
         mags = randaugment_magnitudes((H, W))
         for slot in range(prm["ops"].shape[1]):
             for k, op in enumerate(RANDAUG_OPS):
-                for neg in ((False, True) if op in _SIGNED else (None,)):   # unsigned ops ignore the sign
+                # unsigned ops ignore the sign
+                for neg in ((False, True) if op in _SIGNED else (None,)):
                     chosen = prm["ops"][:, slot] == k
                     if neg is not None: chosen &= prm["negative"][:, slot] == neg
                     sel = np.flatnonzero(chosen)
@@ -597,8 +613,9 @@ class BatchTransform:
 
 # %% ../nbs/08_data.ipynb #f480567a
 def held_images(ds, # a dataset from `build_datasets`, possibly wrapped in `Subset`s
-               ) -> tuple[torch.Tensor, torch.Tensor] | None: # uint8 (N, C, H, W) and int64 labels, or None
-    "The images of `ds` as one uint8 tensor (N, C, H, W) with their labels, if it holds them in memory as an array."
+               ) -> tuple[torch.Tensor, torch.Tensor] | None: # uint8 images, int64 labels; or None
+    """The images of `ds` as one uint8 tensor (N, C, H, W) with their labels, if it holds them in
+    memory as an array."""
     idx = None
     while isinstance(ds, Subset):
         sub = np.asarray(ds.indices, dtype=np.int64)
@@ -611,13 +628,16 @@ def held_images(ds, # a dataset from `build_datasets`, possibly wrapped in `Subs
     x = torch.as_tensor(np.asarray(x))
     if x.dtype != torch.uint8: return None
     if x.ndim == 3: x = x[:, None]
-    elif x.ndim == 4 and not isinstance(ds, torchvision.datasets.STL10): x = x.permute(0, 3, 1, 2)  # NHWC
+    elif x.ndim == 4 and not isinstance(ds, torchvision.datasets.STL10):
+        x = x.permute(0, 3, 1, 2)  # NHWC
     y = torch.as_tensor(np.asarray(y), dtype=torch.int64)
     if idx is not None: x, y = x[torch.from_numpy(idx)], y[torch.from_numpy(idx)]
     return x.contiguous(), y
 
+# %% ../nbs/08_data.ipynb #6e7baa35
 class DeviceBatches:
-    "Batches `(x, y)` of images held on `device`, in `sampler`'s order, transformed there by a `BatchTransform`."
+    """Batches `(x, y)` of images held on `device`,
+    in `sampler`'s order, transformed there by a `BatchTransform`."""
     def __init__(self, images: torch.Tensor, # uint8 (N, C, H, W), as `held_images` returns them
                  labels: torch.Tensor, # int64 (N,)
                  sampler, # yields indices, or `(epoch, index)` pairs (`lect_nb.runs.EpochSampler`)
@@ -627,7 +647,8 @@ class DeviceBatches:
                 ):
         if batch_size <= 0: raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.images, self.labels = images.to(device), labels.to(device)
-        self.sampler, self.batch_size, self.transform, self.device = sampler, batch_size, transform, device
+        self.sampler, self.batch_size = sampler, batch_size
+        self.transform, self.device = transform, device
     def __len__(self): return math.ceil(len(self.sampler) / self.batch_size)
     def __iter__(self):
         it = iter(self.sampler)

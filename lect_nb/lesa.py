@@ -36,21 +36,25 @@ class LESALayer(nn.Module):
         B, C, H, W = x.shape
         q, k, v = self.qkv(x).chunk(3, 1)                             # (B, C, H, W) each
         local = self.local(v)
-        split = lambda t: t.reshape(B, self.heads, C // self.heads, H * W).transpose(-1, -2)  # B,h,N,d
+        # B,h,N,d
+        split = lambda t: t.reshape(B, self.heads, C // self.heads, H * W).transpose(-1, -2)
         if self.impl == "fused":
             ctx = F.scaled_dot_product_attention(split(q), split(k), split(v))
         else:
-            a = (split(q) @ split(k).transpose(-1, -2) * (C // self.heads) ** -0.5).softmax(-1)  # B,h,N,N
+            # B,h,N,N
+            a = (split(q) @ split(k).transpose(-1, -2) * (C // self.heads) ** -0.5).softmax(-1)
             ctx = a @ split(v)
         ctx = ctx.transpose(-1, -2).reshape(B, C, H, W)
         return local + torch.sigmoid(self.gate(torch.cat([q, local], 1))) * ctx
 
+# %% ../nbs/07c_lesa.ipynb #b9ca08df
 class LESABlock(BasicBlock):
     "BasicBlock whose second 3x3 conv is a LESA layer."
     def __init__(self, cin: int, cout: int, stride: int = 1, heads: int = 4, drop_path: float = 0.):
         super().__init__(cin, cout, stride, drop_path)
         self.conv2 = LESALayer(cout, heads)
 
+# %% ../nbs/07c_lesa.ipynb #ddd2f8f6
 @dataclass
 class LESAConfig(ResNetConfig):
     "ResNet fields plus which stages use LESA blocks."
@@ -59,11 +63,14 @@ class LESAConfig(ResNetConfig):
     heads: int = 4 # LESA heads
     _small = dict(stem_kernel=3, stem_stride=1, stem_pool=False)
 
+# %% ../nbs/07c_lesa.ipynb #5ca99dc1
 @register_model("lesa")
 def lesa(num_classes, img_size, in_chans, **overrides):
-    "LESA-ResNet at LeCT's budget: the ResNet baseline with LESA layers in stages 3-4 (widths 32/64/112/144)."
+    """LESA-ResNet at LeCT's budget:
+    the ResNet baseline with LESA layers in stages 3-4 (widths 32/64/112/144)."""
     cfg = build_config(LESAConfig, img_size, overrides)
-    lesa_block = lambda cin, cout, stride, drop_path: LESABlock(cin, cout, stride, cfg.heads, drop_path)
+    lesa_block = lambda cin, cout, stride, drop_path: LESABlock(cin, cout, stride, cfg.heads,
+                                                                drop_path)
     m = ResNet(cfg, num_classes, in_chans, name="lesa",
                stage_blocks=[lesa_block if u else BasicBlock for u in cfg.lesa_stages])
     check_build_size(img_size, m.total_stride, "lesa")

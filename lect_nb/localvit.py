@@ -32,11 +32,13 @@ class LocalityFeedForward(nn.Module):
             nn.Conv2d(hidden, dim, 1), nn.BatchNorm2d(dim), nn.Dropout(drop))
 
     def forward(self, x, hw: tuple[int, int]):
-        "Tokens (B, prefix + H*W, C) -> same shape: conv feed-forward on the patch tokens, zeros on the prefix."
+        """Tokens (B, prefix + H*W, C) -> same shape:
+        conv feed-forward on the patch tokens, zeros on the prefix."""
         n_prefix = x.shape[1] - hw[0] * hw[1]
         y = map_to_tokens(self.net(tokens_to_map(x[:, n_prefix:], hw)))      # (B, H*W, C)
         return torch.cat([y.new_zeros(y.shape[0], n_prefix, y.shape[2]), y], 1)
 
+# %% ../nbs/07b_localvit.ipynb #d63731f3
 @dataclass
 class LocalViTConfig(ViTConfig):
     "ViT/DeiT fields with LocalViT's defaults (5 blocks, q/k/v bias as in DeiT)."
@@ -45,9 +47,11 @@ class LocalViTConfig(ViTConfig):
     drop_rate: float = 0.1 # dropout
     _small = dict(patch_size=4)
 
+# %% ../nbs/07b_localvit.ipynb #73bdd232
 @register_model("localvit")
 def localvit(num_classes, img_size, in_chans, **overrides):
-    "LocalViT at LeCT's budget: DeiT (dim 128, depth 5, heads 4) whose FFN has a depthwise 3x3 conv."
+    """LocalViT at LeCT's budget:
+    DeiT (dim 128, depth 5, heads 4) whose FFN has a depthwise 3x3 conv."""
     cfg = build_config(LocalViTConfig, img_size, overrides)
     check_build_size(img_size, cfg.patch_size, "localvit")
     return ViT(cfg, num_classes, img_size, in_chans, ffn=LocalityFeedForward, name="localvit")

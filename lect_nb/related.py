@@ -16,13 +16,16 @@ from .core import count_params, create_model, list_models
 __all__ = ['PAPER_PARAMS', 'AUTHORS_CODE_PARAMS', 'count_flops', 'cost_table', 'format_table']
 
 # %% ../nbs/07_related.ipynb #5db6004e
-from . import resnet, convnext, vit, ceit, alternet, cvt, localvit, lesa  # noqa: F401 (registers them)
+# importing the family modules registers them
+from . import resnet, convnext, vit, ceit, alternet, cvt, localvit, lesa  # noqa: F401
 
 # %% ../nbs/07_related.ipynb #cd8de67d
-PAPER_PARAMS = {"lect": "1.2M", "lect_v2": "1.1M", "lect_v3": "1.2M", "ceit": "1.2M", "alternet": "9.5M",
-                "resnet": "1.2M", "convnext": "1.2M", "vit": "1.7M"}  # the report's Table 2 ("paper")
-AUTHORS_CODE_PARAMS = {"lect": 1_168_932, "lect_v3": 1_231_539, "lect_v2": 1_102_804, "convnext": 1_186_888,
-                       "vit": 1_720_036, "alternet": 9_507_103}  # measured from the authors' classes
+# the report's Table 2 ("paper")
+PAPER_PARAMS = {"lect": "1.2M", "lect_v2": "1.1M", "lect_v3": "1.2M", "ceit": "1.2M",
+                "alternet": "9.5M", "resnet": "1.2M", "convnext": "1.2M", "vit": "1.7M"}
+# measured from the authors' classes
+AUTHORS_CODE_PARAMS = {"lect": 1_168_932, "lect_v3": 1_231_539, "lect_v2": 1_102_804,
+                       "convnext": 1_186_888, "vit": 1_720_036, "alternet": 9_507_103}
 
 def count_flops(model: nn.Module, # a model
                 img_size: tuple[int, int], # (H, W) of the one input image
@@ -36,6 +39,7 @@ def count_flops(model: nn.Module, # a model
     model.train(was_training)
     return fc.get_total_flops()
 
+# %% ../nbs/07_related.ipynb #37453046
 def cost_table(names: list[str] | None = None, # models to include; default: every registered one
                num_classes: int = 100, # classifier outputs
               ) -> list[dict]:
@@ -48,8 +52,10 @@ def cost_table(names: list[str] | None = None, # models to include; default: eve
                 torch.manual_seed(0)
                 m = create_model(name, num_classes=num_classes, img_size=size)
                 fixed = getattr(m, "fixed_img_size", None)
-                if fixed is not None and tuple(fixed) != (size, size): raise ValueError(f"fixed size {fixed}")
-                row[f"params@{size}"], row[f"GFLOPs@{size}"] = count_params(m), count_flops(m, (size, size)) / 1e9
+                if fixed is not None and tuple(fixed) != (size, size):
+                    raise ValueError(f"fixed size {fixed}")
+                row[f"params@{size}"] = count_params(m)
+                row[f"GFLOPs@{size}"] = count_flops(m, (size, size)) / 1e9
             except ValueError:
                 row[f"params@{size}"] = row[f"GFLOPs@{size}"] = None
         row["paper"] = PAPER_PARAMS.get(name, "")
@@ -57,10 +63,12 @@ def cost_table(names: list[str] | None = None, # models to include; default: eve
         rows.append(row)
     return rows
 
+# %% ../nbs/07_related.ipynb #ca5996ca
 def format_table(rows: list[dict]) -> str:
     "Markdown table of `cost_table` rows."
     cols = list(rows[0])
-    fmt = lambda v: "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.3f}" if isinstance(v, float) else str(v)
+    fmt = lambda v: ("-" if v is None else f"{v:,}" if isinstance(v, int)
+                     else f"{v:.3f}" if isinstance(v, float) else str(v))
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
     return "\n".join(lines)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 import torch
 from torch import nn
-from .core import ImageClassifier, register_model, check_image_input, DropPath
-from .baselines import GradCheckpointing, build_family
+from .core import register_model, DropPath
+from .baselines import StagedCNN, build_family
 
 # %% auto #0
 __all__ = ['ResNetConfig', 'BasicBlock', 'conv_stem', 'ResNet', 'resnet']
@@ -29,6 +29,7 @@ class ResNetConfig:
     drop_path_rate: float = 0. # stochastic depth, linear over the blocks (0 in the report)
     _small = dict(stem_kernel=3, stem_stride=1, stem_pool=False)
 
+# %% ../nbs/06a_resnet.ipynb #e6b42575
 class BasicBlock(nn.Module):
     "conv3x3-BN-ReLU-conv3x3-BN (drop path), plus a (projected) shortcut, then ReLU."
     def __init__(self, cin: int, cout: int, stride: int = 1, drop_path: float = 0.):
@@ -44,11 +45,13 @@ class BasicBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x):
-        "Map (B, cin, H, W) -> (B, cout, H/s, W/s): conv-BN-ReLU-conv-BN plus the shortcut, then ReLU."
+        """Map (B, cin, H, W) -> (B, cout, H/s, W/s):
+        conv-BN-ReLU-conv-BN plus the shortcut, then ReLU."""
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(self.drop_path(out) + self.downsample(x))
 
+# %% ../nbs/06a_resnet.ipynb #2202424a
 def conv_stem(in_chans, width, kernel, stride, pool):
     "conv-BN-ReLU stem, optionally followed by a 3x3/2 max pool."
     layers = [nn.Conv2d(in_chans, width, kernel, stride, kernel // 2, bias=False),
@@ -57,19 +60,21 @@ def conv_stem(in_chans, width, kernel, stride, pool):
     return nn.Sequential(*layers)
 
 # %% ../nbs/06a_resnet.ipynb #12274794
-class ResNet(GradCheckpointing, ImageClassifier):
+class ResNet(StagedCNN):
     "ResNet with BasicBlocks (the report's 1.2M CNN baseline)."
     first_conv = "stem.0"
     def __init__(self, cfg: ResNetConfig, # the architecture
                  num_classes: int = 100, # classifier outputs
                  in_chans: int = 3, # input channels
-                 block: type = BasicBlock, # `block(cin, cout, stride, drop_path)`; LESA swaps it late
-                 stage_blocks: tuple | None = None, # optional per-stage block classes overriding `block`
+                 block: type = BasicBlock, # `block(cin, cout, stride, drop_path)` (LESA swaps it)
+                 stage_blocks: tuple | None = None, # per-stage block classes overriding `block`
                  name: str = "resnet", # registry name, used in error messages
                 ):
         super().__init__()
-        self.cfg, self.num_classes, self.in_chans, self.model_name = cfg, num_classes, in_chans, name
-        self.stem = conv_stem(in_chans, cfg.stem_width, cfg.stem_kernel, cfg.stem_stride, cfg.stem_pool)
+        self.cfg, self.num_classes, self.in_chans = cfg, num_classes, in_chans
+        self.model_name = name
+        self.stem = conv_stem(in_chans, cfg.stem_width, cfg.stem_kernel, cfg.stem_stride,
+                              cfg.stem_pool)
         stride = cfg.stem_stride * (2 if cfg.stem_pool else 1)
         stages, cin, self.feature_info = [], cfg.stem_width, []
         dpr = iter(torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist())
@@ -77,8 +82,8 @@ class ResNet(GradCheckpointing, ImageClassifier):
             s = 1 if i == 0 else 2
             stride *= s
             blk = stage_blocks[i] if stage_blocks is not None else block
-            stages.append(nn.Sequential(*[blk(cin if j == 0 else w, w, s if j == 0 else 1, next(dpr))
-                                          for j in range(d)]))
+            stages.append(nn.Sequential(*[
+                blk(cin if j == 0 else w, w, s if j == 0 else 1, next(dpr)) for j in range(d)]))
             cin = w
             self.feature_info.append(dict(num_chs=w, reduction=stride, module=f"stages.{i}"))
         self.stages = nn.ModuleList(stages)
@@ -86,31 +91,12 @@ class ResNet(GradCheckpointing, ImageClassifier):
         self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
         for m in self.modules():
-            if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def embed_input(self, x):
-        "Check the input, then the stem: map (B, C_0, H/s, W/s)."
-        check_image_input(x, self.in_chans, self.total_stride, name=self.model_name)
-        return self.stem(x)
-
-    def trunk_steps(self):
-        "One step per stage, map to map (B, C_i, H/r_i, W/r_i); `forward_features` ends on the last."
-        return [lambda x, s=s: self.run_stage(s, x) for s in self.stages]
-
-    def group_matcher(self, coarse: bool = False) -> dict:
-        "Stem, then one group per block (per stage if `coarse`)."
-        return dict(stem=r"^stem", blocks=r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)")
-
-    def forward_head(self, x, pre_logits: bool = False):
-        "GAP of the map, dropout -> (B, C); the logits (B, num_classes) unless `pre_logits`."
-        x = self.head_drop(self.pool(x))
-        return x if pre_logits else self.head(x)
-
-    def no_weight_decay(self) -> set[str]:
-        "Names of parameters exempt from weight decay: none."
-        return set()
-
+# %% ../nbs/06a_resnet.ipynb #9508ea4d
 @register_model("resnet")
 def resnet(num_classes, img_size, in_chans, **overrides):
-    "The report's ResNet: BasicBlocks [2,2,2,2], widths 32/64/96/144 (1.2M parameters); no drop path by default."
+    """The report's ResNet: BasicBlocks [2,2,2,2],
+    widths 32/64/96/144 (1.2M parameters); no drop path by default."""
     return build_family("resnet", ResNetConfig, ResNet, num_classes, img_size, in_chans, overrides)

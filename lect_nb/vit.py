@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 import torch
 from torch import nn
-from .core import (ImageClassifier, register_model, check_image_input, tokens_to_map, map_to_tokens,
+from .core import (ImageClassifier, register_model, check_image_input, tokens_to_map,
+                          map_to_tokens,
                           init_transformer_weights)
 from .baselines import (GradCheckpointing, build_config, check_build_size, Attention, Mlp,
                                TransformerBlock, resize_pos_embed, evenly_spaced)
@@ -34,18 +35,21 @@ class ViTConfig:
     attn_impl: str = "fused" # "fused" or "reference"
     _small = dict(patch_size=4)
 
+# %% ../nbs/06c_vit.ipynb #6922bcda
 class ViT(GradCheckpointing, ImageClassifier):
     "Vision Transformer: patchify, class token + learned position embedding, pre-norm blocks."
-    first_conv, output_fmt = "patch_embed", "NLC" # forward_features gives tokens (B, num_prefix + N, C)
+    # forward_features gives tokens (B, num_prefix + N, C)
+    first_conv, output_fmt = "patch_embed", "NLC"
     def __init__(self, cfg: ViTConfig, # the architecture
                  num_classes: int = 100, # classifier outputs
-                 img_size: tuple[int, int] = (224, 224), # size the position embedding is learned for
+                 img_size: tuple[int, int] = (224, 224), # size the position embedding is for
                  in_chans: int = 3, # input channels
-                 ffn: type | None = None, # feed-forward class `ffn(dim, hidden, drop)`; default `Mlp`
+                 ffn: type | None = None, # feed-forward class `ffn(dim, hidden, drop)`; `Mlp`
                  name: str = "vit", # registry name, used in error messages
                 ):
         super().__init__()
-        self.cfg, self.num_classes, self.in_chans, self.model_name = cfg, num_classes, in_chans, name
+        self.cfg, self.num_classes, self.in_chans = cfg, num_classes, in_chans
+        self.model_name = name
         p, d = cfg.patch_size, cfg.dim
         self.total_stride = p
         self.grid = (img_size[0] // p, img_size[1] // p)
@@ -60,11 +64,13 @@ class ViT(GradCheckpointing, ImageClassifier):
         dpr = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
         ffn = ffn or Mlp
         self.blocks = nn.ModuleList([TransformerBlock(
-            d, Attention(d, cfg.heads, cfg.qkv_bias, cfg.attn_drop_rate, cfg.drop_rate, cfg.attn_impl),
+            d, Attention(d, cfg.heads, cfg.qkv_bias, cfg.attn_drop_rate, cfg.drop_rate,
+                         cfg.attn_impl),
             ffn(d, int(d * cfg.mlp_ratio), cfg.drop_rate), dpr[i]) for i in range(cfg.depth)])
         self.norm = nn.LayerNorm(d, eps=1e-6)
         self.out_indices = evenly_spaced(cfg.depth)
-        self.feature_info = [dict(num_chs=d, reduction=p, module=f"blocks.{i}") for i in self.out_indices]
+        self.feature_info = [dict(num_chs=d, reduction=p, module=f"blocks.{i}")
+                             for i in self.out_indices]
         self.num_features = d
         self.head = nn.Linear(d, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(init_transformer_weights)
@@ -81,7 +87,8 @@ class ViT(GradCheckpointing, ImageClassifier):
             x = torch.cat([(self.cls_token + self.cls_pos).expand(x.shape[0], -1, -1), x], 1)
         return self.pos_drop(x), hw
 
-    # the trunk (see `ImageClassifier`): state = (tokens, grid); features after the blocks in `out_indices`
+    # the trunk (see `ImageClassifier`): state = (tokens, grid); features after the blocks in
+    # `out_indices`
     def embed_input(self, x):
         "Image -> (tokens (B, num_prefix + H*W, C), grid (H, W))."
         return self._tokens(x)
@@ -92,7 +99,8 @@ class ViT(GradCheckpointing, ImageClassifier):
         "Features after the blocks in `out_indices`."
         return list(self.out_indices)
     def state_to_map(self, s, norm=False):
-        "Patch tokens as a map (B, C, H/p, W/p), without the prefix (through the final LayerNorm if `norm`)."
+        """Patch tokens as a map (B, C, H/p, W/p),
+        without the prefix (through the final LayerNorm if `norm`)."""
         t = self.norm(s[0]) if norm else s[0]
         return tokens_to_map(t[:, self.num_prefix:], s[1])
     def finish_features(self, s):
@@ -100,7 +108,8 @@ class ViT(GradCheckpointing, ImageClassifier):
         return self.norm(s[0])
 
     def pool(self, x):
-        "Tokens (B, num_prefix + N, C) -> (B, C): the class token (`global_pool='token'`) or the patch-token mean."
+        """Tokens (B, num_prefix + N, C) -> (B, C):
+        the class token (`global_pool='token'`) or the patch-token mean."""
         if self.global_pool == "token": return x[:, 0]
         return x[:, self.num_prefix:].mean(1) if self.global_pool else x
 
@@ -110,14 +119,18 @@ class ViT(GradCheckpointing, ImageClassifier):
                     blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
 
     def no_weight_decay(self) -> set[str]:
-        "Names of the position embeddings and class token (those present), exempt from weight decay."
+        """Names of the position embeddings and class token (those present),
+        exempt from weight decay."""
         return {n for n in ("pos_embed", "cls_token", "cls_pos") if getattr(self, n) is not None}
 
-torch.fx.wrap("resize_pos_embed")   # torch.fx keeps it as one call: its size test runs on real shapes
+# torch.fx keeps it as one call: its size test runs on real shapes
+torch.fx.wrap("resize_pos_embed")
 
+# %% ../nbs/06c_vit.ipynb #f391e755
 @register_model("vit")
 def vit(num_classes, img_size, in_chans, **overrides):
-    "The report's ViT: patch 16, dim 128, depth 8, heads 4, MLP 4, class token (1,720,036 parameters)."
+    """The report's ViT: patch 16, dim 128, depth 8,
+    heads 4, MLP 4, class token (1,720,036 parameters)."""
     cfg = build_config(ViTConfig, img_size, overrides)
     check_build_size(img_size, cfg.patch_size, "vit")
     return ViT(cfg, num_classes, img_size, in_chans)
