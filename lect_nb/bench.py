@@ -6,7 +6,7 @@ Docs: https://lect-nb.github.io/lect_nb/benchmark.html.md"""
 
 # %% ../nbs/13_benchmark.ipynb #365ced72
 from __future__ import annotations
-import argparse, json, os, statistics, subprocess, sys, time
+import argparse, contextlib, json, os, statistics, subprocess, sys, tempfile, time
 import torch
 import torch.nn.functional as F
 from .core import create_model, list_models
@@ -272,6 +272,24 @@ def op_category(name: str, # a profiler key, e.g. "aten::gelu"
     return OTHER
 
 # %% ../nbs/13_benchmark.ipynb #cd2754ec_1
+@contextlib.contextmanager
+def _stderr_without(text: str):
+    """Drop the lines holding `text` from what is written to stderr (file descriptor 2, where C++ code
+    writes) inside the block; every other line is written on afterwards. Kineto, the profiler's C++
+    library, prints an `ERROR` line when a profiler starts in another thread than the one that loaded
+    it (as in a notebook kernel); it is harmless and says nothing to a reader."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try: yield
+        finally:
+            os.dup2(saved, 2); os.close(saved)
+            tmp.seek(0)
+            lines = tmp.read().decode(errors="replace").splitlines(keepends=True)
+            kept = "".join(l for l in lines if text not in l)
+            if kept: sys.stderr.write(kept); sys.stderr.flush()
+
 def profile_breakdown(spec: str, # model spec, e.g. "lect" or "lect@nodrop"
                       img_size: int = 224, batch: int = 16,
                       train: bool = True, # a training step (else an inference pass)
@@ -286,9 +304,12 @@ def profile_breakdown(spec: str, # model spec, e.g. "lect" or "lect@nodrop"
     cuda = torch.device(device).type == "cuda"
     if not cuda: os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # (its CUDA probing, silenced)
     _sync(device)
-    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []))
+    with _stderr_without("External init callback must run in same thread"): prof.start()
+    try:
         for _ in range(steps): step()
         _sync(device)
+    finally: prof.stop()
     ms = dict.fromkeys([*OP_CATEGORIES, KERNELS, OTHER, FRAMEWORK], 0.)
     for ev in prof.key_averages():
         if cuda and not ev.key.startswith("aten::"): continue        # on CUDA: device kernels' time only
