@@ -6,7 +6,7 @@ Docs: https://lect-nb.github.io/lect_nb/benchmark.html.md"""
 
 # %% ../nbs/13_benchmark.ipynb #365ced72
 from __future__ import annotations
-import argparse, contextlib, json, os, statistics, subprocess, sys, tempfile, time
+import argparse, contextlib, json, logging, os, statistics, subprocess, sys, tempfile, time
 import torch
 import torch.nn.functional as F
 from .core import create_model, list_models
@@ -182,6 +182,17 @@ def _ab_child(spec, img_size, batch, steps, threads):
     return dict(train_s=statistics.median(ts), infer_s=statistics.median(ti), peak_mb=peak)
 
 # %% ../nbs/13_benchmark.ipynb #285c0b0d
+@contextlib.contextmanager
+def _quiet_cpu_compile():
+    """Inductor on a machine without CUDA logs `No CUDA runtime is found` from
+    `torch.utils.cpp_extension` when it first builds C++ code; on a CPU run that says nothing. This
+    raises that one logger's level for the block and restores it after."""
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try: yield
+    finally: log.setLevel(level)
+
 def run_benchmark(models=("lect", "lect@reference", "resnet"), # model specs
                   img_size: int = 224, batch: int = 16, device: str = "cpu",
                   repeats: int = 7, warmup: int = 2, threads: int | None = None,
@@ -206,7 +217,8 @@ def run_benchmark(models=("lect", "lect@reference", "resnet"), # model specs
                 m = build(spec, img_size, device=device)
                 if comp: m = torch.compile(m)
                 steps[spec] = make_step(m, x, y, amp_dtype, train=(mode == "train"))
-            med = time_interleaved(steps, repeats, warmup, device)
+            with _quiet_cpu_compile() if comp and device == "cpu" else contextlib.nullcontext():
+                med = time_interleaved(steps, repeats, warmup, device)
             for spec in models:
                 ratio = med[spec] / med[baseline] if baseline in med else None
                 rows.append(dict(model=spec, mode=mode, variant=vname, **common,
