@@ -220,6 +220,10 @@ main { max-width: 60rem; padding: 1.5rem 2rem 4rem !important; box-sizing: borde
 .jp-OutputArea-output pre { max-height: 28em; overflow: auto; }
 p.source-link { float: right; font-size: smaller; margin: .2em 0 0 1em; }
 .jp-InputArea-editor .highlight pre, .jp-OutputArea-output pre { overflow-x: auto; }
+/* code blocks inside prose (```sh ... ```): a box of their own, like Quarto's */
+.jp-RenderedMarkdown div.highlight { background: #f5f5f7; border: 1px solid #e2e2e6; border-radius: 4px;
+  padding: .5em .8em; margin: .6em 0 1em; overflow-x: auto; }
+.jp-RenderedMarkdown div.highlight pre { margin: 0; }
 .jp-RenderedMarkdown blockquote { border-left: 4px solid #ccd; margin-left: 0; padding-left: 1em; color: #555; }
 .jp-RenderedImage img, .jp-OutputArea-output img { max-width: 100%; height: auto; }
 details.code-fold > summary { cursor: pointer; color: #555; font-size: smaller; margin: .3em 0; }
