@@ -618,18 +618,8 @@ def _bn_backward(saved, cfg, ga, gz=None, a_out=None):
 class _BNActKernel(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, act, p, pre_act):
-        z, a, saved, ctx.cfg = _bn_forward(
-            _dense(x.detach()),
-            weight,
-            bias,
-            running_mean,
-            running_var,
-            momentum,
-            eps,
-            act,
-            p,
-            pre_act,
-        )
+        z, a, saved, ctx.cfg = _bn_forward(_dense(x.detach()), weight, bias, running_mean,
+                                           running_var, momentum, eps, act, p, pre_act)
         ctx.save_for_backward(*saved)
         ctx.pre_act = pre_act
         return (z, a) if pre_act else a
@@ -825,18 +815,8 @@ class _BNActConvKernel(torch.autograd.Function):
         dilation,
         groups,
     ):
-        z, a, saved, ctx.cfg = _bn_forward(
-            _dense(x.detach()),
-            weight,
-            bias,
-            running_mean,
-            running_var,
-            momentum,
-            eps,
-            act,
-            p,
-            pre_act,
-        )
+        z, a, saved, ctx.cfg = _bn_forward(_dense(x.detach()), weight, bias, running_mean,
+                                           running_var, momentum, eps, act, p, pre_act)
         ctx.dw = dw3x3_ok(
             a, conv_weight, stride, padding, dilation, groups
         )  # depthwise 3x3: the kernels above

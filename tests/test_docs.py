@@ -236,6 +236,35 @@ def test_no_committed_figure_is_blank():
     assert len(list(_png_images())) >= 10
     assert not bad, "blank figures (re-run the cell):\n" + "\n".join(bad)
 
+def _field_table(nb_name: str) -> list[tuple[str, str, str]]:
+    "(field, default, meaning) rows of the one `| field | default | meaning |` table in a notebook."
+    nb = json.loads((NBS / nb_name).read_text())
+    head = "| field | default | meaning |"
+    tables = [c for c in nb["cells"] if c["cell_type"] == "markdown" and head in "".join(c["source"])]
+    assert len(tables) == 1, f"{len(tables)} field tables in {nb_name}"
+    rows = []
+    for line in "".join(tables[0]["source"]).split(head)[1].splitlines()[2:]:
+        if not line.startswith("|"): break
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        assert len(cells) == 3, line
+        rows.append(tuple(cells))
+    return rows
+
+@pytest.mark.parametrize("nb_name,cls", [("05_lect.ipynb", "lect_nb.models:LeCTConfig"),
+                                         ("09b_runs.ipynb", "lect_nb.runs:TrainConfig")])
+def test_config_tables_match_their_dataclass(nb_name, cls):
+    "The field tables shown for the config dataclasses list every field, in order, with its default."
+    import ast, dataclasses
+    mod, name = cls.split(":")
+    fields = dataclasses.fields(getattr(importlib.import_module(mod), name))
+    rows = _field_table(nb_name)
+    assert [r[0] for r in rows] == [f"`{f.name}`" for f in fields]          # every field, in order
+    for (field, default, meaning), f in zip(rows, fields):
+        assert default.startswith("`") and default.endswith("`"), (field, default)
+        value = ast.literal_eval(default[1:-1])
+        assert value == f.default and type(value) is type(f.default), (field, default, f.default)
+        assert len(meaning) > 10, (field, meaning)                            # described, not just named
+
 MAX_CODE_LINE = 105          # wrap at about 100; past this the site's code boxes scroll sideways
 # Every notebook is wrapped to the page width and holds one public definition per exported cell; the two
 # checks below hold them to it.

@@ -126,29 +126,3 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     for k in a["model"]: assert torch.equal(a["model"][k], b["model"][k]), k
     lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(l)["epoch"] for l in lines] == [1, 2, 3]
-
-def _train_config_table() -> list[tuple[str, str, str]]:
-    "(field, default, meaning) rows of the `| field | default | meaning |` table in notebook 09b."
-    from pathlib import Path
-    nb = json.loads((Path(__file__).resolve().parents[1] / "nbs" / "09b_runs.ipynb").read_text())
-    tables = [c for c in nb["cells"] if c["cell_type"] == "markdown"
-              and "| field | default | meaning |" in "".join(c["source"])]
-    assert len(tables) == 1, f"{len(tables)} TrainConfig tables in 09b_runs.ipynb"
-    rows = []
-    for line in "".join(tables[0]["source"]).split("| field | default | meaning |")[1].splitlines()[2:]:
-        if not line.startswith("|"): break
-        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-        assert len(cells) == 3, line
-        rows.append(tuple(cells))
-    return rows
-
-def test_train_config_table_matches_the_dataclass():
-    import ast, dataclasses
-    rows = _train_config_table()
-    fields = dataclasses.fields(TrainConfig)
-    assert [r[0] for r in rows] == [f"`{f.name}`" for f in fields]          # every field, in order
-    for (name, default, meaning), f in zip(rows, fields):
-        assert default.startswith("`") and default.endswith("`"), (name, default)
-        assert ast.literal_eval(default[1:-1]) == f.default, (name, default, f.default)
-        assert type(ast.literal_eval(default[1:-1])) is type(f.default), (name, default)
-        assert len(meaning) > 10, (name, meaning)                            # described, not just named
