@@ -98,8 +98,9 @@ ABLATION_BASES = {
     "lect_cifar": AblationBase("lect_cifar", "_cifar", (32, 32)),
 }
 EXISTING_NAMES = {
-    ("qup_sv", "lect"): "lect_v3"
-}  # ablations registered elsewhere under another name
+    ("qup_sv", "lect"): "lect_v3",
+    ("qup_sv", "lect_cifar"): "lect_v3_cifar",
+}  # ablations registered elsewhere (notebook 05) under another name
 
 
 def ablation_name(
@@ -131,16 +132,10 @@ def ablation_config(
 
 # %% ../nbs/11_ablations.ipynb #6efdb00e
 def _ablation_builder(tag, base):
-    name, size = ablation_name(tag, base), ABLATION_BASES[base].size
+    size = ABLATION_BASES[base].size
 
     def build(num_classes=100, img_size=size, in_chans=3, **overrides):
-        cfg = ablation_config(tag, base, **overrides)
-        if cfg.fixed_size and tuple(img_size) != tuple(size):
-            raise ValueError(
-                f"{name} supports only {size[0]}x{size[1]} inputs (its spatially varying "
-                f"upsampling has one kernel per pooled position), got {img_size[0]}x{img_size[1]}"
-            )
-        return LeCT(cfg, num_classes, img_size, in_chans)
+        return LeCT(ablation_config(tag, base, **overrides), num_classes, img_size, in_chans)
 
     build.__doc__ = f"`{ABLATION_BASES[base].model}` with ablation `{tag}`: {ABLATIONS[tag].what}."
     return build

@@ -20,8 +20,8 @@ from .attention import LocallyEnhancedAttention, FrequencyRampAttention
 from .leffn import LeFFN
 
 # %% auto #0
-__all__ = ['LECT_CONFIGS', 'AUTHORS_SR_RATIOS', 'LeCTConfig', 'stage_map_sizes', 'derive_sr_ratios', 'LeCTBlock', 'LeCTStage',
-           'LeCT', 'convert_authors_state_dict', 'load_authors_checkpoint']
+__all__ = ['CIFAR_STEM', 'LECT_CONFIGS', 'AUTHORS_SR_RATIOS', 'LeCTConfig', 'stage_map_sizes', 'derive_sr_ratios', 'LeCTBlock',
+           'LeCTStage', 'LeCT', 'convert_authors_state_dict', 'load_authors_checkpoint']
 
 # %% ../nbs/05_lect.ipynb #fa2e5499
 @dataclass
@@ -246,14 +246,18 @@ class LeCT(ImageClassifier):
         return set()
 
 # %% ../nbs/05_lect.ipynb #45a73a73
+CIFAR_STEM = dict(stem_kernel=3, strides=(2, 2, 2))  # what adapts a 224 model to 32x32 inputs
 LECT_CONFIGS = {
     "lect": LeCTConfig(),
     "lect_v2": LeCTConfig(num_heads=(2, 3, 7), high_ratios=(1/2, 1/4, 1/8), pooled_grid=(4, 4, 2),
                           key_upsample=("bicubic", "bilinear", "bilinear")),
     "lect_v3": LeCTConfig(query_upsample="spatially_varying", fixed_size=True),
     "lect_noskip": LeCTConfig(projection="parallel", conv_skip=False),
-    "lect_cifar": LeCTConfig(stem_kernel=3, strides=(2, 2, 2)),
+    "lect_cifar": LeCTConfig(**CIFAR_STEM),
 }
+# LeCTv2 and LeCTv3 adapted to 32x32 as `lect_cifar` adapts `lect`: the 3x3/2 stem, strides (2, 2, 2)
+for _v in ("lect_v2", "lect_v3"):
+    LECT_CONFIGS[f"{_v}_cifar"] = replace(LECT_CONFIGS[_v], **CIFAR_STEM)
 
 def _builder(name):
     def build(num_classes=100, img_size=(224, 224), in_chans=3, **overrides):
@@ -265,7 +269,7 @@ def _builder(name):
     build.__doc__ = f"Build `{name}` (see `LECT_CONFIGS`)."
     return build
 
-_DEFAULT_CFGS = {"lect_cifar": dict(input_size=(3, 32, 32))}   # every other variant: 224x224
+_DEFAULT_CFGS = {n: dict(input_size=(3, 32, 32)) for n in LECT_CONFIGS if n.endswith("_cifar")}
 for _name in LECT_CONFIGS:
     register_model(_name, **_DEFAULT_CFGS.get(_name, {}))(_builder(_name))
 

@@ -52,7 +52,8 @@ def test_diffs_reach_the_layers():
 def test_errors():
     with pytest.raises(ValueError, match="unknown ablation 'x'"): ablation_name("x")
     with pytest.raises(ValueError, match="unknown ablation base"): ablation_name("noskip", "resnet")
-    with pytest.raises(ValueError, match="64x64"): create_model("lect_qup_sv_cifar", img_size=64)
+    with pytest.raises(ValueError, match="only supports 32x32 inputs, got 64x64"):
+        create_model("lect_v3_cifar")(torch.zeros(1, 3, 64, 64))
     with pytest.raises(ValueError, match="bogus"): create_model("lect_seqonly_cifar", img_size=32, bogus=1)
 
 

@@ -19,7 +19,7 @@ from lect_nb.models import LeCT, LeCTStage
 MODELS = [n for n in list_models() if _MODEL_REGISTRY[n].__module__.startswith("lect_nb.")]
 MAIN = ["lect", "lect_v2", "lect_v3", "lect_noskip", "lect_cifar",
         "resnet", "convnext", "vit", "ceit", "alternet", "cvt", "localvit", "lesa"]
-TIMM = MAIN + ["lect_grid2_cifar", "lect_qup_sv_cifar"]
+TIMM = MAIN + ["lect_grid2_cifar", "lect_v3_cifar"]
 B = 2
 CFG_KEYS = {"input_size", "num_classes", "mean", "std", "interpolation", "crop_pct", "first_conv", "classifier",
             "architecture"}
