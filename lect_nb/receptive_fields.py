@@ -21,14 +21,16 @@ def effective_receptive_field(
     n: int = 2,  # random inputs to average over
     seed: int = 0,  # input seed
 ) -> torch.Tensor:  # (H, W) map, max-normalised to 1
-    """|d centre of intermediate map `stage` / d input|, summed over channels, averaged over `n`
-    inputs."""
+    """|d (random projection of the channels at the centre of map `stage`) / d input|, summed over
+    the input channels, averaged over `n` inputs."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, model.in_chans, *img_size, generator=g).requires_grad_(True)
     was_training = model.training
     model.eval()
     f = model.forward_intermediates(x, indices=[stage], intermediates_only=True)[0]  # (n, C, h, w)
-    f[:, :, f.shape[2] // 2, f.shape[3] // 2].sum().backward()
+    centre = f[:, :, f.shape[2] // 2, f.shape[3] // 2]  # (n, C)
+    r = torch.randn(centre.shape[1], generator=g)  # fixed direction (a channel sum is 0 after LN)
+    (centre @ r).sum().backward()
     model.train(was_training)
     erf = x.grad.abs().sum((0, 1))
     return erf / erf.max()

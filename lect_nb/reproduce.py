@@ -6,12 +6,13 @@ Docs: https://lect-nb.github.io/lect_nb/reproduce.html.md"""
 
 # %% ../nbs/10_reproduce.ipynb #296c9fb7
 from __future__ import annotations
-import json
+import json, os, tempfile
 from pathlib import Path
 from .cli import main
 
 # %% auto #0
-__all__ = ['DATASETS_REPORTED', 'PAPER_TABLE2', 'PAPER_TABLE3', 'paper_args', 'reproduce', 'run_result', 'results_table']
+__all__ = ['DATASETS_REPORTED', 'PAPER_TABLE2', 'PAPER_TABLE3', 'WRITE_RESULTS_ENV', 'paper_args', 'reproduce', 'results_file',
+           'run_result', 'results_table']
 
 # %% ../nbs/10_reproduce.ipynb #d9c07adf
 DATASETS_REPORTED = ("cifar100", "cifar10", "stl10")
@@ -74,6 +75,21 @@ def reproduce(
 ) -> int:  # exit status of lect-train
     "Run (or resume) one cell of the tables on this machine's GPU."
     return main(paper_args(model, dataset, **kw))
+
+# %% ../nbs/10_reproduce.ipynb #5c1d0e7b
+WRITE_RESULTS_ENV = "LECT_NB_WRITE_RESULTS"  # "1": slow cells write into nbs/results/
+
+
+def results_file(
+    name: str,  # file name under nbs/results/, e.g. "cost_vs_resolution.json"
+    root: str | Path = "results",  # nbs/results/ seen from a notebook (notebooks run in nbs/)
+) -> Path:
+    "Where a slow cell writes result `name`: `root` when asked (`LECT_NB_WRITE_RESULTS=1`), else scratch."
+    if os.environ.get(WRITE_RESULTS_ENV) == "1":
+        return Path(root) / name
+    scratch = Path(tempfile.gettempdir()) / "lect_nb-results"
+    scratch.mkdir(exist_ok=True)
+    return scratch / name
 
 # %% ../nbs/10_reproduce.ipynb #fba8dc5d
 def run_result(

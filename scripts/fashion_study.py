@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     p.add_argument("--per-class", type=int, default=1000,
                    help="training images per class in the subset (default: %(default)s)")
     p.add_argument("--subset-seed", type=int, default=0, help="seed of the subset (default: 0)")
-    p.add_argument("--epochs", type=int, default=5, help="epochs of every run (default: 5)")
+    p.add_argument("--epochs", type=int, default=8, help="epochs of every run (default: 8)")
     p.add_argument("--batch-size", type=int, default=64, help="batch of every run (default: 64)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default: 1)")
     p.add_argument("--runs", nargs="+", default=PLAN, metavar="MODEL:SEED",

@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""Execute the notebooks top to bottom, save what they print, and check that saved outputs are still
+what the code prints.
+
+    python scripts/run_notebooks.py write [NB ...]   # execute, save the outputs, nbdev-clean
+    python scripts/run_notebooks.py check [NB ...]   # execute a copy, compare with the saved outputs
+    python scripts/run_notebooks.py write --slow NB  # also run its `#| slow` cells, which then
+                                                     # write their results to nbs/results/
+
+With no NB, every notebook in nbs/. Cells flagged `#| slow`, `#| cuda`, `#| notest` or
+`#| eval: false` are skipped (as `nbdev-test` skips them) and saved without outputs: what such a
+cell computes is written to nbs/results/ when it is run on purpose (`--slow`, which sets
+LECT_NB_WRITE_RESULTS=1), and a fast cell below it shows those results. A notebook run any other way
+(a student's Run All) writes no tracked file.
+
+The check compares the text of every output (streams, results, markdown; images by their type
+only) after masking what legitimately changes from run to run and machine to machine: timings and
+speeds, memory addresses, and numbers in scientific notation (rounding errors such as 2.2e-06,
+which differ between CPUs). Cells whose numbers depend on the CPU beyond that are named in
+`VARIES`, with the reason.
+"""
+from __future__ import annotations
+import argparse, difflib, json, os, re, subprocess, sys, tempfile, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS = ROOT / "nbs"
+SKIP_FLAGS = re.compile(r"^#\|\s*(slow|cuda|notest|eval:\s*false)\s*$", re.M)
+
+# notebook -> {cell id: (mode, reason)}; mode "numbers" masks every number of the cell's output,
+# "skip" leaves the cell out of the comparison
+VARIES: dict[str, dict[str, tuple[str, str]]] = {}
+
+_SANITIZE = [
+    (re.compile(r"0x[0-9a-fA-F]+"), "0x?"),
+    (re.compile(r"[-+]?\d+(?:\.\d+)?[eE][-+]?\d+"), "<sci>"),
+    (re.compile(r"\d+(?:[.,]\d+)*\s*(?:ms|µs|us|ns|s|sec|secs|seconds|min|minutes|img/s|it/s|"
+                r"images/s|steps/s)\b"), "<time>"),
+]
+_NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)*%?")
+
+
+def skipped(cell) -> bool:
+    return cell["cell_type"] == "code" and bool(SKIP_FLAGS.search("".join(cell["source"])))
+
+
+def notebooks(names) -> list[Path]:
+    if not names: return sorted(p for p in NBS.glob("*.ipynb") if not p.name.startswith("_"))
+    out = []
+    for n in names:
+        p = Path(n)
+        p = p if p.exists() else NBS / p
+        if not p.exists() or p.suffix != ".ipynb":
+            raise SystemExit(f"run_notebooks: no notebook {n!r}")
+        out.append(p.resolve())
+    return out
+
+
+def execute(path: Path, slow: bool = False, timeout: int = 1800):
+    "Run the notebook at `path` in a fresh kernel (cwd nbs/); returns the executed notebook."
+    import nbformat
+    from nbclient import NotebookClient
+    nb = nbformat.read(path, as_version=4)
+    env_before = os.environ.get("LECT_NB_WRITE_RESULTS")
+    if slow: os.environ["LECT_NB_WRITE_RESULTS"] = "1"
+    else: os.environ.pop("LECT_NB_WRITE_RESULTS", None)
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    try:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(path.parent)}})
+        with client.setup_kernel():
+            for i, cell in enumerate(nb.cells):
+                if cell.cell_type != "code": continue
+                if skipped(cell) and not (slow and re.search(r"^#\|\s*slow\s*$", cell.source, re.M)):
+                    cell.outputs, cell.execution_count = [], None
+                    continue
+                client.execute_cell(cell, i)
+    finally:
+        if env_before is None: os.environ.pop("LECT_NB_WRITE_RESULTS", None)
+        else: os.environ["LECT_NB_WRITE_RESULTS"] = env_before
+    if slow:  # slow cells' outputs are shown from nbs/results/ by fast cells, not saved
+        for cell in nb.cells:
+            if skipped(cell): cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+def output_text(cell) -> str:
+    "The text a reader sees under a code cell (images by their type)."
+    parts = []
+    for o in cell.get("outputs", []):
+        t = o["output_type"]
+        if t == "stream":
+            text = "".join(o["text"]) if isinstance(o["text"], list) else o["text"]
+            parts.append("\n".join(l.rsplit("\r", 1)[-1] for l in text.split("\n")))
+        elif t in ("execute_result", "display_data"):
+            d = o.get("data", {})
+            if "text/html" in d and "progress" in "".join(d["text/html"]): continue  # live bars
+            for k in ("text/markdown", "text/plain"):
+                if k in d and not any(i.startswith("image/") for i in d):
+                    v = d[k]; parts.append("".join(v) if isinstance(v, list) else v); break
+            parts += [f"<{k}>" for k in sorted(d) if k.startswith("image/")]
+        elif t == "error":
+            parts.append(f"ERROR {o['ename']}: {o['evalue']}")
+    return "\n".join(parts)
+
+
+def sanitize(text: str, mode: str | None = None) -> str:
+    for pat, sub in _SANITIZE: text = pat.sub(sub, text)
+    if mode == "numbers": text = _NUMBER.sub("<n>", text)
+    return text
+
+
+def compare(saved, fresh, name: str) -> list[str]:
+    "Differences between the saved and the fresh outputs of one notebook, cell by cell."
+    varies, problems = VARIES.get(name, {}), []
+    for i, (a, b) in enumerate(zip(saved.cells, fresh.cells)):
+        if a.cell_type != "code" or skipped(a): continue
+        mode, _ = varies.get(a.get("id"), (None, ""))
+        if mode == "skip": continue
+        sa, sb = sanitize(output_text(a), mode), sanitize(output_text(b), mode)
+        if sa != sb:
+            diff = "\n".join(difflib.unified_diff(sa.splitlines(), sb.splitlines(), "saved",
+                                                  "fresh run", lineterm="", n=1))
+            problems.append(f"{name} cell {i} (id {a.get('id')}):\n{diff}")
+    return problems
+
+
+def check(path: Path) -> list[str]:
+    import nbformat
+    saved = nbformat.read(path, as_version=4)
+    fresh = execute(path)
+    if len(saved.cells) != len(fresh.cells): return [f"{path.name}: cell count changed"]
+    return compare(saved, fresh, path.name)
+
+
+def write(path: Path, slow: bool = False):
+    import nbformat
+    nb = execute(path, slow=slow)
+    nbformat.write(nb, path)
+    subprocess.run(["nbdev-clean", "--fname", str(path)], check=True, cwd=ROOT)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser("run_notebooks", description=__doc__.split("\n\n")[0])
+    p.add_argument("mode", choices=["write", "check"], help="save the outputs, or compare with them")
+    p.add_argument("notebooks", nargs="*", help="notebooks (default: every one in nbs/)")
+    p.add_argument("--slow", action="store_true",
+                   help="write: also run the `#| slow` cells, which write their results to "
+                        "nbs/results/ (LECT_NB_WRITE_RESULTS=1); their outputs are not saved")
+    a = p.parse_args(argv)
+    if a.slow and a.mode != "write": p.error("--slow goes with write")
+    failed = []
+    for path in notebooks(a.notebooks):
+        t = time.monotonic()
+        try:
+            if a.mode == "write":
+                write(path, a.slow); msg = "written"
+            else:
+                probs = check(path); failed += probs
+                msg = "outputs match" if not probs else f"{len(probs)} cell(s) differ"
+        except Exception as e:  # a failing cell: report it, go on with the next notebook
+            failed.append(f"{path.name}: {type(e).__name__}: {str(e)[-2000:]}")
+            msg = "FAILED"
+        print(f"{path.name}: {msg} ({time.monotonic() - t:.0f} s)", flush=True)
+    for f in failed: print("\n" + f, file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
