@@ -21,7 +21,7 @@ from .leffn import LeFFN
 
 # %% auto #0
 __all__ = ['CIFAR_STEM', 'LECT_CONFIGS', 'AUTHORS_SR_RATIOS', 'LeCTConfig', 'stage_map_sizes', 'derive_sr_ratios', 'LeCTBlock',
-           'LeCTStage', 'LeCT', 'convert_authors_state_dict', 'load_authors_checkpoint']
+           'LeCTStage', 'LeCT', 'inert_parameters', 'convert_authors_state_dict', 'load_authors_checkpoint']
 
 # %% ../nbs/05_lect.ipynb #fa2e5499
 @dataclass
@@ -272,6 +272,17 @@ def _builder(name):
 _DEFAULT_CFGS = {n: dict(input_size=(3, 32, 32)) for n in LECT_CONFIGS if n.endswith("_cifar")}
 for _name in LECT_CONFIGS:
     register_model(_name, **_DEFAULT_CFGS.get(_name, {}))(_builder(_name))
+
+# %% ../nbs/05_lect.ipynb #9b3e51c0
+def inert_parameters(model: nn.Module, # a LeCT model
+                    ) -> set[str]:
+    "Names of the parameters whose train-mode gradient is zero by construction (see above)."
+    pre_bn = re.compile(r"\.ffn\.(pw1|dw|pw2)\.bias$|\.norm2\.bias$")
+    out = {n for n, _ in model.named_parameters() if pre_bn.search(n)}
+    for name, mod in model.named_modules():  # a key shift without the skip: softmax ignores it
+        if hasattr(mod, "k_conv") and not getattr(mod, "conv_skip", True):
+            out.add(f"{name}.k_conv.bn.bias")
+    return out
 
 # %% ../nbs/05_lect.ipynb #2d8cb1d4
 def _blk(m): return f"stages.{int(m[1]) - 1}.blocks.{m[2]}"    # our block `m[2]` of stage `m[1]`
