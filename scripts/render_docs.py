@@ -74,6 +74,8 @@ def _pandoc_md_to_html(md: str, site: str) -> str:
     md = re.sub(r"(\[[^\]]+\]\([^)\s]+\))\{[^}\n]*\}", r"\1", md)        # link attributes (show_doc's source link)
     md = re.sub(r"^:::.*$", "", md, flags=re.MULTILINE)                     # fenced divs: keep the content
     md = md.replace(site, "")                                               # hosted pages -> local pages
+    # [text](16_results.ipynb): a link to another notebook, which Quarto turns into a link to its page
+    md = re.sub(r"\]\(([\w-]+\.ipynb)(#[^)\s]*)?\)", lambda m: f"]({page_name(m[1])}{m[2] or ''})", md)
     return md
 
 def _exec_docs_proc():
