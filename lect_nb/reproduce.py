@@ -6,13 +6,14 @@ Docs: https://lect-nb.github.io/lect_nb/reproduce.html.md"""
 
 # %% ../nbs/10_reproduce.ipynb #296c9fb7
 from __future__ import annotations
-import json, os, tempfile
+import json, os, platform, tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from .cli import main
 
 # %% auto #0
 __all__ = ['DATASETS_REPORTED', 'PAPER_TABLE2', 'PAPER_TABLE3', 'WRITE_RESULTS_ENV', 'paper_args', 'reproduce', 'results_file',
-           'run_result', 'results_table']
+           'machine', 'save_result', 'load_result', 'provenance', 'run_result', 'results_table']
 
 # %% ../nbs/10_reproduce.ipynb #d9c07adf
 DATASETS_REPORTED = ("cifar100", "cifar10", "stl10")
@@ -90,6 +91,52 @@ def results_file(
     scratch = Path(tempfile.gettempdir()) / "lect_nb-results"
     scratch.mkdir(exist_ok=True)
     return scratch / name
+
+# %% ../nbs/10_reproduce.ipynb #5c1d0e7e
+def machine() -> str:
+    "This machine in a few words: CPU model, its widest vector instructions, and the core count."
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return f"{platform.machine()}, {os.cpu_count()} cores"
+    lines = info.splitlines()
+    name = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")),
+                platform.machine())
+    flags = next((l for l in lines if l.startswith("flags")), "")
+    isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "no AVX2"
+    return f"{name} ({isa}), {os.cpu_count()} cores"
+
+
+def save_result(
+    name: str,  # file name under nbs/results/
+    data,  # anything JSON can hold
+    notebook: str,  # the notebook whose slow cell made it, e.g. "07_related.ipynb"
+) -> Path:
+    "Write `data` with its provenance to `results_file(name)`; returns the path written."
+    from importlib.metadata import version
+    rec = dict(command=f"python scripts/run_notebooks.py write --slow nbs/{notebook}",
+               machine=machine(), torch=version("torch"),
+               date=datetime.now(timezone.utc).strftime("%Y-%m-%d"), data=data)
+    path = results_file(name)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(rec, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_result(
+    name: str,  # file name under nbs/results/
+    root: str | Path = "results",
+) -> dict | None:
+    "The record `save_result` wrote into nbs/results/ (None if there is none)."
+    path = Path(root) / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def provenance(rec: dict) -> str:
+    "One line: the command, machine, torch version and date of a saved record."
+    return (f"Recorded with `{rec['command']}` on {rec['machine']}, torch {rec['torch']}, "
+            f"{rec['date']}.")
 
 # %% ../nbs/10_reproduce.ipynb #fba8dc5d
 def run_result(

@@ -13,11 +13,13 @@ interrupted part-way is resumed exactly (`lect-train --resume`), so the study ca
 
 The data directory is Debian's `dataset-fashion-mnist` (`apt-get install dataset-fashion-mnist`).
 """
-import argparse, gzip, json, os, platform, shlex, struct, subprocess, sys, time
+import argparse, gzip, json, os, shlex, struct, subprocess, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from lect_nb.reproduce import machine
 
 # model:seed, cheapest and most informative first; LeCT and ResNet get two seeds
 PLAN = ["lect_cifar:0", "resnet:0", "vit:0", "ceit:0", "convnext:0", "lect_noskip_cifar:0",
@@ -68,18 +70,6 @@ def make_subset(src: Path, dst: Path, per_class: int, seed: int) -> Path:
     return dst
 
 
-def cpu_name() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")),
-                platform.machine())
-    flags = next((l for l in info.splitlines() if l.startswith("flags")), "")
-    isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "no AVX2"
-    return f"{name} ({isa}, {os.cpu_count()} cores)"
-
-
 def train_command(model, seed, data, out, epochs, batch_size):
     return ["lect-train", "--model", model, "--dataset", "fashion_mnist", "--data-dir", str(data),
             "--epochs", str(epochs), "--batch-size", str(batch_size), "--seed", str(seed),
@@ -102,7 +92,7 @@ def row_of(run_dir: Path, model, seed, per_class, subset_seed, threads, command,
                for r in m],
         wall_s=round(sum(r["seconds"] for r in m), 1),
         train_images_per_s=round(sum(r["train_images_per_s"] for r in m) / len(m), 1),
-        cpu=cpu_name(), threads=threads, torch=torch.__version__,
+        cpu=machine(), threads=threads, torch=torch.__version__,
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         command=f"OMP_NUM_THREADS={threads} " + shlex.join(command),
         study_command=study_command)

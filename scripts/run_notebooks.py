@@ -33,10 +33,12 @@ VARIES: dict[str, dict[str, tuple[str, str]]] = {}
 
 _SANITIZE = [
     (re.compile(r"0x[0-9a-fA-F]+"), "0x?"),
+    (re.compile(r"/tmp/tmp[\w-]+"), "/tmp/<tempdir>"),  # tempfile's random directory names
     (re.compile(r"[-+]?\d+(?:\.\d+)?[eE][-+]?\d+"), "<sci>"),
     (re.compile(r"\d+(?:[.,]\d+)*\s*(?:ms|µs|us|ns|s|sec|secs|seconds|min|minutes|img/s|it/s|"
                 r"images/s|steps/s)\b"), "<time>"),
 ]
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)*%?")
 
 
@@ -56,10 +58,13 @@ def notebooks(names) -> list[Path]:
     return out
 
 
-def execute(path: Path, slow: bool = False, timeout: int = 1800):
-    "Run the notebook at `path` in a fresh kernel (cwd nbs/); returns the executed notebook."
+def execute(path: Path, slow: bool = False, timeout: int = 1800, failed_slow: list | None = None):
+    """Run the notebook at `path` in a fresh kernel (cwd nbs/); returns the executed notebook.
+    With `slow`, a failing slow cell (data that are not on this machine, say) is reported in
+    `failed_slow` and the run goes on; any other failing cell stops it."""
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
     nb = nbformat.read(path, as_version=4)
     env_before = os.environ.get("LECT_NB_WRITE_RESULTS")
     if slow: os.environ["LECT_NB_WRITE_RESULTS"] = "1"
@@ -71,10 +76,16 @@ def execute(path: Path, slow: bool = False, timeout: int = 1800):
         with client.setup_kernel():
             for i, cell in enumerate(nb.cells):
                 if cell.cell_type != "code": continue
-                if skipped(cell) and not (slow and re.search(r"^#\|\s*slow\s*$", cell.source, re.M)):
+                is_slow = bool(re.search(r"^#\|\s*slow\s*$", cell.source, re.M))
+                if skipped(cell) and not (slow and is_slow):
                     cell.outputs, cell.execution_count = [], None
                     continue
-                client.execute_cell(cell, i)
+                try:
+                    client.execute_cell(cell, i)
+                except CellExecutionError as e:
+                    if not (slow and is_slow and failed_slow is not None): raise
+                    failed_slow.append(f"{path.name} cell {i} (id {cell.get('id')}): "
+                                       + _ANSI.sub("", str(e)).strip().splitlines()[-1][-300:])
     finally:
         if env_before is None: os.environ.pop("LECT_NB_WRITE_RESULTS", None)
         else: os.environ["LECT_NB_WRITE_RESULTS"] = env_before
@@ -133,11 +144,14 @@ def check(path: Path) -> list[str]:
     return compare(saved, fresh, path.name)
 
 
-def write(path: Path, slow: bool = False):
+def write(path: Path, slow: bool = False) -> list[str]:
+    "Execute and save `path`; returns the slow cells that failed (they saved no result)."
     import nbformat
-    nb = execute(path, slow=slow)
+    failed_slow: list[str] = []
+    nb = execute(path, slow=slow, failed_slow=failed_slow)
     nbformat.write(nb, path)
     subprocess.run(["nbdev-clean", "--fname", str(path)], check=True, cwd=ROOT)
+    return failed_slow
 
 
 def main(argv=None) -> int:
@@ -147,14 +161,15 @@ def main(argv=None) -> int:
     p.add_argument("--slow", action="store_true",
                    help="write: also run the `#| slow` cells, which write their results to "
                         "nbs/results/ (LECT_NB_WRITE_RESULTS=1); their outputs are not saved")
-    a = p.parse_args(argv)
+    a = p.parse_intermixed_args(argv)
     if a.slow and a.mode != "write": p.error("--slow goes with write")
     failed = []
     for path in notebooks(a.notebooks):
         t = time.monotonic()
         try:
             if a.mode == "write":
-                write(path, a.slow); msg = "written"
+                bad = write(path, a.slow); failed += bad
+                msg = "written" + (f"; {len(bad)} slow cell(s) failed" if bad else "")
             else:
                 probs = check(path); failed += probs
                 msg = "outputs match" if not probs else f"{len(probs)} cell(s) differ"
