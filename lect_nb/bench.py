@@ -6,25 +6,25 @@ Docs: https://lect-nb.github.io/lect_nb/benchmark.html.md"""
 
 # %% ../nbs/13_benchmark.ipynb #365ced72
 from __future__ import annotations
-import argparse, contextlib, json, logging, os, statistics, subprocess, sys, tempfile, time
+import contextlib, json, logging, os, statistics, subprocess, sys, tempfile, time
 import torch
 import torch.nn.functional as F
 from .core import create_model, list_models
 from .fast import accelerate
+from .settings import SPEC_OPTIONS
+from .cli import bench_main as main   # the console script: parses before torch loads
 
 # %% auto #0
-__all__ = ['SPEC_OPTIONS', 'OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'parse_spec', 'build', 'make_step',
-           'time_interleaved', 'model_step', 'peak_train_memory_mb', 'ab_processes', 'run_benchmark',
-           'lemsa_layer_memory', 'op_category', 'profile_breakdown', 'main']
+__all__ = ['OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'parse_spec', 'build', 'make_step', 'time_interleaved', 'model_step',
+           'peak_train_memory_mb', 'ab_processes', 'run_benchmark', 'lemsa_layer_memory', 'op_category',
+           'profile_breakdown', 'bench_command', 'SPEC_OPTIONS', 'main']
+
+# %% ../nbs/13_benchmark.ipynb #e6984bec
+_all_ = ["SPEC_OPTIONS", "main"]   # defined in lect_nb.settings and lect_nb.cli
 
 # %% ../nbs/13_benchmark.ipynb #e445dc63
-SPEC_OPTIONS = {
-    "plain": "the plain model of notebooks 00-05 (no speed layer)",
-    "nokernels": "the speed layer without its C kernels (shows what they buy)",
-    "norebuild": "the speed layer storing every tensor autograd asks for (what rebuilding saves)",
-    "reference": "attn_impl='reference' (paper-literal attention)",
-    "ckpt": "set_grad_checkpointing(True) (recompute blocks in backward)",
-    "nodrop": "drop_rate=0, drop_path_rate=0 (what dropout and drop path cost; LeCT models)"}
+# SPEC_OPTIONS, the option names and what each means, is in lect_nb.settings (notebook
+# 09a_settings), where lect-bench's parser reads it without importing torch
 _SPEC_OVERRIDES = {"reference": {"attn_impl": "reference"},
                    "nodrop": {"drop_rate": 0., "drop_path_rate": 0.}}
 _SPEC_EXCLUDE = {"nokernels": "kernels", "norebuild": "rebuild"}
@@ -331,45 +331,26 @@ def profile_breakdown(spec: str, # model spec, e.g. "lect" or "lect@nodrop"
                 device=device, total_ms=sum(ms.values()), ms=ms)
 
 # %% ../nbs/13_benchmark.ipynb #ba6f00db
-def main(argv=None):
-    "Entry point of `lect-bench`."
-    p = argparse.ArgumentParser("lect-bench", description="Side-by-side throughput and memory of "
-                                "registered models (on the CPU through the speed layer unless a spec "
-                                "says @plain).")
-    p.add_argument("--models", nargs="+", default=["lect", "lect@reference", "resnet"], metavar="SPEC",
-                   help="model specs: name[@option[+option]], options: " + ", ".join(SPEC_OPTIONS))
-    p.add_argument("--img-size", type=int, default=224, help="input height and width")
-    p.add_argument("--batch", type=int, default=16, help="images per step")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
-    p.add_argument("--repeats", type=int, default=7,
-                   help="timed steps per model (the median is reported)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
-    p.add_argument("--amp", action="store_true", help="also time bf16 autocast")
-    p.add_argument("--compile", action="store_true", help="also time torch.compile (inductor)")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
-    p.add_argument("--lemsa-memory", action="store_true",
-                   help="peak memory of one LeMSA layer at 448x448, fused vs reference")
-    p.add_argument("--profile", action="store_true",
-                   help="also print each model's time per operator category")
-    p.add_argument("--baseline", default="resnet",
-                   help="the spec every ratio is taken to (one of --models)")
-    p.add_argument("--ab", nargs=2, metavar=("SPEC_A", "SPEC_B"),
-                   help="instead: A/B of two specs in pairs of fresh processes (CPU; ratios B/A)")
-    p.add_argument("--pairs", type=int, default=5, help="process pairs of --ab")
-    a = p.parse_args(argv)
+def bench_command(a, # the arguments, parsed by `lect_nb.cli.bench_parser`
+                 ) -> int: # exit status
+    "What `lect-bench` does with its parsed arguments: the rows, one JSON object per line."
+    def check(flag, specs):
+        for spec in specs:
+            try: parse_spec(spec)
+            except ValueError as e: raise ValueError(f"{flag}: {e}") from None
     try:
         if a.ab:
-            for spec in a.ab: parse_spec(spec)
-            print(json.dumps(ab_processes(*a.ab, a.img_size, a.batch, a.pairs, threads=a.threads or 2)))
+            check("--ab", a.ab)
+            print(json.dumps(ab_processes(*a.ab, a.img_size, a.batch, a.pairs,
+                                          threads=a.threads or 2)))
             return 0
-        for spec in a.models: parse_spec(spec)
+        check("--models", a.models)
         if a.baseline not in a.models:
-            raise ValueError(f"baseline {a.baseline!r} must be one of --models")
+            raise ValueError(f"--baseline {a.baseline!r} must be one of --models")
         if a.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError("--device cuda but CUDA is not available")
-        rows = run_benchmark(a.models, a.img_size, a.batch, a.device, a.repeats, a.warmup, a.threads,
-                             a.amp, a.compile, not a.no_memory, a.baseline)
+        rows = run_benchmark(a.models, a.img_size, a.batch, a.device, a.repeats, a.warmup,
+                             a.threads, a.amp, a.compile, not a.no_memory, a.baseline)
     except ValueError as e:
         print(f"lect-bench: error: {e}", file=sys.stderr); return 2
     for r in rows: print(json.dumps(r))
@@ -379,5 +360,6 @@ def main(argv=None):
                 pb = profile_breakdown(spec, a.img_size, a.batch, train, 3, a.device, a.threads)
                 print(json.dumps(pb))
     if a.lemsa_memory:
-        print(json.dumps(dict(mode="lemsa_layer_memory", **lemsa_layer_memory(448, a.batch, a.device))))
+        mem = lemsa_layer_memory(448, a.batch, a.device)
+        print(json.dumps(dict(mode="lemsa_layer_memory", **mem)))
     return 0

@@ -1,4 +1,4 @@
-"""The command line of a training run: every option of `lect-train`, its errors, an interrupted and resumed run, and the default run measured on a CPU.
+"""The command line of a training run: every option of `lect-train`, its errors, an interrupted and resumed run, and the default run measured on a CPU; and the parsers of `lect-bench` and `lect-sweep`, which answer before torch is imported.
 
 Docs: https://lect-nb.github.io/lect_nb/cli.html.md"""
 
@@ -6,14 +6,31 @@ Docs: https://lect-nb.github.io/lect_nb/cli.html.md"""
 
 # %% ../nbs/09c_cli.ipynb #0a6cda64
 from __future__ import annotations
-import argparse, sys
+import argparse, math, sys
 from dataclasses import fields
-from .data import DATASETS
-from .train import AMP_DTYPES, NonFiniteError
-from .runs import DEVICE_DEFAULTS, TrainConfig, TrainingInterrupted, run
+from .settings import (AMP_NAMES, COMPILE_MODES, DATASET_NAMES, DEVICE_DEFAULTS,
+                              PRECISION_NAMES, SPEC_OPTIONS, SWEEP_MODELS, TABLE2_MODELS,
+                              TrainConfig)
 
 # %% auto #0
-__all__ = ['build_parser', 'main']
+__all__ = ['build_parser', 'main', 'bench_parser', 'bench_main', 'sweep_parser', 'sweep_main']
+
+# %% ../nbs/09c_cli.ipynb #8c1f0a21
+def _number(kind, ok, what: str):
+    "An argparse `type`: `kind(text)` if `ok` holds for it, else an error argparse names the option in."
+    def parse(text: str):
+        try: v = kind(text)
+        except ValueError: v = None
+        if v is None or not ok(v):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return v
+    return parse
+
+_positive_int = _number(int, lambda v: v > 0, "a positive integer")
+_count = _number(int, lambda v: v >= 0, "an integer >= 0")
+_positive = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+_nonnegative = _number(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+_fraction = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 # %% ../nbs/09c_cli.ipynb #193b3661
 _EPILOG = """\
@@ -53,47 +70,47 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a("--model", default=d.model,
       help=f"model name, see lect_nb.core.list_models() (default: {d.model})")
-    a("--dataset", default=d.dataset,
-      help=f"one of {', '.join(DATASETS)}; see below (default: {d.dataset})")
+    a("--dataset", default=d.dataset, choices=DATASET_NAMES, metavar="NAME",
+      help=f"one of {', '.join(DATASET_NAMES)}; see below (default: {d.dataset})")
     a("--data-dir", default=None, help="dataset directory, must exist if given (default: data/)")
-    a("--epochs", type=int, default=None,
+    a("--epochs", type=_positive_int, default=None,
       help="epochs of the cosine schedule (default: the paper's for the dataset: 60, STL10 100; "
            "sample 4); with --resume: a larger number extends a finished run")
-    a("--batch-size", type=int, default=d.batch_size,
+    a("--batch-size", type=_positive_int, default=d.batch_size,
       help=f"global batch size over all processes (default: {d.batch_size})")
-    a("--lr", type=float, default=None,
+    a("--lr", type=_positive, default=None,
       help="peak AdamW learning rate (default: the paper's, 6e-3 for resnet/convnext models, 1e-3 "
            "for the others; the value used is printed and saved in config.json)")
-    a("--min-lr", type=float, default=d.min_lr,
+    a("--min-lr", type=_nonnegative, default=d.min_lr,
       help=f"learning rate the cosine decays to (default: {d.min_lr:g})")
-    a("--warmup-epochs", type=int, default=d.warmup_epochs,
+    a("--warmup-epochs", type=_count, default=d.warmup_epochs,
       help=f"epochs of linear warmup before the cosine, the paper has none "
            f"(default: {d.warmup_epochs})")
-    a("--weight-decay", type=float, default=d.weight_decay,
+    a("--weight-decay", type=_nonnegative, default=d.weight_decay,
       help=f"AdamW weight decay, not applied to norms, biases and position embeddings "
            f"(default: {d.weight_decay:g})")
-    a("--label-smoothing", type=float, default=d.label_smoothing,
+    a("--label-smoothing", type=_fraction, default=d.label_smoothing,
       help=f"cross-entropy label smoothing, the paper has none (default: {d.label_smoothing:g})")
-    a("--clip-grad", type=float, default=d.clip_grad,
+    a("--clip-grad", type=_nonnegative, default=d.clip_grad,
       help=f"max gradient norm; 0 disables clipping (default: {d.clip_grad:g})")
-    a("--img-size", type=int, default=None,
+    a("--img-size", type=_positive_int, default=None,
       help="model input side in pixels (default: the dataset's native size, no resize; required "
            "for imagefolder; the paper uses 224)")
     a("--no-augment", dest="augment", action="store_false",
       help="train without the paper's augmentation (random crop, flip, RandAugment), which is on "
            "otherwise")
-    a("--val-split", type=float, default=d.val_split, metavar="F",
+    a("--val-split", type=_fraction, default=d.val_split, metavar="F",
       help="hold out the fraction F (0 < F < 1) of the training images, drawn with --seed, to "
            "choose best.pt on; they are not trained on (default: 0, best.pt is chosen on the test "
            "split as in the report)")
-    a("--workers", type=int, default=d.workers,
+    a("--workers", type=_count, default=d.workers,
       help=f"DataLoader worker processes (default: {d.workers})")
     a("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
-    a("--seed", type=int, default=d.seed,
+    a("--seed", type=_count, default=d.seed,
       help=f"seed of the weights, data order, augmentation and --val-split (default: {d.seed})")
     dd = lambda k: ", ".join(f"{dev} {v[k] if isinstance(v[k], str) else ('on' if v[k] else 'off')}"
                              for dev, v in DEVICE_DEFAULTS.items() if dev != "mps")
-    a("--amp", default=d.amp, choices=[*AMP_DTYPES, "auto"],
+    a("--amp", default=d.amp, choices=[*AMP_NAMES, "auto"],
       help=f"mixed precision: none, bf16 (CPU or CUDA) or fp16 (CUDA) "
            f"(default: auto = {dd('amp')})")
     a("--channels-last", action="store_const", const=True, default=None,
@@ -111,33 +128,34 @@ def build_parser() -> argparse.ArgumentParser:
            "otherwise)")
     a("--plain", action="store_true",
       help="on the CPU: train the plain model of notebooks 00-05 instead of its accelerated form "
-           "(notebook 15); the same function, slower")
+           "(notebook 15); the same function, slower (default: off)")
     a("--out", default=None, help="run directory; must not hold a run unless --resume "
       "(default: runs/<model>-<dataset>-<time>)")
     a("--resume", action="store_true",
       help="continue the run in --out from its last.pt with its saved settings (only --epochs, "
-           "--device, --workers and --plain may change)")
-    a("--limit-train", type=int, default=None, metavar="N",
+           "--device, --workers and --plain may change) (default: off, a new run)")
+    a("--limit-train", type=_positive_int, default=None, metavar="N",
       help="use only the first N training images (default: all)")
-    a("--limit-val", type=int, default=None, metavar="N",
+    a("--limit-val", type=_positive_int, default=None, metavar="N",
       help="use only the first N test images (default: all)")
     a("--on-nan", default=d.on_nan, choices=("stop", "skip"),
       help=f"a NaN/Inf loss or gradient norm: stop the run, or skip the step and go on "
            f"(default: {d.on_nan})")
     a("--deterministic", action="store_true",
       help="CUDA: deterministic cuDNN/cuBLAS kernels and torch.use_deterministic_algorithms "
-           "(warn_only); slower")
+           "(warn_only); slower (default: off)")
     return p
 
 # %% ../nbs/09c_cli.ipynb #cf50e3b1
 def main(argv: list[str] | None = None, # arguments (default: sys.argv[1:])
         ) -> int: # exit status
-    "Entry point of `lect-train`."
-    p = build_parser()
-    a = p.parse_args(argv)
+    "Entry point of `lect-train`: parse and check the arguments, then import torch and train."
+    a = build_parser().parse_args(argv)
     kw = vars(a)
     kw["clip_grad"] = kw["clip_grad"] or None
     cfg = TrainConfig(**{f.name: kw[f.name] for f in fields(TrainConfig) if f.name in kw})
+    from lect_nb.runs import TrainingInterrupted, run   # torch, once the arguments are good
+    from lect_nb.train import NonFiniteError
     try:
         run(cfg, cli=True)
     except TrainingInterrupted as e:  # the checkpoint is saved and the resume command printed
@@ -149,3 +167,114 @@ def main(argv: list[str] | None = None, # arguments (default: sys.argv[1:])
         print(f"lect-train: error: {e}", file=sys.stderr, flush=True)
         return 2
     return 0
+
+# %% ../nbs/09c_cli.ipynb #83a0f60f
+def bench_parser() -> argparse.ArgumentParser:
+    "The `lect-bench` argument parser: every option documented with its default."
+    specs = "\n".join(f"  {k:<11}{v}" for k, v in SPEC_OPTIONS.items())
+    p = argparse.ArgumentParser(
+        prog="lect-bench", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Side-by-side training-step and inference throughput and peak memory of "
+                    "registered models,\nwith ratios to a baseline (on the CPU through the speed "
+                    "layer unless a spec says @plain).",
+        epilog=f"model specs (--models, --baseline, --ab): a model name, optionally with options "
+               f"after @ joined\nby +, e.g. lect@reference+ckpt; the options:\n{specs}")
+    a = p.add_argument
+    models = ["lect", "lect@reference", "resnet"]
+    a("--models", nargs="+", default=models, metavar="SPEC",
+      help=f"model specs, measured side by side; see below (default: {' '.join(models)})")
+    a("--img-size", type=_positive_int, default=224,
+      help="input height and width in pixels (default: 224)")
+    a("--batch", type=_positive_int, default=16, help="images per step (default: 16)")
+    a("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    a("--threads", type=_positive_int, default=None,
+      help="CPU threads, torch.set_num_threads (default: PyTorch's choice; 2 for --ab)")
+    a("--repeats", type=_positive_int, default=7,
+      help="timed steps per model, interleaved across models; the median is reported "
+           "(default: 7)")
+    a("--warmup", type=_count, default=2, help="untimed steps per model first (default: 2)")
+    a("--amp", action="store_true", help="also time bf16 autocast (default: off)")
+    a("--compile", action="store_true",
+      help="also time the models wrapped in torch.compile, inductor (default: off)")
+    a("--no-memory", action="store_true",
+      help="skip the peak-memory runs, which run otherwise")
+    a("--lemsa-memory", action="store_true",
+      help="also measure the peak memory of one LeMSA layer at 448x448, fused against the "
+           "reference attention (default: off)")
+    a("--profile", action="store_true",
+      help="also print each model's time per step by operator category (default: off)")
+    a("--baseline", default="resnet",
+      help="the spec every ratio is taken to; one of --models (default: resnet)")
+    a("--ab", nargs=2, metavar=("SPEC_A", "SPEC_B"),
+      help="instead of the side-by-side run: A against B in pairs of fresh processes on the CPU, "
+           "ratios B/A (default: the side-by-side run)")
+    a("--pairs", type=_positive_int, default=5, help="process pairs of --ab (default: 5)")
+    return p
+
+# %% ../nbs/09c_cli.ipynb #1d35218b
+def bench_main(argv: list[str] | None = None, # arguments (default: sys.argv[1:])
+              ) -> int: # exit status
+    "Entry point of `lect-bench`: parse the arguments, then import torch and measure."
+    a = bench_parser().parse_args(argv)
+    from lect_nb.bench import bench_command
+    return bench_command(a)
+
+# %% ../nbs/09c_cli.ipynb #6cb4d250
+def sweep_parser() -> argparse.ArgumentParser:
+    "The `lect-sweep` argument parser, with its commands `speed` and `table2`."
+    p = argparse.ArgumentParser(
+        prog="lect-sweep", description="What a GPU user chooses between, measured: batch, "
+        "precision, torch.compile mode,\nmemory format (speed); Table 2's models trained on "
+        "Fashion-MNIST (table2).", formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{speed,table2}")
+    s = sub.add_parser("speed", help="the sweep: JSON rows and one plot per model")
+    a = s.add_argument
+    a("--device", default="cuda", help="cuda, cuda:N or cpu (default: cuda)")
+    a("--out", required=True, help="directory for sweep.json, summary.json and the plots (required)")
+    models = [f"{m}:{z}" for m, z in SWEEP_MODELS]
+    a("--models", nargs="+", default=models, metavar="NAME:SIZE",
+      help=f"models and input sides, measured side by side (default: {' '.join(models)})")
+    a("--batches", nargs="+", type=_positive_int, default=[16, 64, 128, 256], metavar="N",
+      help="batches of the eager points (default: 16 64 128 256)")
+    a("--compile-batches", nargs="+", type=_positive_int, default=[64, 128], metavar="N",
+      help="batches of the compiled points (default: 64 128)")
+    a("--precisions", nargs="+", default=list(PRECISION_NAMES), choices=PRECISION_NAMES,
+      help=f"fp32, and bf16 autocast (default: {' '.join(PRECISION_NAMES)})")
+    a("--compile-modes", nargs="*", default=list(COMPILE_MODES[1:]), choices=COMPILE_MODES[1:],
+      metavar="MODE", help=f"torch.compile modes of the compiled points; none given: no compiled "
+      f"points (default: {' '.join(COMPILE_MODES[1:])})")
+    a("--backend", default="inductor", help="torch.compile backend (default: inductor)")
+    a("--steps", type=_positive_int, default=10,
+      help="timed steps per point and mode; the median is reported (default: 10)")
+    a("--warmup", type=_count, default=3,
+      help="untimed steps before them; the first step, which compiles, is always untimed "
+           "(default: 3)")
+    a("--budget", type=_positive, default=None, metavar="SECONDS",
+      help="points that would not finish in this time are skipped, not run (default: no limit)")
+    t = sub.add_parser("table2", help="Table 2's models trained on Fashion-MNIST at 32x32")
+    a = t.add_argument
+    a("--data-dir", required=True,
+      help="directory with Fashion-MNIST's four .gz IDX files (required)")
+    a("--out", required=True, help="JSON file of the rows, rewritten after every model (required)")
+    a("--models", nargs="+", default=list(TABLE2_MODELS), metavar="NAME",
+      help=f"models to train, one run each (default: Table 2's {' '.join(TABLE2_MODELS)})")
+    a("--epochs", type=_positive_int, default=10, help="epochs of every run (default: 10)")
+    a("--batch-size", type=_positive_int, default=64,
+      help="batch size of every run (default: 64)")
+    a("--seed", type=_count, default=0, help="seed of every run (default: 0)")
+    a("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
+    a("--budget", type=_positive, default=None, metavar="SECONDS",
+      help="models that would not finish in this time are not run (default: no limit)")
+    a("--limit-train", type=_positive_int, default=None, metavar="N",
+      help="train on only the first N training images, for smoke runs (default: all 60,000)")
+    a("--limit-val", type=_positive_int, default=None, metavar="N",
+      help="test on only the first N test images (default: all 10,000)")
+    return p
+
+# %% ../nbs/09c_cli.ipynb #ee613a1e
+def sweep_main(argv: list[str] | None = None, # arguments (default: sys.argv[1:])
+              ) -> int: # exit status
+    "Entry point of `lect-sweep`: parse the arguments, then import torch and measure or train."
+    a = sweep_parser().parse_args(argv)
+    from lect_nb.gpu import sweep_command
+    return sweep_command(a, "lect-sweep " + " ".join(argv if argv is not None else sys.argv[1:]))

@@ -6,7 +6,7 @@ Docs: https://lect-nb.github.io/lect_nb/gpu.html.md"""
 
 # %% ../nbs/13a_gpu.ipynb #8186ce28
 from __future__ import annotations
-import argparse, gzip, json, os, statistics, struct, sys, time
+import gzip, json, os, statistics, struct, sys, time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,17 +16,23 @@ import torch.nn.functional as F
 from .core import create_model, list_models
 from .data import FASHION_FILES, load_sample
 from .related import *   # registers every baseline family
+from .settings import COMPILE_MODES, PRECISION_NAMES, SWEEP_MODELS, TABLE2_MODELS, plural
+from .cli import sweep_main as main   # the console script: parses before torch loads
 
 # %% auto #0
-__all__ = ['COMPILE_MODES', 'PRECISIONS', 'SWEEP_MODELS', 'CIFAR100_RECIPE', 'TABLE2_MODELS', 'PAPER_TABLE2', 'PAPER_COLUMNS',
-           'SweepPoint', 'sweep_plan', 'wall_timer', 'measure_point', 'run_sweep', 'projected_recipe_minutes',
-           'best_settings', 'summarize', 'plot_sweep', 'write_atomic_json', 'fashion_table', 'table2_markdown',
-           'write_fashion_idx', 'main']
+__all__ = ['PRECISIONS', 'CIFAR100_RECIPE', 'PAPER_TABLE2', 'PAPER_COLUMNS', 'SweepPoint', 'sweep_plan', 'wall_timer',
+           'measure_point', 'run_sweep', 'projected_recipe_minutes', 'best_settings', 'summarize', 'plot_sweep',
+           'write_atomic_json', 'fashion_table', 'table2_markdown', 'write_fashion_idx', 'sweep_command',
+           'COMPILE_MODES', 'SWEEP_MODELS', 'TABLE2_MODELS', 'main']
+
+# %% ../nbs/13a_gpu.ipynb #91250b11
+_all_ = ["COMPILE_MODES", "SWEEP_MODELS", "TABLE2_MODELS", "main"]   # from lect_nb.settings, .cli
 
 # %% ../nbs/13a_gpu.ipynb #3edd7718
-COMPILE_MODES = ("none", "default", "max-autotune-no-cudagraphs", "reduce-overhead")
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
-SWEEP_MODELS = (("lect", 224), ("resnet", 224), ("lect_cifar", 32), ("resnet", 32))
+# COMPILE_MODES ("none", then the torch.compile modes), SWEEP_MODELS ((name, side) pairs) and
+# the names of PRECISIONS are in lect_nb.settings (notebook 09a_settings), where lect-sweep's
+# parser reads them
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}   # keyed by PRECISION_NAMES
 
 @dataclass(frozen=True)
 class SweepPoint:
@@ -270,7 +276,7 @@ def plot_sweep(rows: list[dict], # from `run_sweep`
     return paths
 
 # %% ../nbs/13a_gpu.ipynb #20ccb705
-TABLE2_MODELS = ("lect", "lect_v2", "lect_v3", "ceit", "alternet", "resnet", "convnext", "vit")
+# TABLE2_MODELS, the report's eight models in its order, is in lect_nb.settings
 # the LeCT report's Table 2: top-1 % (test split), 224x224 inputs, trained from scratch
 PAPER_TABLE2 = {
     "lect": (76.53, 94.41, 82.94), "lect_v2": (74.46, 93.97, 82.93),
@@ -339,7 +345,7 @@ def table2_markdown(rows: list[dict] = (), # from `fashion_table` (models withou
     "Table 2 of the LeCT report next to our Fashion-MNIST column (empty where no run happened)."
     ours = {r["model"]: r for r in rows if r.get("status") == "ok"}
     ep = {r["epochs"] for r in ours.values()}
-    n_ep = ', ' + str(ep.pop()) + ' epochs' if len(ep) == 1 else ''
+    n_ep = ', ' + plural(ep.pop(), 'epoch') if len(ep) == 1 else ''
     head = ("| model | " + " | ".join(f"{c} (report)" for c in PAPER_COLUMNS)
             + f" | Fashion-MNIST 32x32 (ours{n_ep}) | wall time (s) |")
     lines = [head, "|" + "---|" * (len(PAPER_COLUMNS) + 3)]
@@ -373,47 +379,14 @@ def write_fashion_idx(root: str | Path, # directory to write the four .gz IDX fi
     return root
 
 # %% ../nbs/13a_gpu.ipynb #a28ad4cf
-def main(argv=None) -> int:
-    "Entry point of `lect-sweep`: `speed` (the GPU sweep) or `table2` (the Fashion-MNIST table)."
-    p = argparse.ArgumentParser(
-        "lect-sweep", description="What a GPU user chooses between, measured: batch, precision, "
-        "torch.compile mode, memory format (speed); Table 2's models on Fashion-MNIST (table2).")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("speed", help="the sweep: JSON rows and one plot per model")
-    s.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default: cuda)")
-    s.add_argument("--out", required=True,
-                   help="directory for sweep.json, summary.json and the plots")
-    s.add_argument("--models", nargs="+", default=[f"{m}:{z}" for m, z in SWEEP_MODELS],
-                   metavar="NAME:SIZE", help="models and input sides (default: %(default)s)")
-    s.add_argument("--batches", nargs="+", type=int, default=[16, 64, 128, 256],
-                   help="eager batches")
-    s.add_argument("--compile-batches", nargs="+", type=int, default=[64, 128],
-                   help="compiled batches")
-    s.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=list(PRECISIONS))
-    s.add_argument("--compile-modes", nargs="*", default=list(COMPILE_MODES[1:]),
-                   help="torch.compile modes")
-    s.add_argument("--backend", default="inductor",
-                   help="torch.compile backend (default: inductor)")
-    s.add_argument("--steps", type=int, default=10,
-                   help="timed steps per point and mode (median reported)")
-    s.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    s.add_argument("--budget", type=float, default=None,
-                   help="seconds; later points are skipped, not run")
-    t = sub.add_parser("table2", help="Table 2's models trained on Fashion-MNIST at 32x32")
-    t.add_argument("--data-dir", required=True,
-                   help="directory with Fashion-MNIST's four .gz IDX files")
-    t.add_argument("--out", required=True, help="JSON file of the rows")
-    t.add_argument("--models", nargs="+", default=list(TABLE2_MODELS))
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default=None)
-    t.add_argument("--budget", type=float, default=None, help="seconds; later models are not run")
-    t.add_argument("--limit-train", type=int, default=None)
-    t.add_argument("--limit-val", type=int, default=None)
-    a = p.parse_args(argv)
+def sweep_command(a, # the arguments, parsed by `lect_nb.cli.sweep_parser`
+                  command: str = "lect-sweep", # the command line, recorded with the rows
+                 ) -> int: # exit status
+    "What `lect-sweep` does with its parsed arguments: `speed` (the GPU sweep) or `table2`."
     try:
         if a.cmd == "table2":
+            unknown = [m for m in a.models if m not in list_models()]
+            if unknown: raise ValueError(f"--models: unknown model {unknown[0]!r}")
             rows = fashion_table(a.out, a.data_dir, a.models, a.epochs, a.batch_size, a.seed,
                                  a.device, a.budget, limit_train=a.limit_train,
                                  limit_val=a.limit_val)
@@ -423,7 +396,9 @@ def main(argv=None) -> int:
         models = []
         for spec in a.models:
             name, _, size = spec.partition(":")
-            if not size.isdigit(): raise ValueError(f"--models takes NAME:SIZE, got {spec!r}")
+            if not size.isdigit() or int(size) == 0:
+                raise ValueError(f"--models takes NAME:SIZE with SIZE > 0, got {spec!r}")
+            if name not in list_models(): raise ValueError(f"--models: unknown model {name!r}")
             models.append((name, int(size)))
         if a.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError("--device cuda but CUDA is not available")
@@ -434,7 +409,7 @@ def main(argv=None) -> int:
     env = dict(torch=torch.__version__, device=a.device,
                date=datetime.now().isoformat(timespec="seconds"),
                name=torch.cuda.get_device_name(0) if a.device.startswith("cuda") else "cpu",
-               command="lect-sweep " + " ".join(argv if argv is not None else sys.argv[1:]))
+               command=command)
     partial = []
     def keep(row):
         partial.append(row); print(json.dumps(row), flush=True)

@@ -7,7 +7,7 @@ Docs: https://lect-nb.github.io/lect_nb/runs.html.md"""
 # %% ../nbs/09b_runs.ipynb #f03f6c5a
 from __future__ import annotations
 import itertools, json, os, random, shlex, signal, sys, threading, time, zipfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from datetime import datetime
 from pathlib import Path
 import numpy as np
@@ -18,48 +18,19 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 from .core import create_model, list_models
 from .data import BatchTransform, DeviceBatches, build_datasets, dataset_info, held_images
 from .fast import accelerate
+from .settings import DEVICE_DEFAULTS, IN_MEMORY_DATASETS, TrainConfig, plural
 from .train import (AMP_DTYPES, DistInfo, Progress, ShardSampler, autocast_for, default_lr,
                            evaluate, init_distributed, make_optimizer, make_scaler, make_scheduler,
                            plot_curves, train_one_epoch)
 
 # %% auto #0
-__all__ = ['RUN_FILES', 'DEVICE_DEFAULTS', 'IN_MEMORY_DATASETS', 'TrainConfig', 'rng_state', 'set_rng_state', 'save_checkpoint',
-           'load_checkpoint', 'restore_checkpoint', 'resolve_device', 'check_config', 'check_model_input',
-           'check_out_dir', 'device_defaults', 'sample_seed', 'SeededDataset', 'EpochSampler', 'Interrupts',
-           'TrainingInterrupted', 'set_deterministic', 'follow_schedule', 'split_train_val', 'run']
+__all__ = ['RUN_FILES', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'restore_checkpoint',
+           'resolve_device', 'check_config', 'check_model_input', 'check_out_dir', 'device_defaults', 'sample_seed',
+           'SeededDataset', 'EpochSampler', 'Interrupts', 'TrainingInterrupted', 'set_deterministic', 'follow_schedule',
+           'split_train_val', 'run', 'TrainConfig', 'DEVICE_DEFAULTS', 'IN_MEMORY_DATASETS']
 
-# %% ../nbs/09b_runs.ipynb #890c381b
-@dataclass
-class TrainConfig:
-    "Every setting of a training run (saved as `config.json` in the run directory)."
-    model: str = "lect_cifar" # a name from `list_models()`
-    dataset: str = "sample" # a key of `lect_nb.data.DATASETS`
-    data_dir: str | None = None # where the dataset is or is downloaded to (None: data/)
-    epochs: int | None = None # None: the dataset's default (paper: 60, STL10 100; sample 4)
-    batch_size: int = 64 # global batch, split evenly over the processes
-    lr: float | None = None # None: `default_lr(model)`
-    min_lr: float = 0. # floor of the cosine schedule
-    warmup_epochs: int = 0 # linear warmup epochs before the cosine (paper: 0)
-    weight_decay: float = 0.05 # AdamW decay (not on norms, biases, `no_weight_decay()` names)
-    label_smoothing: float = 0. # cross-entropy label smoothing (paper: 0)
-    clip_grad: float | None = 5. # max gradient norm (None: no clipping)
-    img_size: int | None = None # model input side; None: the dataset's native size (no resize)
-    augment: bool = True # the paper's crop/flip/RandAugment
-    workers: int = 0 # DataLoader worker processes
-    device: str | None = None # "cpu", "cuda", "cuda:1"...; None: cuda if available
-    seed: int = 0 # seeds python, numpy and torch
-    amp: str = "auto" # "none", "bf16", "fp16" (CUDA); "auto": `DEVICE_DEFAULTS`
-    channels_last: bool | None = None # NHWC memory format; None: `DEVICE_DEFAULTS`
-    compile: bool | None = None # wrap the model in torch.compile; None: `DEVICE_DEFAULTS`
-    gpu_augment: str = "auto" # "on": transform batches on the device; "off": per image in PIL
-    plain: bool = False # on the CPU: the plain model, without the speed layer (`accelerate`)
-    out: str | None = None # run directory; None: runs/<model>-<dataset>-<time>
-    resume: bool = False # continue the run in `out` from its last.pt
-    limit_train: int | None = None # use only the first N training images (tests, quick looks)
-    limit_val: int | None = None # use only the first N test images
-    val_split: float = 0. # fraction of the training images held out to choose best.pt
-    on_nan: str = "stop" # a non-finite loss or gradient norm: "stop" the run or "skip" the step
-    deterministic: bool = False # CUDA: deterministic cuDNN/cuBLAS and algorithms
+# %% ../nbs/09b_runs.ipynb #4324ed19
+_all_ = ["TrainConfig", "DEVICE_DEFAULTS", "IN_MEMORY_DATASETS"]   # defined in lect_nb.settings
 
 # %% ../nbs/09b_runs.ipynb #0f87f627
 def rng_state() -> dict:
@@ -167,6 +138,7 @@ def check_config(cfg: TrainConfig, # the settings to check
                 ) -> TrainConfig:
     ("Raise `ValueError` naming the first bad setting; return `cfg` with defaults (epochs, lr) "
      "filled in.")
+    opt = (lambda k: "--" + k.replace("_", "-")) if cli else (lambda k: k)   # how messages name k
     info = dataset_info(cfg.dataset)
     if cfg.model not in list_models():
         raise ValueError(f"unknown model {cfg.model!r}; "
@@ -174,30 +146,30 @@ def check_config(cfg: TrainConfig, # the settings to check
     for k in ("epochs", "img_size", "limit_train", "limit_val"):
         v = getattr(cfg, k)
         if v is not None and (not isinstance(v, int) or v <= 0):
-            _fail(f"{k} must be a positive integer, got {v!r}")
+            _fail(f"{opt(k)} must be a positive integer, got {v!r}")
     if not isinstance(cfg.batch_size, int) or cfg.batch_size <= 0:
-        _fail(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
+        _fail(f"{opt('batch_size')} must be a positive integer, got {cfg.batch_size!r}")
     if cfg.batch_size % world:
-        _fail(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
-    if cfg.lr is not None and not cfg.lr > 0: _fail(f"lr must be positive, got {cfg.lr!r}")
-    if not cfg.weight_decay >= 0: _fail(f"weight_decay must be >= 0, got {cfg.weight_decay}")
-    if not cfg.min_lr >= 0: _fail(f"min_lr must be >= 0, got {cfg.min_lr}")
+        _fail(f"{opt('batch_size')} {cfg.batch_size} is not divisible by the {world} processes")
+    if cfg.lr is not None and not cfg.lr > 0: _fail(f"{opt('lr')} must be positive, got {cfg.lr!r}")
+    if not cfg.weight_decay >= 0: _fail(f"{opt('weight_decay')} must be >= 0, got {cfg.weight_decay}")
+    if not cfg.min_lr >= 0: _fail(f"{opt('min_lr')} must be >= 0, got {cfg.min_lr}")
     if cfg.clip_grad is not None and not cfg.clip_grad > 0:
-        _fail(f"clip_grad must be positive (or None/0 for no clipping), got {cfg.clip_grad}")
+        _fail(f"{opt('clip_grad')} must be positive (or None/0 for no clipping), got {cfg.clip_grad}")
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
-        _fail(f"seed must be an integer >= 0, got {cfg.seed!r}")
+        _fail(f"{opt('seed')} must be an integer >= 0, got {cfg.seed!r}")
     if cfg.on_nan not in ("stop", "skip"):
-        _fail(f"on_nan must be 'stop' or 'skip', got {cfg.on_nan!r}")
+        _fail(f"{opt('on_nan')} must be 'stop' or 'skip', got {cfg.on_nan!r}")
     if not isinstance(cfg.workers, int) or cfg.workers < 0:
-        _fail(f"workers must be >= 0, got {cfg.workers}")
-    if cfg.warmup_epochs < 0: _fail(f"warmup_epochs must be >= 0, got {cfg.warmup_epochs}")
+        _fail(f"{opt('workers')} must be >= 0, got {cfg.workers}")
+    if cfg.warmup_epochs < 0: _fail(f"{opt('warmup_epochs')} must be >= 0, got {cfg.warmup_epochs}")
     if not 0 <= cfg.label_smoothing < 1:
-        _fail(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
-    if not 0 <= cfg.val_split < 1: _fail(f"val_split must be in [0, 1), got {cfg.val_split}")
+        _fail(f"{opt('label_smoothing')} must be in [0, 1), got {cfg.label_smoothing}")
+    if not 0 <= cfg.val_split < 1: _fail(f"{opt('val_split')} must be in [0, 1), got {cfg.val_split}")
     if cfg.amp not in (*AMP_DTYPES, "auto"):
-        _fail(f"amp must be one of {[*AMP_DTYPES, 'auto']}, got {cfg.amp!r}")
+        _fail(f"{opt('amp')} must be one of {[*AMP_DTYPES, 'auto']}, got {cfg.amp!r}")
     if cfg.gpu_augment not in ("auto", "on", "off"):
-        _fail(f"gpu_augment must be 'auto', 'on' or 'off', got {cfg.gpu_augment!r}")
+        _fail(f"{opt('gpu_augment')} must be 'auto', 'on' or 'off', got {cfg.gpu_augment!r}")
     if cfg.data_dir is not None and cfg.dataset != "sample":
         if not Path(cfg.data_dir).is_dir():
             raise FileNotFoundError(f"data directory not found: {cfg.data_dir}")
@@ -205,12 +177,12 @@ def check_config(cfg: TrainConfig, # the settings to check
             _fail(f"data directory {cfg.data_dir} is not readable")
     if cfg.img_size is None and info.native_size is None:
         _fail(f"dataset {cfg.dataset!r} has no native image size: "
-              f"give {'--img-size' if cli else 'img_size'}")
+              f"give {opt('img_size')}")
     epochs = cfg.epochs or info.default_epochs
     if cfg.warmup_epochs >= epochs:
-        _fail(f"warmup_epochs ({cfg.warmup_epochs}) must be < epochs ({epochs})")
+        _fail(f"{opt('warmup_epochs')} ({cfg.warmup_epochs}) must be < {opt('epochs')} ({epochs})")
     lr = cfg.lr or default_lr(cfg.model)
-    if cfg.min_lr > lr: _fail(f"min_lr ({cfg.min_lr}) must not exceed lr ({lr})")
+    if cfg.min_lr > lr: _fail(f"{opt('min_lr')} ({cfg.min_lr}) must not exceed {opt('lr')} ({lr})")
     return TrainConfig(**{**asdict(cfg), "epochs": epochs, "lr": lr})
 
 # %% ../nbs/09b_runs.ipynb #2cf1fba3
@@ -243,14 +215,6 @@ def check_out_dir(out: str | Path, # the run directory
     if held and not resume:
         _fail(f"{out} already holds a run ({', '.join(held)}); "
               "pass --resume to continue it or choose another --out")
-
-# %% ../nbs/09b_runs.ipynb #dea42b2e
-DEVICE_DEFAULTS = {   # device type -> the defaults of amp, channels_last, compile
-    "cpu": dict(amp="none", channels_last=False, compile=False),
-    "cuda": dict(amp="bf16", channels_last=False, compile=False),   # provisional: notebook 13a_gpu
-    "mps": dict(amp="none", channels_last=False, compile=False),
-}
-IN_MEMORY_DATASETS = ("sample", "fashion_mnist", "cifar10", "cifar100", "stl10")
 
 # %% ../nbs/09b_runs.ipynb #58164144
 def device_defaults(cfg: TrainConfig, # settings, possibly with "auto" / None switches
@@ -366,7 +330,7 @@ def follow_schedule(sched: torch.optim.lr_scheduler.LambdaLR, # restored from a 
     ("Set the schedule to `epochs` and the optimizer's lr to the new schedule's value for epoch "
      "`done`.")
     if epochs < done + (step > 0):
-        trained = f"{done} epochs" + (f" and {step} steps of epoch {done + 1}" if step else "")
+        trained = plural(done, "epoch") + (f" and {step} steps of epoch {done + 1}" if step else "")
         _fail(f"--epochs {epochs} is fewer than the run has trained ({trained}); "
               f"give --epochs {done + (step > 0)} or more")
     if step and epochs != saved_epochs:
@@ -382,13 +346,14 @@ def follow_schedule(sched: torch.optim.lr_scheduler.LambdaLR, # restored from a 
 def split_train_val(n: int, # training images
                     fraction: float, # share held out, 0 <= fraction < 1
                     seed: int = 0, # the run's seed
+                    name: str = "val_split", # how messages name `fraction` (`lect-train`: --val-split)
                    ) -> tuple[list[int], list[int]]: # (indices to train on, held out), each sorted
     ("A random `fraction` of `range(n)`, drawn from `seed`, held out for validation; the rest to "
      "train on.")
-    if not 0 <= fraction < 1: _fail(f"val_split must be in [0, 1), got {fraction}")
+    if not 0 <= fraction < 1: _fail(f"{name} must be in [0, 1), got {fraction}")
     n_val = round(n * fraction)
     if fraction > 0 and not 0 < n_val < n:
-        _fail(f"val_split {fraction} of {n} training images holds out {n_val}: at least 1 must be "
+        _fail(f"{name} {fraction} of {n} training images holds out {n_val}: at least 1 must be "
               "held out and at least 1 left to train on")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return sorted(perm[n_val:]), sorted(perm[:n_val])
@@ -466,7 +431,8 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
         _fail(f"dataset {cfg.dataset!r} in {cfg.data_dir or 'data/'} has no {split} images")
     val_ds = None
     if cfg.val_split:  # held-out training images, seen without augmentation
-        train_idx, val_idx = split_train_val(len(train_ds), cfg.val_split, cfg.seed)
+        train_idx, val_idx = split_train_val(len(train_ds), cfg.val_split, cfg.seed,
+                                             "--val-split" if cli else "val_split")
         plain, _, _ = build_datasets(cfg.dataset, cfg.data_dir, cfg.img_size, augment=False,
                                      limit_train=cfg.limit_train, limit_val=1)
         train_ds, val_ds = Subset(train_ds, train_idx), Subset(plain, val_idx)
@@ -542,7 +508,7 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
                   if val_ds is not None else "best.pt: best test accuracy, as in the LeCT report")
         print(f"lect-train: {cfg.model} on {cfg.dataset} "
               f"({len(train_ds)} train{held} / {len(test_ds)} test images, "
-              f"{size}x{size}x{info.in_chans}), {cfg.epochs} epochs, batch {cfg.batch_size}, "
+              f"{size}x{size}x{info.in_chans}), {plural(cfg.epochs, 'epoch')}, batch {cfg.batch_size}, "
               f"lr {cfg.lr:g}{lr_note}, "
               f"device {dev}{f' x{di.world} processes' if di.enabled else ''}, amp {cfg.amp}"
               f"{', channels_last' if cfg.channels_last else ''}"
@@ -550,8 +516,10 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
               f"{', transforms on the device' if cfg.gpu_augment == 'on' else ''}"
               f"{', plain model' if cfg.plain and dev.type == 'cpu' else ''}; {chosen} -> {out}"
               + (f" (resumed at epoch {start + 1}, step {start_step + 1})" if cfg.resume else "")
-              + (f"; extended from {saved_epochs} epochs: epochs {start + 1}-{cfg.epochs} follow "
-                 f"the {cfg.epochs}-epoch schedule"
+              + (f"; extended from {plural(saved_epochs, 'epoch')}: "
+                 + (f"epoch {cfg.epochs} follows" if start + 1 == cfg.epochs
+                    else f"epochs {start + 1}-{cfg.epochs} follow")
+                 + f" the {cfg.epochs}-epoch schedule"
                  if cfg.resume and saved_epochs != cfg.epochs else ""), flush=True)
     def state(epoch, **extra):
         return dict(model=model.state_dict(), optimizer=opt.state_dict(),
@@ -615,7 +583,7 @@ def _run(cfg, dev, di, show, t_start, stop, cli):
     if di.main and show and final:
         of_best = (f"val {best_rec['val_acc']:.2%}, test {best_rec['test_acc']:.2%}"
                    if cfg.val_split else f"test {best_rec['test_acc']:.2%}")
-        print(f"final test accuracy {final['test_acc']:.2%} after {final['epoch']} epochs; "
+        print(f"final test accuracy {final['test_acc']:.2%} after {plural(final['epoch'], 'epoch')}; "
               f"best.pt: epoch {best_rec['epoch']} ({of_best}); {result['seconds']:.0f}s; "
               f"run directory {out}", flush=True)
     return result

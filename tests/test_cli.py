@@ -10,13 +10,13 @@ register_tiny()
 METRIC_KEYS = {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "train_images_per_s"}
 
 @pytest.mark.parametrize("args, msg", [
-    (["--dataset", "mnist"], "unknown dataset 'mnist'"),
     (["--model", "no_such_model"], "unknown model 'no_such_model'"),
-    (["--batch-size", "0"], "batch_size must be a positive integer, got 0"),
     (["--dataset", "cifar10", "--data-dir", "{tmp}/missing"], "data directory not found"),
     (["--dataset", "imagefolder", "--data-dir", "{tmp}/missing", "--img-size", "32"], "data directory not found"),
     (["--img-size", "36"], "36x36"),       # lect_cifar needs multiples of 8
-    (["--epochs", "0"], "epochs must be a positive integer"),
+    (["--warmup-epochs", "2", "--epochs", "2"], "--warmup-epochs (2) must be < --epochs (2)"),
+    (["--min-lr", "0.1", "--lr", "0.01"], "--min-lr (0.1) must not exceed --lr (0.01)"),
+    (["--val-split", "0.001", "--limit-train", "64"], "--val-split 0.001 of 64 training images holds out 0"),
     (["--resume"], "nothing to resume"),
 ])
 def test_bad_input_fails_fast_and_writes_nothing(tmp_path, capsys, args, msg):
@@ -170,5 +170,7 @@ def test_val_split_chooses_best_on_held_out_images(tmp_path, capsys, monkeypatch
 
 @pytest.mark.parametrize("value", ["1", "-0.1"])
 def test_bad_val_split(tmp_path, capsys, value):
-    assert main([f"--val-split={value}", "--out", str(tmp_path / "r")]) == 2
-    assert "val_split must be in [0, 1)" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    with pytest.raises(SystemExit) as e: main([f"--val-split={value}", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "argument --val-split: must be a number in [0, 1)" in err, err
+    assert not (tmp_path / "r").exists()
