@@ -166,7 +166,8 @@ class Progress:
          "notebooks).")
         if self.enabled and self.notebook:
             from fastprogress.fastprogress import master_bar
-            self.mb = master_bar(range(start, self.epochs), names=("train", "test"))
+            self.mb = master_bar(range(start, self.epochs))
+            self.mb.names = ["train", "test"]  # the graph's legend
             return self.mb
         return range(start, self.epochs)
     def batches(self, loader, epoch: int):
