@@ -11,8 +11,10 @@ run long is reported (`problems.json`) instead of stopping the render; it still 
 executes for `show_doc`, so nothing shown changes. What Quarto then does with nbdev's output is done
 here: `#| echo: false`, `#| output: asis`, `#| include: false`, `#| output: false`, and
 `#| code-fold: show` / `#| code-summary` (an open, collapsible box), Pandoc-only markdown
-(`[source](url){...}`, `:::` divs) turned into HTML, and links into the hosted site
-(`https://<doc_host>/<baseurl>/x.html`) pointed at the local pages.
+(`[source](url){...}`, `:::` divs) turned into HTML, links into the hosted site
+(`https://<doc_host>/<baseurl>/x.html`) pointed at the local pages, and headings given Pandoc's
+identifiers (`heading_id`: `#imageclassifier`, not nbconvert's `#ImageClassifier`), so that nbdev's links
+(`core.html#imageclassifier`) and the site's own `#anchor` links land where they do on the hosted site.
 
 Which code a reader sees (the rule for the notebooks, applied by nbdev's processors):
 
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse, html, json, multiprocessing as mp, os, re, sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,6 +189,37 @@ def _process(nb_path: Path):
     return out
 
 # ---------------------------------------------------------------------------------------- HTML
+def heading_id(text: str) -> str:
+    """The identifier Pandoc (so Quarto) gives a heading with plain text `text` (its `auto_identifiers`):
+    lowercase; keep letters, digits, `_`, `-`, `.`; runs of spaces become one `-`; drop everything
+    before the first letter; `section` if nothing is left."""
+    kept = "".join(c for c in text.lower() if c.isspace() or c.isalnum() or c in "_-.")
+    ident = "-".join(kept.split())
+    while ident and not ident[0].isalpha(): ident = ident[1:]
+    return ident or "section"
+
+_re_heading = re.compile(r"<h([1-6])([^>]*)>(.*?)</h\1>", re.S)
+_re_anchor_link = re.compile(r'<a class="anchor-link" href="[^"]*">.*?</a>', re.S)
+
+def quarto_heading_ids(page: str) -> str:
+    """Give every heading nbconvert anchored (`<hN id=...>` with its `¶` link) the id Quarto gives it
+    (`heading_id` of its text, `-1`, `-2`, ... for repeats, in page order), so that links written for the
+    hosted site (nbdev's `page.html#name`, lowercase) find their target here too."""
+    used: set[str] = set()
+    def fix(m):
+        level, attrs, inner = m.groups()
+        if 'id="' not in attrs: return m[0]
+        text = html.unescape(re.sub(r"<[^>]+>", "", _re_anchor_link.sub("", inner)))
+        base = heading_id(text.replace("$", ""))
+        ident, n = base, 0
+        while ident in used: n += 1; ident = f"{base}-{n}"
+        used.add(ident)
+        attrs = re.sub(r'\sid="[^"]*"', f' id="{html.escape(ident)}"', attrs)
+        inner = _re_anchor_link.sub(lambda a: f'<a class="anchor-link" href="#{quote(ident, safe="-_.")}">'
+                                              + a[0].split(">", 1)[1], inner)
+        return f"<h{level}{attrs}>{inner}</h{level}>"
+    return _re_heading.sub(fix, page)
+
 _re_tex = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|(?<![\\$\w])\$(?![\s$])([^$\n]+?)(?<!\s)\$(?![\w$])|\\\((.+?)\\\)", re.S)
 _re_skip = re.compile(r"<(code|pre|script|style|textarea)\b.*?</\1>", re.S | re.I)
 
@@ -259,7 +293,7 @@ def to_html(nb, resources_path: Path, title: str) -> str:
     body, _ = exp.from_notebook_node(nb, resources={"metadata": {"name": title,
                                                                   "path": str(resources_path)}})
     body = re.sub(r"\s*<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", "", body, flags=re.S)
-    body = tex_to_mathml(body)
+    body = tex_to_mathml(quarto_heading_ids(body))
     # show_doc's "[source](...)" link floats right of the heading, as on the Quarto site
     return re.sub(r'<p><a href="([^"]+)">source</a></p>', r'<p class="source-link"><a href="\1">source</a></p>', body)
 

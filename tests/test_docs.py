@@ -449,8 +449,72 @@ def test_offline_pages_render_maths(site):
     pages = [p for p in site.glob("*.html") if "$$" in h.unescape(re.sub(r"<(code|pre|script)\b.*?</\1>", "",
                                                                           p.read_text(), flags=re.S))]
     assert not pages, f"raw TeX left in {pages}"
+    # latex2mathml turns an `&` it cannot place (`aligned`, `gathered`: environments it lacks) into a symbol
+    lost = [p.name for p in site.glob("*.html") if "<mi>&</mi>" in p.read_text()]
+    assert not lost, f"a multi-line TeX environment the offline render cannot lay out (use a table) in {lost}"
     assert "<math" in (site / "train.html").read_text()            # the cosine schedule
     assert "mathjax" not in (site / "train.html").read_text().lower()   # nothing loaded from a CDN
+
+# ---------------------------------------------------------------------------------------- anchors
+def _render_docs():
+    if str(ROOT / "scripts") not in sys.path: sys.path.insert(0, str(ROOT / "scripts"))
+    import render_docs
+    return render_docs
+
+# Pandoc's manual (auto_identifiers) and what pandoc 3.9 (`-f markdown -t html`) gives these headings
+PANDOC_IDS = [("Heading identifiers in HTML", "heading-identifiers-in-html"),
+              ("Maître d'hôtel", "maître-dhôtel"), ("Dogs?--in my house?", "dogs--in-my-house"),
+              ("HTML, S5, or RTF?", "html-s5-or-rtf"), ("3. Applications", "applications"), ("33", "section"),
+              ("ImageClassifier", "imageclassifier"), ("LeCT.forward_features", "lect.forward_features"),
+              ("Drop path (stochastic depth)", "drop-path-stochastic-depth"), ("Table 2 (top-1 %)", "table-2-top-1"),
+              ("The pooled_grid rule", "the-pooled_grid-rule"), ("3x3 conv", "x3-conv"),
+              ("_KeepBatchNormStats", "keepbatchnormstats"), ("Cost: (N/K²)·N  instead of N²", "cost-nk²n-instead-of-n²")]
+
+@pytest.mark.parametrize("text,ident", PANDOC_IDS)
+def test_heading_ids_are_pandocs(text, ident):
+    assert _render_docs().heading_id(text) == ident
+
+def test_heading_ids_in_a_page():
+    "nbconvert's ids (case kept, `(`, `:` kept) become Quarto's; repeats get -1, -2 as Pandoc numbers them."
+    page = ('<h2 id="The-model-API">The model API<a class="anchor-link" href="#The-model-API">¶</a></h2>'
+            '<h3 id="ImageClassifier">ImageClassifier<a class="anchor-link" href="#ImageClassifier">¶</a></h3>'
+            '<h3 id="A-$x_1$">A <code>$x_1$</code><a class="anchor-link" href="#A-$x_1$">¶</a></h3>'
+            '<h2 id="The-model-API">The model API<a class="anchor-link" href="#The-model-API">¶</a></h2>'
+            '<h2>no id</h2>')
+    out = _render_docs().quarto_heading_ids(page)
+    assert re.findall(r'<h\d id="([^"]*)"', out) == ["the-model-api", "imageclassifier", "a-x_1", "the-model-api-1"]
+    assert re.findall(r'class="anchor-link" href="#([^"]*)"', out) == ["the-model-api", "imageclassifier", "a-x_1",
+                                                                         "the-model-api-1"]
+    assert "<h2>no id</h2>" in out and out.count("¶") == 4 and "<code>$x_1$</code>" in out
+
+def _broken_anchor_links(site: Path) -> tuple[int, list[str]]:
+    "(internal links with a `#fragment`, those whose page has no element with that id)."
+    from urllib.parse import unquote
+    pages = {p.name: p.read_text() for p in sorted(site.glob("*.html"))}
+    ids = {n: {html.unescape(i) for i in re.findall(r'\sid="([^"]*)"', t)} for n, t in pages.items()}
+    n, broken = 0, []
+    for name, text in pages.items():
+        for href in map(html.unescape, re.findall(r'<a\s[^>]*?href="([^"]*#[^"]*)"', text)):
+            if re.match(r"([a-zA-Z][\w+.-]*:|//)", href): continue          # another site (GitHub source links)
+            page, frag = href.split("#", 1)
+            n += 1
+            if unquote(frag) not in ids.get(page or name, set()): broken.append(f"{name}: {href}")
+    return n, broken
+
+def test_anchor_link_check_catches_a_missing_id(tmp_path):
+    (tmp_path / "a.html").write_text('<h2 id="x">X</h2><a href="#x">ok</a><a href="b.html#y">ok</a>'
+                                     '<a href="b.html#Y">case</a><a href="c.html#x">no page</a>'
+                                     '<a href="https://example.org/b.html#z">elsewhere</a>')
+    (tmp_path / "b.html").write_text('<h3 id="y">Y</h3><a href="a.html#x">ok</a><a href="#nope">missing</a>')
+    assert _broken_anchor_links(tmp_path) == (6, ["a.html: b.html#Y", "a.html: c.html#x", "b.html: #nope"])
+
+def test_every_internal_anchor_link_finds_its_target(site):
+    "nbdev's doc links (`page.html#name`, lowercase), the headings' ¶ links and links written in the prose."
+    n, broken = _broken_anchor_links(site)
+    assert n >= 500, n
+    assert not broken, (f"{len(broken)} of {n} links point at an id their page lacks (nbdev links a private "
+                        "`_name` to `#_name`, but Pandoc drops the leading `_`: name it without backticks):\n"
+                        + "\n".join(broken))
 
 # ---------------------------------------------------------------------------------------- project URLs
 def test_project_urls_are_one_setting():
