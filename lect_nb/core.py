@@ -6,15 +6,16 @@ Docs: https://lect-nb.github.io/lect_nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #d0970c89
 from __future__ import annotations
-import fnmatch, importlib, inspect
+import fnmatch, importlib, inspect, io, json
 from typing import Callable
 import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['DEFAULT_CFG', 'MODEL_FAMILIES', 'tokens_to_map', 'map_to_tokens', 'drop_path', 'DropPath', 'init_transformer_weights',
-           'check_image_input', 'feature_take_indices', 'ImageClassifier', 'FeatureMaps', 'register_model',
-           'list_models', 'model_default_cfg', 'create_model', 'count_params']
+__all__ = ['DEFAULT_CFG', 'MODEL_FAMILIES', 'PRETRAINED_FILE', 'tokens_to_map', 'map_to_tokens', 'drop_path', 'DropPath',
+           'init_transformer_weights', 'check_image_input', 'feature_take_indices', 'ImageClassifier', 'FeatureMaps',
+           'register_model', 'list_models', 'model_default_cfg', 'pretrained_tags', 'pretrained_entry',
+           'load_pretrained', 'create_model', 'count_params']
 
 # %% ../nbs/00_core.ipynb #09a3aae8
 def _tracing() -> bool:
@@ -315,9 +316,50 @@ def model_default_cfg(name: str) -> dict:
                          + (f" (did you mean {close[0]!r}?)" if close else ""))
     return dict(_DEFAULT_CFGS[name])
 
+# %% ../nbs/00_core.ipynb #7e1a0002
+PRETRAINED_FILE = "pretrained.json"  # in lect_nb/assets/: one entry per "name.tag"
+
+
+def _pretrained_index() -> dict:
+    from importlib import resources
+    f = resources.files("lect_nb").joinpath("assets", PRETRAINED_FILE)
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def pretrained_tags(name: str | None = None, # a model name: only its tags
+                   ) -> list[str]:
+    "The `name.tag` weights that ship with the package."
+    return sorted(k for k in _pretrained_index() if name is None or k.partition(".")[0] == name)
+
+
+def pretrained_entry(name: str, # a registered model name
+                     tag: str, # the weights' tag ("" is an error that lists the tags)
+                    ) -> dict:
+    "The index entry of `name.tag`: its file and its configuration."
+    index, known = _pretrained_index(), pretrained_tags(name)
+    if f"{name}.{tag}" not in index:
+        every = ", ".join(pretrained_tags()) or "none"
+        have = ", ".join(known) if known else f"none for {name!r} (all: {every})"
+        what = "pretrained=True needs a tag" if not tag else f"no shipped weights tagged {tag!r}"
+        raise ValueError(f"{name}: {what} (create_model('{name}.TAG', pretrained=True)); "
+                         f"shipped: {have}")
+    return index[f"{name}.{tag}"]
+
+
+def load_pretrained(model: nn.Module, name: str, tag: str) -> nn.Module:
+    "Load the shipped weights `name.tag` into `model` (stored in float16, loaded as float32)."
+    from importlib import resources
+    entry = pretrained_entry(name, tag)
+    with resources.files("lect_nb").joinpath("assets", entry["file"]).open("rb") as f:
+        sd = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    sd = {k: v.to(own[k].dtype) if k in own else v for k, v in sd.items()}
+    model.load_state_dict(sd)
+    return model
+
 # %% ../nbs/00_core.ipynb #9e3f3ac6
-def create_model(name: str, # a name from `list_models()`
-                 pretrained: bool = False, # no pretrained weights are published: must stay False
+def create_model(name: str, # a name from `list_models()`, or `name.tag` for shipped weights
+                 pretrained: bool = False, # load the weights of `name.tag` (`pretrained_tags()`)
                  num_classes: int | None = None, # classifier outputs (0: none); default: config
                  img_size: int | tuple[int, int] | None = None, # input size; default: the model's
                  in_chans: int | None = None, # input channels; default: the model's own (3)
@@ -327,13 +369,12 @@ def create_model(name: str, # a name from `list_models()`
                  **overrides, # config fields to change, e.g. `drop_path_rate=0.`
                 ) -> nn.Module:
     "Build a registered model by name; its resolved default configuration: `model.pretrained_cfg`."
-    cfg = model_default_cfg(name)
+    arch, _, tag = name.partition(".")
+    cfg = model_default_cfg(arch)
+    if tag or pretrained:  # shipped weights: their configuration, and the weights if asked
+        cfg.update(pretrained_entry(arch, tag)["cfg"])
     if out_indices is not None and not features_only:
         raise ValueError(f"{name}: out_indices chooses feature maps for features_only=True")
-    if pretrained:
-        raise ValueError(f"{name}: no pretrained weights are published for lect_nb's models; "
-                         "train one with lect-train and load its checkpoint with "
-                         "model.load_state_dict")
     num_classes = cfg["num_classes"] if num_classes is None else num_classes
     in_chans = cfg["input_size"][0] if in_chans is None else in_chans
     img_size = tuple(cfg["input_size"][1:]) if img_size is None else img_size
@@ -344,15 +385,16 @@ def create_model(name: str, # a name from `list_models()`
     size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     if len(size) != 2 or any((not isinstance(s, int)) or s <= 0 for s in size):
         raise ValueError(f"img_size must be a positive int or (H, W), got {img_size!r}")
-    model = _MODEL_REGISTRY[name](num_classes=num_classes, img_size=size, in_chans=in_chans,
+    model = _MODEL_REGISTRY[arch](num_classes=num_classes, img_size=size, in_chans=in_chans,
                                   **overrides)
+    if pretrained: load_pretrained(model, arch, tag)
     if isinstance(model, ImageClassifier):
-        model.model_name = name
+        model.model_name = arch
         cfg["first_conv"] = cfg["first_conv"] or model.first_conv
         if global_pool is not None: model.set_global_pool(global_pool)
     elif global_pool is not None or features_only:
         raise ValueError(f"{name}: global_pool and features_only need an ImageClassifier")
-    model.pretrained_cfg = {**cfg, "architecture": name, "input_size": (in_chans, *size),
+    model.pretrained_cfg = {**cfg, "architecture": arch, "tag": tag, "input_size": (in_chans, *size),
                             "num_classes": num_classes}
     model.default_cfg = model.pretrained_cfg
     return FeatureMaps(model, out_indices) if features_only else model
