@@ -81,7 +81,7 @@ def test_default_cfg(name):
 def test_contract(name):
     "create_model's arguments, forward_intermediates, reset_classifier, input errors: timm's contract."
     build(name, pretrained=False, drop_rate=0.1, drop_path_rate=0.1)
-    with pytest.raises(ValueError, match="no pretrained weights"):
+    with pytest.raises(ValueError, match="pretrained=True needs a tag"):
         build(name, pretrained=True)
     with pytest.raises(ValueError, match="drop_path_rate must be a number in \\[0, 1\\)"):
         build(name, drop_path_rate=1.0)
@@ -187,7 +187,7 @@ def test_timm_create_model_after_registration():
     assert m(torch.randn(1, 3, 32, 32)).shape == (1, 7) and m.pretrained_cfg["mean"] == (0.5,) * 3
     f = timm.create_model("lect_cifar", features_only=True, out_indices=[2])
     assert [t.shape for t in f(torch.randn(1, 3, 32, 32))] == [(1, 192, 4, 4)]
-    with pytest.raises(ValueError, match="no pretrained weights"):
+    with pytest.raises(ValueError, match="pretrained=True needs a tag"):
         timm.create_model("lect_cifar", pretrained=True)
     assert timm.is_model("test_resnet")                                 # timm's own: never overwritten
     with pytest.raises(ValueError, match="timm already has a model named 'test_resnet'"):
