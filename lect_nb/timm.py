@@ -16,14 +16,23 @@ from .models import LeCTStage
 __all__ = ['timm_entrypoint', 'register_timm_models']
 
 # %% ../nbs/05b_timm.ipynb #3100bb0a
+def _stage_classes(model: nn.Module) -> set[type]:
+    """The classes of `model`'s LeCT stages, which torch.fx keeps whole. Matched by name as well: a
+    notebook that re-runs notebook 05's cells registers builders whose stages are its own classes."""
+    return {type(m) for m in model.modules()
+            if isinstance(m, LeCTStage) or type(m).__qualname__ == LeCTStage.__qualname__}
+
+
 def timm_entrypoint(name: str, # a name from `list_models()`
                     timm_name: str | None = None, # the name in timm's registry (default: `name`)
                    ) -> Callable[..., nn.Module]:
     "A timm model entrypoint building our `name` with `create_model`."
     def build(pretrained: bool = False, pretrained_cfg: dict | None = None,
               pretrained_cfg_overlay: dict | None = None, cache_dir=None, **kwargs) -> nn.Module:
+        from timm.layers import register_notrace_module
         model = create_model(name, pretrained=pretrained, **kwargs)
         target = getattr(model, "model", model)          # a `FeatureMaps` keeps the model inside
+        for leaf in _stage_classes(target): register_notrace_module(leaf)  # torch.fx leaves
         for extra in (pretrained_cfg, pretrained_cfg_overlay):
             if extra:
                 cfg = {**target.pretrained_cfg, **dict(extra)}

@@ -193,3 +193,25 @@ def test_timm_create_model_after_registration():
     with pytest.raises(ValueError, match="timm already has a model named 'test_resnet'"):
         register_timm_models("resnet", prefix="test_")
     assert timm.models.model_entrypoint("test_resnet").__module__.startswith("timm.")
+
+
+def test_fx_feature_extraction_survives_a_notebook_redefining_the_models():
+    """nbdev-test runs notebooks in reused processes: after notebook 05's export cells have run there,
+    the registry builds notebook-defined classes. timm's fx feature extraction must still keep every
+    LeCT stage whole (run in a subprocess, which may have its registry changed)."""
+    import subprocess, sys, textwrap
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    code = textwrap.dedent("""
+        import timm
+        src = open("lect_nb/models.py").read().replace("from .", "from lect_nb.")
+        exec(compile(src, "<notebook 05>", "exec"), {"__name__": "__main__"})
+        from lect_nb.timm import register_timm_models
+        from timm.models import create_feature_extractor
+        register_timm_models()
+        m = timm.create_model("lect_cifar", num_classes=10).eval()
+        assert type(m.stages[0]).__module__ == "__main__"   # the notebook's class
+        create_feature_extractor(m, return_nodes={"stages.1": "s1", "stages.2": "s2"})
+    """)
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
