@@ -203,7 +203,7 @@ def test_fx_feature_extraction_survives_a_notebook_redefining_the_models():
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
     code = textwrap.dedent("""
-        import timm
+        import timm, lect_nb.models  # the library first, then the notebook's cells over it
         src = open("lect_nb/models.py").read().replace("from .", "from lect_nb.")
         exec(compile(src, "<notebook 05>", "exec"), {"__name__": "__main__"})
         from lect_nb.timm import register_timm_models
