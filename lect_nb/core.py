@@ -331,7 +331,7 @@ def pretrained_tags(name: str | None = None, # a model name: only its tags
     "The `name.tag` weights that ship with the package."
     return sorted(k for k in _pretrained_index() if name is None or k.partition(".")[0] == name)
 
-
+# %% ../nbs/00_core.ipynb #7e1a0003
 def pretrained_entry(name: str, # a registered model name
                      tag: str, # the weights' tag ("" is an error that lists the tags)
                     ) -> dict:
@@ -345,7 +345,7 @@ def pretrained_entry(name: str, # a registered model name
                          f"shipped: {have}")
     return index[f"{name}.{tag}"]
 
-
+# %% ../nbs/00_core.ipynb #7e1a0004
 def load_pretrained(model: nn.Module, name: str, tag: str) -> nn.Module:
     "Load the shipped weights `name.tag` into `model` (stored in float16, loaded as float32)."
     from importlib import resources

@@ -48,7 +48,7 @@ def write_idx(path: str | Path, a: np.ndarray):
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
         f.write(struct.pack(">HBB", 0, 8, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape) + a.tobytes())
 
-
+# %% ../nbs/10a_fashion_study.ipynb #fa000109
 def make_subset(
     src: str | Path,  # Fashion-MNIST's four .gz IDX files (Debian: /usr/share/datasets/fashion-mnist)
     dst: str | Path,  # where the subset goes, in the same layout
@@ -81,7 +81,7 @@ def train_command(model: str, seed: int, data: str | Path, out: str | Path, epoc
             "--epochs", str(epochs), "--batch-size", str(batch_size), "--seed", str(seed),
             "--out", str(out)]
 
-
+# %% ../nbs/10a_fashion_study.ipynb #fa000112
 def study_row(
     run_dir: str | Path,  # a finished `lect-train` run of the study
     per_class: int, subset_seed: int, threads: int,  # the study's settings
@@ -132,7 +132,8 @@ def main(argv=None) -> int:
                                 "Fashion-MNIST subset, one lect-train run and one JSON row each.")
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist",
                    help="Fashion-MNIST's four .gz IDX files (default: %(default)s)")
-    p.add_argument("--per-class", type=int, default=1000, help="training images per class (default: 1000)")
+    p.add_argument("--per-class", type=int, default=1000,
+                   help="training images per class (default: 1000)")
     p.add_argument("--subset-seed", type=int, default=0, help="seed of the subset (default: 0)")
     p.add_argument("--epochs", type=int, default=8, help="epochs of every run (default: 8)")
     p.add_argument("--batch-size", type=int, default=64, help="batch of every run (default: 64)")
@@ -189,7 +190,7 @@ def load_rows(root: str | Path = "results/fashion_study") -> list[dict]:
     order = {s: i for i, s in enumerate(PLAN)}
     return sorted(rows, key=lambda r: order.get(f"{r['model']}:{r['seed']}", len(order)))
 
-
+# %% ../nbs/10a_fashion_study.ipynb #fa000116
 def summarize_rows(rows: list[dict], model: str) -> dict | None:
     "Mean, min and max final test accuracy (%) of `model` over its seeds, its wall time and img/s."
     rs = [r for r in rows if r["model"] == model]

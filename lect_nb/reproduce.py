@@ -85,7 +85,7 @@ def results_file(
     name: str,  # file name under nbs/results/, e.g. "cost_vs_resolution.json"
     root: str | Path = "results",  # nbs/results/ seen from a notebook (notebooks run in nbs/)
 ) -> Path:
-    "Where a slow cell writes result `name`: `root` when asked (`LECT_NB_WRITE_RESULTS=1`), else scratch."
+    "Where a slow cell writes result `name`: `root` if `LECT_NB_WRITE_RESULTS=1`, else scratch."
     if os.environ.get(WRITE_RESULTS_ENV) == "1":
         return Path(root) / name
     scratch = Path(tempfile.gettempdir()) / "lect_nb-results"
@@ -106,7 +106,7 @@ def machine() -> str:
     isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "no AVX2"
     return f"{name} ({isa}), {os.cpu_count()} cores"
 
-
+# %% ../nbs/10_reproduce.ipynb #5c1d0e81
 def save_result(
     name: str,  # file name under nbs/results/
     data,  # anything JSON can hold
@@ -123,7 +123,7 @@ def save_result(
     os.replace(tmp, path)
     return path
 
-
+# %% ../nbs/10_reproduce.ipynb #5c1d0e82
 def load_result(
     name: str,  # file name under nbs/results/
     root: str | Path = "results",
@@ -132,7 +132,7 @@ def load_result(
     path = Path(root) / name
     return json.loads(path.read_text()) if path.is_file() else None
 
-
+# %% ../nbs/10_reproduce.ipynb #5c1d0e83
 def provenance(rec: dict) -> str:
     "One line: the command, machine, torch version and date of a saved record."
     return (f"Recorded with `{rec['command']}` on {rec['machine']}, torch {rec['torch']}, "

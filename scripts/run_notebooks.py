@@ -77,10 +77,11 @@ def execute_nb(nb, cwd: Path, slow: bool = False, timeout: int = 1800,
     "Execute the notebook object `nb` in place with `cwd` as working directory (see `execute`)."
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
-    env_before = os.environ.get("LECT_NB_WRITE_RESULTS")
+    env_before = {k: os.environ.get(k) for k in ("LECT_NB_WRITE_RESULTS", "MPLBACKEND")}
     if slow: os.environ["LECT_NB_WRITE_RESULTS"] = "1"
     else: os.environ.pop("LECT_NB_WRITE_RESULTS", None)
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # figures inline, as in JupyterLab (a caller's MPLBACKEND=Agg would turn them into text)
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(cwd)}})
@@ -98,8 +99,9 @@ def execute_nb(nb, cwd: Path, slow: bool = False, timeout: int = 1800,
                     failed_slow.append(f"{name} cell {i} (id {cell.get('id')}): "
                                        + _ANSI.sub("", str(e)).strip().splitlines()[-1][-300:])
     finally:
-        if env_before is None: os.environ.pop("LECT_NB_WRITE_RESULTS", None)
-        else: os.environ["LECT_NB_WRITE_RESULTS"] = env_before
+        for k, v in env_before.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
     if slow:  # slow cells' outputs are shown from nbs/results/ by fast cells, not saved
         for cell in nb.cells:
             if skipped(cell): cell.outputs, cell.execution_count = [], None
