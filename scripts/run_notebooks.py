@@ -108,13 +108,22 @@ def execute_nb(nb, cwd: Path, slow: bool = False, timeout: int = 1800,
     return nb
 
 
+def _text(t) -> str: return "".join(t) if isinstance(t, list) else t
+
+
 def output_text(cell) -> str:
     "The text a reader sees under a code cell (images by their type)."
-    parts = []
-    for o in cell.get("outputs", []):
+    parts, merged = [], []
+    for o in cell.get("outputs", []):  # a stream may arrive in several pieces: one text per run
+        if o["output_type"] == "stream" and merged and merged[-1]["output_type"] == "stream" \
+                and merged[-1]["name"] == o["name"]:
+            merged[-1] = dict(merged[-1], text=_text(merged[-1]["text"]) + _text(o["text"]))
+        else:
+            merged.append(o)
+    for o in merged:
         t = o["output_type"]
         if t == "stream":
-            text = "".join(o["text"]) if isinstance(o["text"], list) else o["text"]
+            text = _text(o["text"])
             parts.append("\n".join(l.rsplit("\r", 1)[-1] for l in text.split("\n")))
         elif t in ("execute_result", "display_data"):
             d = o.get("data", {})

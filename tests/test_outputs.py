@@ -64,3 +64,12 @@ def test_the_check_catches_a_changed_output(tmp_path):
     fresh.cells[0].outputs[0]["text"] = "took 3.2 s, 120 img/s, error 2.1e-07\n"
     saved.cells[0].outputs[0]["text"] = "took 9.9 s, 75 img/s, error 1.0e-06\n"
     assert rn.compare(saved, fresh, "t.ipynb") == []  # timings and rounding errors are masked
+
+
+def test_a_stream_in_pieces_reads_as_one_text():
+    one = nbformat.v4.new_code_cell("")
+    one.outputs = [nbformat.v4.new_output("stream", name="stdout", text="a\nb\n")]
+    two = nbformat.v4.new_code_cell("")
+    two.outputs = [nbformat.v4.new_output("stream", name="stdout", text="a\n"),
+                   nbformat.v4.new_output("stream", name="stdout", text="b\n")]
+    assert rn.output_text(one) == rn.output_text(two)
