@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from .core import create_model, list_models
 from .data import FASHION_FILES, load_sample
 from .related import *   # registers every baseline family
+from .reproduce import PAPER_TABLE2 as _REPORT_TABLE2
 from .settings import COMPILE_MODES, PRECISION_NAMES, SWEEP_MODELS, TABLE2_MODELS, plural
 from .cli import sweep_main as main   # the console script: parses before torch loads
 
@@ -277,12 +278,8 @@ def plot_sweep(rows: list[dict], # from `run_sweep`
 
 # %% ../nbs/13a_gpu.ipynb #20ccb705
 # TABLE2_MODELS, the report's eight models in its order, is in lect_nb.settings
-# the LeCT report's Table 2: top-1 % (test split), 224x224 inputs, trained from scratch
-PAPER_TABLE2 = {
-    "lect": (76.53, 94.41, 82.94), "lect_v2": (74.46, 93.97, 82.93),
-    "lect_v3": (76.50, 94.40, 83.47), "ceit": (74.98, 93.82, 80.53),
-    "alternet": (73.16, 93.57, 77.38), "resnet": (69.68, 92.83, 79.91),
-    "convnext": (71.84, 93.52, 73.95), "vit": (59.46, 79.53, 61.78)}
+# the LeCT report's Table 2 (top-1 %, notebook 10 holds it), keyed by model name
+PAPER_TABLE2 = {name: accs for (_, name), accs in _REPORT_TABLE2.items()}
 PAPER_COLUMNS = ("CIFAR-100", "CIFAR-10", "STL10")
 
 # %% ../nbs/13a_gpu.ipynb #9f4385c8
