@@ -6,7 +6,7 @@ Docs: https://lect-nb.github.io/lect_nb/gpu.html.md"""
 
 # %% ../nbs/13a_gpu.ipynb #8186ce28
 from __future__ import annotations
-import gzip, json, os, statistics, struct, sys, time
+import json, os, statistics, sys, time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from .core import create_model, list_models
 from .data import FASHION_FILES, load_sample
 from .related import *   # registers every baseline family
+from .fashion_study import write_idx
 from .reproduce import PAPER_TABLE2 as _REPORT_TABLE2
 from .settings import COMPILE_MODES, PRECISION_NAMES, SWEEP_MODELS, TABLE2_MODELS, plural
 from .cli import sweep_main as main   # the console script: parses before torch loads
@@ -365,14 +366,9 @@ def write_fashion_idx(root: str | Path, # directory to write the four .gz IDX fi
         raise ValueError(f"n_train and n_test must be in 1..{len(s['x_train'])} and "
                          f"1..{len(s['x_test'])}")
     root.mkdir(parents=True, exist_ok=True)
-    def idx(a):
-        a = np.ascontiguousarray(a, dtype=np.uint8)
-        return (struct.pack(">HBB", 0, 8, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape)
-                + a.tobytes())
     for split, (img_f, lbl_f) in FASHION_FILES.items():
         k, n = ("train", n_train) if split == "train" else ("test", n_test)
-        for f, a in ((img_f, s[f"x_{k}"][:n]), (lbl_f, s[f"y_{k}"][:n])):
-            with gzip.open(root / f, "wb") as g: g.write(idx(a))
+        for f, a in ((img_f, s[f"x_{k}"][:n]), (lbl_f, s[f"y_{k}"][:n])): write_idx(root / f, a)
     return root
 
 # %% ../nbs/13a_gpu.ipynb #a28ad4cf
