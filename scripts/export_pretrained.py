@@ -23,8 +23,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     import torch
     from lect_nb.core import create_model
-    from lect_nb.data import build_datasets, dataset_info
-    from lect_nb.runs import load_checkpoint
+    from lect_nb.training.data import build_datasets, dataset_info
+    from lect_nb.training.runs import load_checkpoint
     run = Path(a.run)
     cfg = json.loads((run / "config.json").read_text())
     metrics = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Tables 2 and 3's models trained on real Fashion-MNIST at native 32x32, one recipe for all
-(lect_nb.fashion_study, notebook 10a). One `lect-train` run and one JSON row in
+(lect_nb.studies.fashion_study, notebook 10a). One `lect-train` run and one JSON row in
 nbs/results/fashion_study/ per model and seed; recorded runs are skipped, interrupted ones resumed:
 
     python scripts/fashion_study.py                  # the whole plan, in order
@@ -8,7 +8,7 @@ nbs/results/fashion_study/ per model and seed; recorded runs are skipped, interr
     python scripts/fashion_study.py --dry-run        # print the commands only
 """
 import sys
-from lect_nb.fashion_study import main
+from lect_nb.studies.fashion_study import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@ work on the same cores does not.
 import argparse, json, platform, time
 from pathlib import Path
 import torch
-from lect_nb.bench import ab_processes
+from lect_nb.studies.bench import ab_processes
 
 CASES = [("lect", 224, 16, "plain"), ("lect", 224, 16, "nokernels"), ("lect", 224, 16, "norebuild"),
          ("lect_cifar", 32, 64, "plain"), ("lect_cifar", 32, 64, "nokernels"),

@@ -30,8 +30,8 @@ OUT=${OUT:-nbs/results/gpu_$(date -u +%Y%m%d-%H%M)}
 mkdir -p "$OUT" || exit 2
 LOG="$OUT/log.txt"
 PY=${PYTHON:-python}
-SWEEP=("$PY" -c "import sys; from lect_nb.gpu import main; sys.exit(main())")      # lect-sweep
-TRAIN=("$PY" -c "import sys; from lect_nb.cli import main; sys.exit(main())")      # lect-train
+SWEEP=("$PY" -c "import sys; from lect_nb.studies.gpu import main; sys.exit(main())")      # lect-sweep
+TRAIN=("$PY" -c "import sys; from lect_nb.training.cli import main; sys.exit(main())")      # lect-train
 if [ -z "$FASHION" ]; then
   for d in data/fashion-mnist /usr/share/datasets/fashion-mnist; do
     [ -f "$d/train-images-idx3-ubyte.gz" ] && { FASHION=$d; break; }
@@ -39,7 +39,7 @@ if [ -z "$FASHION" ]; then
 fi
 if [ -z "$FASHION" ] && [ $DRY = 1 ]; then
   FASHION="$OUT/fashion-mnist-sample"
-  $PY -c "from lect_nb.gpu import write_fashion_idx; write_fashion_idx('$FASHION', 128, 64)" || exit 2
+  $PY -c "from lect_nb.studies.gpu import write_fashion_idx; write_fashion_idx('$FASHION', 128, 64)" || exit 2
 fi
 [ -n "$FASHION" ] || { echo "gpu_run.sh: no Fashion-MNIST idx files; give --fashion-dir" | tee -a "$LOG" >&2; }
 

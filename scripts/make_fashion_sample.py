@@ -13,7 +13,7 @@ y_train (N,), x_test, y_test in one compressed .npz. Same inputs and seed -> sam
 import argparse, hashlib
 from pathlib import Path
 import numpy as np
-from lect_nb.data import load_fashion_dir, SAMPLE_FILE
+from lect_nb.training.data import load_fashion_dir, SAMPLE_FILE
 
 def stratified(x, y, per_class, rng):
     "Indices of `per_class` random examples of every class, in a random order."

@@ -7,10 +7,10 @@ import pytest
 import torch
 from lect_nb.core import create_model, list_models
 from lect_nb.models import LECT_CONFIGS
-from lect_nb.ablations import (ABLATIONS, ABLATION_BASES, ablation_name, ablation_config, ablation_names,
+from lect_nb.studies.ablations import (ABLATIONS, ABLATION_BASES, ablation_name, ablation_config, ablation_names,
                                describe_attention, train_one_step, study_command, summarize, STUDY_MODELS,
                                STUDY_SETTINGS, results_table, PAPER_TABLE3)
-from lect_nb.analysis import (capture_lemsa_inputs, lemsa_paths, log_amplitude_profile, high_frequency_fraction,
+from lect_nb.studies.analysis import (capture_lemsa_inputs, lemsa_paths, log_amplitude_profile, high_frequency_fraction,
                               fit_exponent, measure_point, window_mass)
 
 RESULTS = Path(__file__).parent.parent / "nbs" / "results"
@@ -69,8 +69,8 @@ def test_every_ablation_trains_one_step(base):
 
 
 def test_study_command_parses_to_the_same_config():
-    from lect_nb.cli import build_parser
-    from lect_nb.runs import TrainConfig
+    from lect_nb.training.cli import build_parser
+    from lect_nb.training.runs import TrainConfig
     cmd = study_command("lect_kup_none_cifar", 1, out="runs/y")
     a = vars(build_parser().parse_args(cmd.split()[1:]))
     got = TrainConfig(**{f.name: a[f.name] for f in fields(TrainConfig)})

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from lect_nb.core import DropPath, create_model, list_models, _MODEL_REGISTRY
 
-FAMILIES = {"resnet": "lect_nb.resnet", "convnext": "lect_nb.convnext", "vit": "lect_nb.vit", "ceit": "lect_nb.ceit",
-            "alternet": "lect_nb.alternet", "cvt": "lect_nb.cvt", "localvit": "lect_nb.localvit", "lesa": "lect_nb.lesa"}
+FAMILIES = {"resnet": "lect_nb.baselines.resnet", "convnext": "lect_nb.baselines.convnext", "vit": "lect_nb.baselines.vit", "ceit": "lect_nb.baselines.ceit",
+            "alternet": "lect_nb.baselines.alternet", "cvt": "lect_nb.baselines.cvt", "localvit": "lect_nb.baselines.localvit", "lesa": "lect_nb.baselines.lesa"}
 NAMES = [n for n in list_models() if _MODEL_REGISTRY[n].__module__ in FAMILIES.values()]
 SIZE = (32, 32)
 
@@ -19,8 +19,8 @@ def test_every_family_registered_from_its_own_module():
         assert _MODEL_REGISTRY[name].__module__ == mod
 
 
-@pytest.mark.parametrize("mod", sorted(set(FAMILIES.values()) | {"lect_nb.baselines", "lect_nb.related",
-                                                                   "lect_nb.receptive_fields"}))
+@pytest.mark.parametrize("mod", sorted(set(FAMILIES.values()) | {"lect_nb.baselines.layers", "lect_nb.baselines.related",
+                                                                   "lect_nb.studies.receptive_fields"}))
 def test_import_order_and_no_matplotlib(mod):
     "Imported first in a fresh interpreter, any of these modules works, create_model finds all eight families, "
     "and matplotlib stays unloaded (it is imported only inside `plot_erfs`)."
@@ -61,11 +61,11 @@ def test_drop_rates(name):
 
 def _blocks(m):
     "The modules the model runs through `run_block` (its residual blocks)."
-    from lect_nb.resnet import BasicBlock
-    from lect_nb.convnext import ConvNeXtBlock
-    from lect_nb.baselines import TransformerBlock
-    from lect_nb.alternet import PreActBlock, AttentionBlock
-    from lect_nb.cvt import CvTBlock
+    from lect_nb.baselines.resnet import BasicBlock
+    from lect_nb.baselines.convnext import ConvNeXtBlock
+    from lect_nb.baselines.layers import TransformerBlock
+    from lect_nb.baselines.alternet import PreActBlock, AttentionBlock
+    from lect_nb.baselines.cvt import CvTBlock
     kinds = (BasicBlock, ConvNeXtBlock, TransformerBlock, PreActBlock, AttentionBlock, CvTBlock)
     return [mod for mod in m.modules() if isinstance(mod, kinds)]
 

@@ -2,8 +2,8 @@
 import json, os, re, subprocess, sys
 from pathlib import Path
 import pytest
-from lect_nb.cli import main
-from lect_nb.runs import RUN_FILES, load_checkpoint
+from lect_nb.training.cli import main
+from lect_nb.training.runs import RUN_FILES, load_checkpoint
 from test_train import register_tiny
 
 register_tiny()
@@ -27,7 +27,7 @@ def test_bad_input_fails_fast_and_writes_nothing(tmp_path, capsys, args, msg):
     assert not out.exists() and os.listdir(tmp_path) == []
 
 def test_console_script_reports_error_with_status(tmp_path):
-    r = subprocess.run([sys.executable, "-c", "import sys; from lect_nb.cli import main; sys.exit(main())",
+    r = subprocess.run([sys.executable, "-c", "import sys; from lect_nb.training.cli import main; sys.exit(main())",
                         "--model", "nope", "--out", str(tmp_path / "r")], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown model 'nope'" in r.stderr and not (tmp_path / "r").exists()
 
@@ -53,13 +53,13 @@ def test_end_to_end_tiny_run_and_refusal_to_overwrite(tmp_path, capsys):
     assert {f: (out / f).stat().st_mtime_ns for f in RUN_FILES} == before
 
 def _declared_entry_point() -> str:
-    "The `lect-train` target in pyproject.toml, e.g. 'lect_nb.cli:main'."
+    "The `lect-train` target in pyproject.toml, e.g. 'lect_nb.training.cli:main'."
     import tomllib
     return tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]["lect-train"]
 
 def test_console_script_points_at_the_cli_module():
-    assert _declared_entry_point() == "lect_nb.cli:main"
-    from lect_nb.cli import main as cli_main
+    assert _declared_entry_point() == "lect_nb.training.cli:main"
+    from lect_nb.training.cli import main as cli_main
     assert cli_main is main
 
 def test_lect_train_console_script_with_lect_cifar(tmp_path):
@@ -89,7 +89,7 @@ def _help_entries(text: str) -> dict:
     return entries
 
 def test_help_documents_every_option_once(capsys):
-    from lect_nb.cli import build_parser
+    from lect_nb.training.cli import build_parser
     with pytest.raises(SystemExit) as e: main(["--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
@@ -128,7 +128,7 @@ def test_default_lr_is_printed_and_saved(tmp_path, capsys):
     assert json.loads((tmp_path / "b" / "config.json").read_text())["lr"] == 2e-3
 
 def test_split_train_val_disjoint_and_seeded():
-    from lect_nb.runs import split_train_val
+    from lect_nb.training.runs import split_train_val
     tr, va = split_train_val(96, 0.25, seed=3)
     assert len(va) == 24 and len(tr) == 72 and not set(tr) & set(va) and sorted(tr + va) == list(range(96))
     assert split_train_val(96, 0.25, seed=3) == (tr, va) and split_train_val(96, 0.25, seed=4)[1] != va
@@ -136,8 +136,8 @@ def test_split_train_val_disjoint_and_seeded():
 
 def test_val_split_chooses_best_on_held_out_images(tmp_path, capsys, monkeypatch):
     "Scripted accuracies: the held-out split peaks at epoch 2, the test split at epoch 1; best.pt must be epoch 2."
-    import lect_nb.runs as lr
-    from lect_nb.runs import split_train_val
+    import lect_nb.training.runs as lr
+    from lect_nb.training.runs import split_train_val
     seen, real = {}, lr.evaluate
     script = {"val": [0.2, 0.9, 0.5], "test": [0.9, 0.1, 0.3]}
     def scripted(model, loader, *a, **k):

@@ -3,7 +3,7 @@ text; every bad value names its option; epoch counts read "1 epoch", "2 epochs".
 import argparse, json, re, subprocess, sys, tomllib
 from pathlib import Path
 import pytest
-from lect_nb import cli
+from lect_nb.training import cli
 
 ROOT = Path(__file__).parents[1]
 HEAVY = ("torch", "torchvision", "numpy", "matplotlib")
@@ -22,8 +22,8 @@ def _in_fresh_process(target: str, argv: list[str]) -> tuple[int, str, list[str]
 SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
 
 def test_console_scripts_point_at_the_light_module():
-    assert SCRIPTS == {"lect-train": "lect_nb.cli:main", "lect-bench": "lect_nb.cli:bench_main",
-                       "lect-sweep": "lect_nb.cli:sweep_main"}
+    assert SCRIPTS == {"lect-train": "lect_nb.training.cli:main", "lect-bench": "lect_nb.training.cli:bench_main",
+                       "lect-sweep": "lect_nb.training.cli:sweep_main"}
 
 @pytest.mark.parametrize("script, argv", [
     ("lect-train", ["--help"]), ("lect-bench", ["--help"]), ("lect-sweep", ["--help"]),
@@ -50,7 +50,7 @@ def test_argument_error_without_torch_names_the_flag(script, argv, flag):
     assert last.startswith(f"{script}") and ": error: " in last and flag in last, err
 
 def test_package_import_is_light():
-    out = subprocess.run([sys.executable, "-c", f"import sys, lect_nb, lect_nb.settings, lect_nb.cli; "
+    out = subprocess.run([sys.executable, "-c", f"import sys, lect_nb, lect_nb.training.settings, lect_nb.training.cli; "
                           f"print([m for m in {HEAVY!r} if m in sys.modules])"],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stderr
@@ -137,7 +137,7 @@ def test_lect_train_errors_name_the_flag(tmp_path, capsys, args, flag):
     assert "batch_size" not in err and not (tmp_path / "r").exists()
 
 def test_check_config_names_flags_for_the_command_line():
-    from lect_nb.runs import TrainConfig, check_config
+    from lect_nb.training.runs import TrainConfig, check_config
     with pytest.raises(ValueError, match=r"^--batch-size 6 is not divisible by the 4 processes$"):
         check_config(TrainConfig(batch_size=6), world=4, cli=True)
     with pytest.raises(ValueError, match=r"^batch_size 6 is not divisible"):   # the library names fields
@@ -146,20 +146,20 @@ def test_check_config_names_flags_for_the_command_line():
         check_config(TrainConfig(label_smoothing=1.), cli=True)
 
 def test_the_name_lists_match_their_tables():
-    from lect_nb import settings
-    from lect_nb.data import DATASETS
-    from lect_nb.gpu import PRECISIONS
-    from lect_nb.train import AMP_DTYPES
+    from lect_nb.training import settings
+    from lect_nb.training.data import DATASETS
+    from lect_nb.studies.gpu import PRECISIONS
+    from lect_nb.training.loop import AMP_DTYPES
     assert (tuple(DATASETS), tuple(AMP_DTYPES), tuple(PRECISIONS)) == (settings.DATASET_NAMES, settings.AMP_NAMES,
                                                                        settings.PRECISION_NAMES)
-    import lect_nb.bench, lect_nb.gpu, lect_nb.runs            # the old import paths: the same objects
-    assert lect_nb.runs.TrainConfig is settings.TrainConfig and lect_nb.runs.DEVICE_DEFAULTS is settings.DEVICE_DEFAULTS
-    assert lect_nb.bench.SPEC_OPTIONS is settings.SPEC_OPTIONS and lect_nb.gpu.TABLE2_MODELS is settings.TABLE2_MODELS
-    assert lect_nb.bench.main is cli.bench_main and lect_nb.gpu.main is cli.sweep_main
+    import lect_nb.studies.bench, lect_nb.studies.gpu, lect_nb.training.runs            # the old import paths: the same objects
+    assert lect_nb.training.runs.TrainConfig is settings.TrainConfig and lect_nb.training.runs.DEVICE_DEFAULTS is settings.DEVICE_DEFAULTS
+    assert lect_nb.studies.bench.SPEC_OPTIONS is settings.SPEC_OPTIONS and lect_nb.studies.gpu.TABLE2_MODELS is settings.TABLE2_MODELS
+    assert lect_nb.studies.bench.main is cli.bench_main and lect_nb.studies.gpu.main is cli.sweep_main
 
 # ---------------------------------------------------------------------------------------- "1 epoch", "2 epochs"
 def test_plural():
-    from lect_nb.settings import plural
+    from lect_nb.training.settings import plural
     assert [plural(n, "epoch") for n in (0, 1, 2)] == ["0 epochs", "1 epoch", "2 epochs"]
 
 def test_run_output_counts_epochs_in_words(tmp_path, capsys):
@@ -177,7 +177,7 @@ def test_run_output_counts_epochs_in_words(tmp_path, capsys):
     assert "after 2 epochs;" in out and "1 epochs" not in out
 
 def test_table2_header_counts_epochs_in_words():
-    from lect_nb.gpu import table2_markdown
+    from lect_nb.studies.gpu import table2_markdown
     row = dict(model="resnet", status="ok", epochs=1, test_acc=0.5, wall_s=3.)
     assert "(ours, 1 epoch)" in table2_markdown([row]).splitlines()[0]
     assert "(ours, 2 epochs)" in table2_markdown([{**row, "epochs": 2}]).splitlines()[0]

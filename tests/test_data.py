@@ -1,7 +1,7 @@
-"Tests of lect_nb.data: the embedded sample, IDX reading, transforms, dataset building and bad input."
+"Tests of lect_nb.training.data: the embedded sample, IDX reading, transforms, dataset building and bad input."
 import gzip, struct
 import numpy as np, pytest, torch
-from lect_nb.data import (DATASETS, build_datasets, build_transforms, dataset_info, load_sample, read_idx,
+from lect_nb.training.data import (DATASETS, build_datasets, build_transforms, dataset_info, load_sample, read_idx,
                           FASHION_MEAN, FASHION_STD)
 
 def test_sample_is_stratified_uint8_and_small():

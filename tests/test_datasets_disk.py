@@ -10,8 +10,8 @@ import numpy as np, pytest, torch
 import torchvision.datasets as tvd
 import torchvision.datasets.cifar as tv_cifar, torchvision.datasets.stl10 as tv_stl10
 import torchvision.datasets.utils as tv_utils
-from lect_nb.data import DATASETS, DatasetFilesError, build_datasets, dataset_files
-from lect_nb.cli import main
+from lect_nb.training.data import DATASETS, DatasetFilesError, build_datasets, dataset_files
+from lect_nb.training.cli import main
 
 @pytest.fixture
 def tv_check(monkeypatch):

@@ -10,13 +10,13 @@ dropout) and augmentation is off. What remains is float rounding (sums in a diff
 import json, os, subprocess, sys
 from pathlib import Path
 import pytest, torch
-from lect_nb.runs import load_checkpoint
+from lect_nb.training.runs import load_checkpoint
 
 WORKER = """import sys
 sys.path.insert(0, {tests!r})
 from test_train import register_tiny
 register_tiny()
-from lect_nb.cli import main
+from lect_nb.training.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

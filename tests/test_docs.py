@@ -286,7 +286,7 @@ def _field_table(nb_name: str) -> list[tuple[str, str, str]]:
     return rows
 
 @pytest.mark.parametrize("nb_name,cls", [("05_lect.ipynb", "lect_nb.models:LeCTConfig"),
-                                         ("09b_runs.ipynb", "lect_nb.runs:TrainConfig")])
+                                         ("09b_runs.ipynb", "lect_nb.training.runs:TrainConfig")])
 def test_config_tables_match_their_dataclass(nb_name, cls):
     "The field tables shown for the config dataclasses list every field, in order, with its default."
     import ast, dataclasses

@@ -1,4 +1,4 @@
-"""The speed layer (lect_nb.fast) computes the plain model's function; the model modules do not depend on it.
+"""The speed layer (lect_nb.speed.fast) computes the plain model's function; the model modules do not depend on it.
 
 Tolerances: each comparison of the accelerated model with the plain one is also made against a float64 run
 of the plain model; the accelerated model must be as close to float64 as the plain float32 model is (within
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest, torch
 import torch.nn.functional as F
 from lect_nb.core import create_model
-from lect_nb.fast import accelerate, to_plain, with_kernel_masks, is_accelerated, PARTS
-from lect_nb.kernels import load_kernels
+from lect_nb.speed.fast import accelerate, to_plain, with_kernel_masks, is_accelerated, PARTS
+from lect_nb.speed.kernels import load_kernels
 
 KERNELS = load_kernels() is not None
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +77,7 @@ def test_parts_can_be_left_out_and_undone():
 @pytest.mark.skipif(not KERNELS, reason="rebuilding is measured with the kernels' model")
 def test_rebuilt_tensors_give_identical_gradients():
     "Rebuilding in backward changes nothing but memory: the same step to the bit with and without it."
-    from lect_nb import fast as fastmod
+    from lect_nb.speed import fast as fastmod
     torch.manual_seed(0)
     base = create_model("lect", num_classes=10, img_size=96)
     a, b = accelerate(copy.deepcopy(base)), accelerate(copy.deepcopy(base), exclude=("rebuild",))
@@ -106,19 +106,19 @@ def test_checkpointing_in_the_accelerated_model():
 
 
 def test_without_kernels_the_model_stays_plain_with_one_message():
-    code = ("import warnings, torch; from lect_nb.core import create_model; from lect_nb.fast import accelerate, "
+    code = ("import warnings, torch; from lect_nb.core import create_model; from lect_nb.speed.fast import accelerate, "
             "is_accelerated\nwith warnings.catch_warnings(record=True) as w:\n    warnings.simplefilter('always')\n"
             "    m = accelerate(create_model('lect_cifar'))\nprint(is_accelerated(m), len(w), w[0].message)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "LECT_NB_KERNELS": "0"})
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("False 1 lect_nb.fast: C kernels unavailable (disabled by LECT_NB_KERNELS=0)"), r.stdout
+    assert r.stdout.startswith("False 1 lect_nb.speed.fast: C kernels unavailable (disabled by LECT_NB_KERNELS=0)"), r.stdout
 
 
 def test_model_modules_do_not_load_the_speed_layer_or_matplotlib():
     code = ("import sys; import lect_nb.models; from lect_nb.core import create_model, list_models\n"
             "create_model('lect'); create_model('resnet'); list_models()\n"
-            "print(sorted(m for m in sys.modules if m in ('lect_nb.kernels', 'lect_nb.fast') or "
+            "print(sorted(m for m in sys.modules if m in ('lect_nb.speed.kernels', 'lect_nb.speed.fast') or "
             "m.startswith('matplotlib')))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

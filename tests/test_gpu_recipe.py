@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from lect_nb.cli import main as train_main
-from lect_nb.data import (BatchTransform, DeviceBatches, build_datasets, build_transforms, dataset_info,
+from lect_nb.training.cli import main as train_main
+from lect_nb.training.data import (BatchTransform, DeviceBatches, build_datasets, build_transforms, dataset_info,
                           held_images, load_sample, RANDAUG_OPS)
-from lect_nb.gpu import (SweepPoint, TABLE2_MODELS, run_sweep, sweep_plan, write_fashion_idx)
+from lect_nb.studies.gpu import (SweepPoint, TABLE2_MODELS, run_sweep, sweep_plan, write_fashion_idx)
 from lect_nb.core import create_model
-from lect_nb.runs import DEVICE_DEFAULTS, EpochSampler, TrainConfig, device_defaults
+from lect_nb.training.runs import DEVICE_DEFAULTS, EpochSampler, TrainConfig, device_defaults
 from torch.utils.data import DistributedSampler
 
 ROOT = Path(__file__).parents[1]

@@ -1,7 +1,7 @@
 """One generic test over every registered model (`list_models()`), so a model is tested the moment it is registered.
 
 Sizes: each model is tested at 224x224 (the report's setting) and at 32x32. At 32x32 the builders pick
-their CIFAR-native settings themselves (the rule of `lect_nb.baselines.is_small_image`: both sides
+their CIFAR-native settings themselves (the rule of `lect_nb.baselines.layers.is_small_image`: both sides
 <= 64 px). A model with a `fixed_img_size` attribute is tested only at that size; a `*_cifar` model (a
 CIFAR-native configuration registered under its own name) only at 32x32. Models whose paper
 configuration cannot run at 32x32 are listed in `NATIVE_32_UNSUPPORTED` with the reason: only for them is a

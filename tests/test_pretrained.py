@@ -15,7 +15,7 @@ def test_the_study_s_models_ship():
 
 @pytest.mark.parametrize("full", TAGS)
 def test_shipped_weights_reach_their_recorded_accuracy(full):
-    from lect_nb.data import build_datasets
+    from lect_nb.training.data import build_datasets
     m = create_model(full, pretrained=True).eval()
     cfg = m.pretrained_cfg
     for k in ("input_size", "num_classes", "mean", "std", "dataset", "test_acc", "trained_with"):

@@ -1,13 +1,13 @@
-"Tests of the training loop (lect_nb.train) and of whole runs (lect_nb.runs) on tiny data and a tiny model registered here."
+"Tests of the training loop (lect_nb.training.loop) and of whole runs (lect_nb.training.runs) on tiny data and a tiny model registered here."
 import json, math, os
 import pytest, torch
 from torch import nn
 from torch.utils.data import DataLoader
 from lect_nb.core import ImageClassifier, check_image_input, register_model
-from lect_nb.data import build_datasets
-from lect_nb.train import (autocast_for, cosine_lr, evaluate, make_optimizer, make_scheduler, param_groups,
+from lect_nb.training.data import build_datasets
+from lect_nb.training.loop import (autocast_for, cosine_lr, evaluate, make_optimizer, make_scheduler, param_groups,
                            train_one_epoch)
-from lect_nb.runs import TrainConfig, load_checkpoint, run, save_checkpoint
+from lect_nb.training.runs import TrainConfig, load_checkpoint, run, save_checkpoint
 
 class TinyNet(ImageClassifier):
     "Conv stem (optionally with BatchNorm), GAP, LayerNorm, linear head; no dropout."
@@ -108,7 +108,7 @@ def test_checkpoint_atomic_and_weights_only(tmp_path, monkeypatch):
 
 def test_resume_continues_exactly(tmp_path, monkeypatch):
     "A run killed after epoch 2 and resumed ends with the same metrics and weights as an uninterrupted run."
-    import lect_nb.runs as lr
+    import lect_nb.training.runs as lr
     kw = dict(model="tiny_bn", limit_train=96, limit_val=48, batch_size=32, lr=3e-3, workers=0, device="cpu", epochs=3)
     full = run(TrainConfig(**kw, out=str(tmp_path / "full")), progress=False)
     real_plot = lr.plot_curves
