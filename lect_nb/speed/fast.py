@@ -18,8 +18,9 @@ from ..attention import (LocallyEnhancedAttention, UpConvBN, resize_map, split_h
                                merge_heads, upsample_heads)
 from ..leffn import LeFFN
 from ..models import LeCTBlock, LeCTStage
-from .kernels import (load_kernels, kernels_unavailable_reason, kernels_usable, fused_bn_act,
-                             fused_dropout, fused_bn_act_conv, conv2d, kernel_dropout_mask, _seed)
+from .kernels import (load_kernels, kernels_unavailable_reason, kernels_usable,
+                                   fused_bn_act, fused_dropout, fused_bn_act_conv, conv2d,
+                                   kernel_dropout_mask, _seed)
 
 # %% auto #0
 __all__ = ['PARTS', 'rebuild_active', 'rebuild_in_backward', 'FastConvPatchEmbed', 'FastDWConvBN', 'FastSequentialConvProjection',
@@ -259,7 +260,8 @@ def accelerate(model: nn.Module, # a model built by `create_model` (or any modul
         raise ValueError(f"accelerate: unknown part(s) {sorted(unknown)}; parts: {', '.join(PARTS)}")
     parts = frozenset(PARTS) - frozenset(exclude)
     if "kernels" in parts and load_kernels() is None:
-        warnings.warn(f"lect_nb.speed.fast: C kernels unavailable ({kernels_unavailable_reason()}); the model "
+        warnings.warn(f"lect_nb.speed.fast: C kernels unavailable ({kernels_unavailable_reason()}); "
+                      "the model "
                       "stays plain (same results, slower)", stacklevel=2)
         return model
     for m in model.modules():

@@ -28,7 +28,7 @@ __all__ = ['PRECISIONS', 'CIFAR100_RECIPE', 'PAPER_TABLE2', 'PAPER_COLUMNS', 'Sw
            'COMPILE_MODES', 'SWEEP_MODELS', 'TABLE2_MODELS', 'main']
 
 # %% ../../nbs/13a_gpu.ipynb #91250b11
-_all_ = ["COMPILE_MODES", "SWEEP_MODELS", "TABLE2_MODELS", "main"]   # from lect_nb.training.settings, .cli
+_all_ = ["COMPILE_MODES", "SWEEP_MODELS", "TABLE2_MODELS", "main"]   # from training.settings, .cli
 
 # %% ../../nbs/13a_gpu.ipynb #3edd7718
 # COMPILE_MODES ("none", then the torch.compile modes), SWEEP_MODELS ((name, side) pairs) and

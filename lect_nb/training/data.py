@@ -640,7 +640,7 @@ class DeviceBatches:
     in `sampler`'s order, transformed there by a `BatchTransform`."""
     def __init__(self, images: torch.Tensor, # uint8 (N, C, H, W), as `held_images` returns them
                  labels: torch.Tensor, # int64 (N,)
-                 sampler, # yields indices, or `(epoch, index)` pairs (`lect_nb.training.runs.EpochSampler`)
+                 sampler, # yields indices, or `(epoch, index)` pairs (`EpochSampler`)
                  batch_size: int, # images per batch (the last may be smaller)
                  transform: BatchTransform, # applied to each batch on `device`
                  device="cpu", # where the images are kept and transformed

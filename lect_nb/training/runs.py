@@ -16,12 +16,13 @@ from torch import nn
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 from ..core import create_model, list_models
-from .data import BatchTransform, DeviceBatches, build_datasets, dataset_info, held_images
+from .data import (BatchTransform, DeviceBatches, build_datasets, dataset_info,
+                                   held_images)
 from ..speed.fast import accelerate
 from .settings import DEVICE_DEFAULTS, IN_MEMORY_DATASETS, TrainConfig, plural
-from .loop import (AMP_DTYPES, DistInfo, Progress, ShardSampler, autocast_for, default_lr,
-                           evaluate, init_distributed, make_optimizer, make_scaler, make_scheduler,
-                           plot_curves, train_one_epoch)
+from .loop import (AMP_DTYPES, DistInfo, Progress, ShardSampler, autocast_for,
+                                   default_lr, evaluate, init_distributed, make_optimizer, make_scaler,
+                                   make_scheduler, plot_curves, train_one_epoch)
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'restore_checkpoint',

@@ -1,0 +1,101 @@
+"The package's layout: layers as folders, imports pointing down, small functions, short positional calls."
+import ast
+from pathlib import Path
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "lect_nb"
+# The layers, lowest first. A module may import from its own layer and the layers below it.
+LAYERS = ["lesson", "baselines", "speed", "training", "studies"]
+MAX_FUNCTION_LINES = 60
+MAX_POSITIONAL = 6
+
+def _layer(mod: str) -> str:
+    "The layer of a dotted module name inside lect_nb (`lect_nb.training.runs` -> training)."
+    parts = mod.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in LAYERS else "lesson"
+
+def _modules():
+    for f in sorted(PKG.rglob("*.py")):
+        if f.name == "_modidx.py": continue
+        rel = f.relative_to(PKG.parent).with_suffix("")
+        yield f, ".".join(p for p in rel.parts if p != "__init__")
+
+def _imports(tree: ast.AST, mod: str, is_pkg: bool) -> set[str]:
+    "Every lect_nb module imported anywhere in `tree` (inside functions too), resolved to dotted names."
+    out = set()
+    base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                pkg = base[:len(base) - node.level + 1]
+                name = ".".join(pkg + ([node.module] if node.module else []))
+            else: name = node.module or ""
+            if name.startswith("lect_nb"):
+                out.add(name)
+                out.update(f"{name}.{a.name}" for a in node.names if (PKG.parent / f"{name}.{a.name}".replace(".", "/")).with_suffix(".py").exists())
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("lect_nb"))
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
+            if node.args and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("lect_nb"):
+                out.add(node.args[0].value)
+    return out
+
+def test_layers_are_folders():
+    top = sorted(p.name for p in PKG.glob("*.py"))
+    assert len(top) <= 12, f"{len(top)} modules at the top level: {top}"
+    for layer in LAYERS[1:]:
+        assert (PKG / layer / "__init__.py").exists(), f"lect_nb/{layer}/ is not a package"
+
+def test_imports_point_down():
+    up = []
+    for f, mod in _modules():
+        tree = ast.parse(f.read_text())
+        for imp in _imports(tree, mod, f.name == "__init__.py"):
+            if LAYERS.index(_layer(imp)) > LAYERS.index(_layer(mod)) and mod != "lect_nb":
+                up.append(f"{mod} imports {imp}")
+    assert not up, "imports running up a layer:\n" + "\n".join(up)
+
+def test_layout_checker_finds_an_upward_import():
+    tree = ast.parse("from ..training.runs import train\nimport importlib\nimportlib.import_module('lect_nb.studies.x')")
+    found = _imports(tree, "lect_nb.baselines.vit", False)
+    assert found == {"lect_nb.training.runs", "lect_nb.studies.x"}
+    assert _layer("lect_nb.training.runs") == "training" and _layer("lect_nb.models") == "lesson"
+
+def _long_functions(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n = node.end_lineno - node.lineno + 1
+            if n > MAX_FUNCTION_LINES: yield node.name, node.lineno, n
+
+def _positional_only(node: ast.Call) -> bool:
+    """Calls that take their arguments by position only: into C through ctypes (`lib.fn(...)`,
+    `load_kernels().fn(...)`), `torch.autograd.Function.apply`, and `nn.Sequential(*layers)`."""
+    f = node.func
+    if isinstance(f, ast.Attribute) and f.attr == "apply": return True
+    if ast.unparse(f) in {"nn.Sequential", "torch.nn.Sequential"}: return True
+    while isinstance(f, (ast.Attribute, ast.Call)): f = f.value if isinstance(f, ast.Attribute) else f.func
+    return isinstance(f, ast.Name) and f.id in {"lib", "_lib", "ctypes", "load_kernels"}
+
+def _positional_calls(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and not _positional_only(node):
+            n = sum(1 for a in node.args if not isinstance(a, ast.Starred))
+            if n > MAX_POSITIONAL: yield ast.unparse(node.func), node.lineno, n
+
+def test_functions_are_short():
+    long = [f"{mod}.{name} (line {line}): {n} lines" for f, mod in _modules()
+            for name, line, n in _long_functions(ast.parse(f.read_text()))]
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(long)
+
+def test_calls_name_their_arguments():
+    calls = [f"{mod} line {line}: {fn}(...) with {n} positional arguments" for f, mod in _modules()
+             for fn, line, n in _positional_calls(ast.parse(f.read_text()))]
+    assert not calls, f"calls with more than {MAX_POSITIONAL} positional arguments:\n" + "\n".join(calls)
+
+def test_checkers_catch_what_they_look_for():
+    body = "\n".join(f"    x = {i}" for i in range(MAX_FUNCTION_LINES))
+    assert [n for _, _, n in _long_functions(ast.parse(f"def f():\n{body}"))] == [MAX_FUNCTION_LINES + 1]
+    assert list(_long_functions(ast.parse("def f():\n    return 1"))) == []
+    assert [n for _, _, n in _positional_calls(ast.parse("f(1, 2, 3, 4, 5, 6, 7)"))] == [7]
+    exempt = "f(1, 2, 3, 4, 5, 6, a=7)\nlib.k(1, 2, 3, 4, 5, 6, 7, 8)\nload_kernels().k(1, 2, 3, 4, 5, 6, 7)\nFn.apply(1, 2, 3, 4, 5, 6, 7)"
+    assert list(_positional_calls(ast.parse(exempt))) == []
