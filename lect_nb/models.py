@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace, asdict
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from .core import (ImageClassifier, DropPath, init_transformer_weights, check_image_input,
-                          tokens_to_map, register_model, create_model)
+from .core import DropPath, init_transformer_weights, check_image_input, tokens_to_map
+from .api import ImageClassifier, register_model, create_model
 from .patch_embed import ConvPatchEmbed
 from .attention import LocallyEnhancedAttention, FrequencyRampAttention
 from .leffn import LeFFN

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 from torch import nn
-from .core import create_model, list_models
+from .api import create_model, list_models
 from .models import LeCTStage
 
 # %% auto #0
@@ -41,7 +41,7 @@ def timm_entrypoint(name: str, # a name from `list_models()`
         return model
     build.__name__ = build.__qualname__ = timm_name or name
     build.__module__ = __name__
-    build.__doc__ = f"lect_nb's `{name}` (see `lect_nb.core.create_model`)."
+    build.__doc__ = f"lect_nb's `{name}` (see `lect_nb.api.create_model`)."
     return build
 
 # %% ../nbs/05b_timm.ipynb #31621113

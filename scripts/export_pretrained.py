@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     p.add_argument("--row", help="the run's JSON row (its exact training command is recorded)")
     a = p.parse_args(argv)
     import torch
-    from lect_nb.core import create_model
+    from lect_nb.api import create_model
     from lect_nb.training.data import build_datasets, dataset_info
     from lect_nb.training.runs import load_checkpoint
     run = Path(a.run)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse, copy, json, math, sys, time, traceback
 import torch
 import torch.nn.functional as F
-from lect_nb.core import create_model, list_models
+from lect_nb.api import create_model, list_models
 from lect_nb.speed.fast import accelerate
 
 def _max_diff(a, b): return (a.float() - b.float()).abs().max().item()

@@ -5,7 +5,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 import pytest
 import torch
-from lect_nb.core import create_model, list_models
+from lect_nb.api import create_model, list_models
 from lect_nb.models import LECT_CONFIGS
 from lect_nb.studies.ablations import (ABLATIONS, ABLATION_BASES, ablation_name, ablation_config, ablation_names,
                                describe_attention, train_one_step, study_command, summarize, STUDY_MODELS,

@@ -5,7 +5,8 @@ import copy, subprocess, sys
 import pytest
 import torch
 from torch import nn
-from lect_nb.core import DropPath, create_model, list_models, _MODEL_REGISTRY
+from lect_nb.core import DropPath
+from lect_nb.api import create_model, list_models, _MODEL_REGISTRY
 
 FAMILIES = {"resnet": "lect_nb.baselines.resnet", "convnext": "lect_nb.baselines.convnext", "vit": "lect_nb.baselines.vit", "ceit": "lect_nb.baselines.ceit",
             "alternet": "lect_nb.baselines.alternet", "cvt": "lect_nb.baselines.cvt", "localvit": "lect_nb.baselines.localvit", "lesa": "lect_nb.baselines.lesa"}
@@ -24,7 +25,8 @@ def test_every_family_registered_from_its_own_module():
 def test_import_order_and_no_matplotlib(mod):
     "Imported first in a fresh interpreter, any of these modules works, create_model finds all eight families, "
     "and matplotlib stays unloaded (it is imported only inside `plot_erfs`)."
-    code = (f"import sys, {mod}\nfrom lect_nb.core import create_model, list_models\n"
+    code = (f"import sys, {mod}\nfrom lect_nb.core import list_models\n"
+from lect_nb.api import create_model
             f"missing = {sorted(FAMILIES)!r}\nmissing = [n for n in missing if n not in list_models()]\n"
             "assert not missing, missing\ncreate_model('ceit', img_size=32)\n"
             "assert 'matplotlib' not in sys.modules, 'matplotlib was imported'\n")

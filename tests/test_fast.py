@@ -8,7 +8,7 @@ import copy, os, re, subprocess, sys, warnings
 from pathlib import Path
 import pytest, torch
 import torch.nn.functional as F
-from lect_nb.core import create_model
+from lect_nb.api import create_model
 from lect_nb.speed.fast import accelerate, to_plain, with_kernel_masks, is_accelerated, PARTS
 from lect_nb.speed.kernels import load_kernels
 
@@ -116,7 +116,8 @@ def test_without_kernels_the_model_stays_plain_with_one_message():
 
 
 def test_model_modules_do_not_load_the_speed_layer_or_matplotlib():
-    code = ("import sys; import lect_nb.models; from lect_nb.core import create_model, list_models\n"
+    code = ("import sys; import lect_nb.models; from lect_nb.core import list_models\n"
+from lect_nb.api import create_model
             "create_model('lect'); create_model('resnet'); list_models()\n"
             "print(sorted(m for m in sys.modules if m in ('lect_nb.speed.kernels', 'lect_nb.speed.fast') or "
             "m.startswith('matplotlib')))")

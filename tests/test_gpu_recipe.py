@@ -11,7 +11,7 @@ from lect_nb.training.cli import main as train_main
 from lect_nb.training.data import (BatchTransform, DeviceBatches, build_datasets, build_transforms, dataset_info,
                           held_images, load_sample, RANDAUG_OPS)
 from lect_nb.studies.gpu import (SweepPoint, TABLE2_MODELS, run_sweep, sweep_plan, write_fashion_idx)
-from lect_nb.core import create_model
+from lect_nb.api import create_model
 from lect_nb.training.runs import DEVICE_DEFAULTS, EpochSampler, TrainConfig, device_defaults
 from torch.utils.data import DistributedSampler
 

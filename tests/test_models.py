@@ -11,7 +11,7 @@ fully tested like every other model.
 import functools
 import pytest
 import torch
-from lect_nb.core import create_model, list_models, _MODEL_REGISTRY
+from lect_nb.api import create_model, list_models, _MODEL_REGISTRY
 
 NATIVE_32_UNSUPPORTED = {
     "lect": "paper config pools 56/28/14 maps by 14/7/2; CIFAR-native is the separate `lect_cifar`",

@@ -3,7 +3,7 @@ they reach the test accuracy their configuration records."""
 from pathlib import Path
 import pytest
 import torch
-from lect_nb.core import create_model, pretrained_tags, pretrained_entry
+from lect_nb.api import create_model, pretrained_tags, pretrained_entry
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 TAGS = pretrained_tags()

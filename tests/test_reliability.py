@@ -8,7 +8,7 @@ import json, os, shutil, signal, subprocess, sys
 from pathlib import Path
 import numpy as np, pytest, torch
 import lect_nb.training.runs as lt
-from lect_nb.core import register_model, _MODEL_REGISTRY
+from lect_nb.api import register_model, _MODEL_REGISTRY
 from lect_nb.training.data import build_datasets
 from lect_nb.training.cli import main
 from lect_nb.training.loop import cosine_lr
@@ -73,7 +73,7 @@ WORKER = """import os, signal, sys
 sys.path.insert(0, {tests!r})
 import torch; torch.set_num_threads(1)
 from test_train import TinyNet
-from lect_nb.core import register_model
+from lect_nb.api import register_model
 from lect_nb.training.cli import main
 KILL_AT, SIG = int(os.environ.get("KILL_AT", 0)), int(os.environ.get("SIG", 15))
 class SelfSignalling(TinyNet):  # sends itself a real signal during training step KILL_AT (1-based)

@@ -13,7 +13,7 @@ import functools, re
 import pytest
 import torch
 from torch import nn
-from lect_nb.core import create_model, list_models, model_default_cfg, _MODEL_REGISTRY
+from lect_nb.api import create_model, list_models, model_default_cfg, _MODEL_REGISTRY
 from lect_nb.models import LeCT, LeCTStage
 
 MODELS = [n for n in list_models() if _MODEL_REGISTRY[n].__module__.startswith("lect_nb.")]

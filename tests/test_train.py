@@ -3,7 +3,8 @@ import json, math, os
 import pytest, torch
 from torch import nn
 from torch.utils.data import DataLoader
-from lect_nb.core import ImageClassifier, check_image_input, register_model
+from lect_nb.core import check_image_input
+from lect_nb.api import ImageClassifier, register_model
 from lect_nb.training.data import build_datasets
 from lect_nb.training.loop import (autocast_for, cosine_lr, evaluate, make_optimizer, make_scheduler, param_groups,
                            train_one_epoch)
@@ -29,7 +30,7 @@ class TinyNet(ImageClassifier):
 
 def register_tiny():
     "Register `tiny_bn` and `tiny_nobn` (idempotent)."
-    from lect_nb.core import _MODEL_REGISTRY
+    from lect_nb.api import _MODEL_REGISTRY
     if "tiny_bn" not in _MODEL_REGISTRY:
         register_model("tiny_bn")(lambda num_classes=10, img_size=(32, 32), in_chans=1, **kw: TinyNet(num_classes, in_chans, bn=True))
         register_model("tiny_nobn")(lambda num_classes=10, img_size=(32, 32), in_chans=1, **kw: TinyNet(num_classes, in_chans, bn=False))

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 import torch.nn.functional as F
-from ..core import register_model, DropPath
+from ..core import DropPath
+from ..api import register_model
 from .layers import StagedCNN, build_family
 from .resnet import conv_stem
 

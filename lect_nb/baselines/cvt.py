@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 import torch.nn.functional as F
-from ..core import (register_model, tokens_to_map, map_to_tokens, DropPath,
-                          init_transformer_weights)
+from ..core import tokens_to_map, map_to_tokens, DropPath, init_transformer_weights
+from ..api import register_model
 from .layers import StagedTrunk, build_family, Mlp
 
 # %% auto #0

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
-from ..core import (ImageClassifier, check_image_input, DropPath, tokens_to_map,
-                          map_to_tokens)
+from ..core import check_image_input, DropPath, tokens_to_map, map_to_tokens
+from ..api import ImageClassifier
 
 # %% auto #0
 __all__ = ['SMALL_IMAGE_MAX', 'is_small_image', 'build_config', 'check_build_size', 'build_family', 'keep_bn_stats',

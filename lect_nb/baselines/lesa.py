@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 import torch.nn.functional as F
-from ..core import register_model
+from ..api import register_model
 from .layers import build_config, check_build_size
 from .resnet import ResNet, ResNetConfig, BasicBlock
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 import torch
 from torch import nn
-from ..core import register_model, tokens_to_map, map_to_tokens
+from ..core import tokens_to_map, map_to_tokens
+from ..api import register_model
 from .layers import build_config, check_build_size
 from .vit import ViT, ViTConfig
 

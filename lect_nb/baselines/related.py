@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torch.nn.attention import sdpa_kernel, SDPBackend
-from ..core import count_params, create_model, list_models
+from ..api import count_params, create_model, list_models
 
 # %% auto #0
 __all__ = ['PAPER_PARAMS', 'AUTHORS_CODE_PARAMS', 'count_flops', 'cost_table', 'format_table']

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 import torch
 from torch import nn
-from ..core import register_model, DropPath
+from ..core import DropPath
+from ..api import register_model
 from .layers import StagedCNN, build_family
 
 # %% auto #0

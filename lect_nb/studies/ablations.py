@@ -10,7 +10,7 @@ import json, os, statistics
 from dataclasses import dataclass, replace, asdict
 from pathlib import Path
 import torch
-from ..core import register_model, create_model, list_models, count_params
+from ..api import register_model, create_model, list_models, count_params
 from ..models import LeCT, LeCTConfig, LECT_CONFIGS
 
 # %% auto #0

@@ -116,7 +116,7 @@ def load_trained(
     mode)."""
     from lect_nb.training.runs import load_checkpoint
     from lect_nb.training.data import dataset_info
-    from lect_nb.core import create_model
+    from lect_nb.api import create_model
 
     run_dir = Path(run_dir)
     if not (run_dir / "last.pt").is_file():

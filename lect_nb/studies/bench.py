@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib, json, logging, os, statistics, subprocess, sys, tempfile, time
 import torch
 import torch.nn.functional as F
-from ..core import create_model, list_models
+from ..api import create_model, list_models
 from ..speed.fast import accelerate
 from ..training.settings import SPEC_OPTIONS
 from ..training.cli import bench_main as main   # the console script: parses before torch loads

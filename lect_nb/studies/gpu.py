@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ..core import create_model, list_models
+from ..api import create_model, list_models
 from ..training.data import FASHION_FILES, load_sample
 from ..baselines.related import *   # registers every baseline family
 from .fashion_study import write_idx

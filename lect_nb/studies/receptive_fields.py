@@ -8,7 +8,7 @@ Docs: https://lect-nb.github.io/lect_nb/receptive_fields.html.md"""
 from __future__ import annotations
 import torch
 from torch import nn
-from ..core import create_model
+from ..api import create_model
 
 # %% auto #0
 __all__ = ['effective_receptive_field', 'plot_erfs']

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     a = p.add_argument
     a("--model", default=d.model,
-      help=f"model name, see lect_nb.core.list_models() (default: {d.model})")
+      help=f"model name, see lect_nb.api.list_models() (default: {d.model})")
     a("--dataset", default=d.dataset, choices=DATASET_NAMES, metavar="NAME",
       help=f"one of {', '.join(DATASET_NAMES)}; see below (default: {d.dataset})")
     a("--data-dir", default=None, help="dataset directory, must exist if given (default: data/)")

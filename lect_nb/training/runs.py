@@ -15,7 +15,7 @@ import torch
 from torch import nn
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
-from ..core import create_model, list_models
+from ..api import create_model, list_models
 from .data import (BatchTransform, DeviceBatches, build_datasets, dataset_info,
                                    held_images)
 from ..speed.fast import accelerate
