@@ -25,8 +25,7 @@ def test_every_family_registered_from_its_own_module():
 def test_import_order_and_no_matplotlib(mod):
     "Imported first in a fresh interpreter, any of these modules works, create_model finds all eight families, "
     "and matplotlib stays unloaded (it is imported only inside `plot_erfs`)."
-    code = (f"import sys, {mod}\nfrom lect_nb.core import list_models\n"
-from lect_nb.api import create_model
+    code = (f"import sys, {mod}\nfrom lect_nb.api import create_model, list_models\n"
             f"missing = {sorted(FAMILIES)!r}\nmissing = [n for n in missing if n not in list_models()]\n"
             "assert not missing, missing\ncreate_model('ceit', img_size=32)\n"
             "assert 'matplotlib' not in sys.modules, 'matplotlib was imported'\n")

@@ -106,7 +106,7 @@ def test_checkpointing_in_the_accelerated_model():
 
 
 def test_without_kernels_the_model_stays_plain_with_one_message():
-    code = ("import warnings, torch; from lect_nb.core import create_model; from lect_nb.speed.fast import accelerate, "
+    code = ("import warnings, torch; from lect_nb.api import create_model; from lect_nb.speed.fast import accelerate, "
             "is_accelerated\nwith warnings.catch_warnings(record=True) as w:\n    warnings.simplefilter('always')\n"
             "    m = accelerate(create_model('lect_cifar'))\nprint(is_accelerated(m), len(w), w[0].message)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -116,8 +116,7 @@ def test_without_kernels_the_model_stays_plain_with_one_message():
 
 
 def test_model_modules_do_not_load_the_speed_layer_or_matplotlib():
-    code = ("import sys; import lect_nb.models; from lect_nb.core import list_models\n"
-from lect_nb.api import create_model
+    code = ("import sys; import lect_nb.models; from lect_nb.api import create_model, list_models\n"
             "create_model('lect'); create_model('resnet'); list_models()\n"
             "print(sorted(m for m in sys.modules if m in ('lect_nb.speed.kernels', 'lect_nb.speed.fast') or "
             "m.startswith('matplotlib')))")
