@@ -227,5 +227,5 @@ class AlterNet(StagedCNN):
 def alternet(num_classes, img_size, in_chans, **overrides):
     """alter-ResNet-18 (9,507,103 parameters):
     pre-activation ResNet-18 with windowed MSA closing stages 2-4."""
-    return build_family("alternet", AlterNetConfig, AlterNet, num_classes, img_size, in_chans,
-                        overrides)
+    return build_family("alternet", AlterNetConfig, AlterNet, num_classes=num_classes, img_size=img_size,
+                        in_chans=in_chans, overrides=overrides)

@@ -111,5 +111,5 @@ class ConvNeXt(StagedCNN):
 @register_model("convnext")
 def convnext(num_classes, img_size, in_chans, **overrides):
     "The report's ConvNeXt: depths [1,1,4,1], dims [64,96,128,196] (1,186,888 parameters)."
-    return build_family("convnext", ConvNeXtConfig, ConvNeXt, num_classes, img_size, in_chans,
-                        overrides)
+    return build_family("convnext", ConvNeXtConfig, ConvNeXt, num_classes=num_classes, img_size=img_size,
+                        in_chans=in_chans, overrides=overrides)

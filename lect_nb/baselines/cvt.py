@@ -141,4 +141,5 @@ class CvT(StagedTrunk):
 @register_model("cvt")
 def cvt(num_classes, img_size, in_chans, **overrides):
     "CvT at LeCT's budget: dims 64/128/192, depths 1/2/1, conv token embedding + conv projections."
-    return build_family("cvt", CvTConfig, CvT, num_classes, img_size, in_chans, overrides)
+    return build_family("cvt", CvTConfig, CvT, num_classes=num_classes, img_size=img_size,
+                        in_chans=in_chans, overrides=overrides)

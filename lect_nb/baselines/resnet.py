@@ -100,4 +100,5 @@ class ResNet(StagedCNN):
 def resnet(num_classes, img_size, in_chans, **overrides):
     """The report's ResNet: BasicBlocks [2,2,2,2],
     widths 32/64/96/144 (1.2M parameters); no drop path by default."""
-    return build_family("resnet", ResNetConfig, ResNet, num_classes, img_size, in_chans, overrides)
+    return build_family("resnet", ResNetConfig, ResNet, num_classes=num_classes, img_size=img_size,
+                        in_chans=in_chans, overrides=overrides)
