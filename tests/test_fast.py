@@ -74,6 +74,25 @@ def test_parts_can_be_left_out_and_undone():
     with pytest.raises(ValueError, match="unknown part"): accelerate(plain, exclude=("kernel",))
 
 
+def test_accelerate_swaps_exact_classes_only():
+    "A subclass of a plain class (an ablation variant) keeps its own forward; its plain children are swapped."
+    from lect_nb.attention import LocallyEnhancedAttention
+    from lect_nb.speed.fast import FAST_FORMS
+    class Variant(LocallyEnhancedAttention): "An ablation subclass: not in FAST_FORMS."
+    torch.manual_seed(0)
+    plain = create_model("lect_cifar", num_classes=10, drop_rate=0., drop_path_rate=0.)
+    plain.stages[1].blocks[0].attn.__class__ = Variant
+    fast = accelerate(copy.deepcopy(plain))
+    blocks = fast.stages[1].blocks
+    assert type(blocks[0].attn) is Variant
+    if KERNELS:
+        assert type(blocks[0].attn.qkv) is FAST_FORMS[type(plain.stages[1].blocks[0].attn.qkv)]
+        assert type(blocks[1].attn) is FAST_FORMS[LocallyEnhancedAttention]
+    x, y = torch.randn(4, 3, 32, 32), torch.arange(4)
+    torch.testing.assert_close(_step(fast, x, y)[0], _step(plain, x, y)[0], rtol=0, atol=1e-5)
+    assert type(to_plain(fast).stages[1].blocks[0].attn) is Variant
+    with pytest.raises(TypeError): FAST_FORMS[Variant] = FAST_FORMS[LocallyEnhancedAttention]   # read-only
+
 @pytest.mark.skipif(not KERNELS, reason="rebuilding is measured with the kernels' model")
 def test_rebuilt_tensors_give_identical_gradients():
     "Rebuilding in backward changes nothing but memory: the same step to the bit with and without it."

@@ -7,6 +7,7 @@ Docs: https://lect-nb.github.io/lect_nb/fast.html.md"""
 # %% ../../nbs/15_fast.ipynb #9ea0442e
 from __future__ import annotations
 import contextlib, contextvars, warnings
+from types import MappingProxyType
 from typing import Callable
 import torch
 from torch import nn
@@ -23,9 +24,10 @@ from .kernels import (load_kernels, kernels_unavailable_reason, kernels_usable,
                                    kernel_dropout_mask, _seed)
 
 # %% auto #0
-__all__ = ['PARTS', 'rebuild_active', 'rebuild_in_backward', 'FastConvPatchEmbed', 'FastDWConvBN', 'FastSequentialConvProjection',
-           'FastUpConvBN', 'FastLeFFN', 'FastDropout', 'FastLocallyEnhancedAttention', 'FastLeCTBlock', 'FastLeCTStage',
-           'accelerate', 'to_plain', 'is_accelerated', 'KernelMaskDropout', 'with_kernel_masks']
+__all__ = ['PARTS', 'FAST_FORMS', 'rebuild_active', 'rebuild_in_backward', 'FastConvPatchEmbed', 'FastDWConvBN',
+           'FastSequentialConvProjection', 'FastUpConvBN', 'FastLeFFN', 'FastDropout', 'FastLocallyEnhancedAttention',
+           'FastLeCTBlock', 'FastLeCTStage', 'accelerate', 'to_plain', 'is_accelerated', 'KernelMaskDropout',
+           'with_kernel_masks']
 
 # %% ../../nbs/15_fast.ipynb #64859980
 PARTS = {
@@ -111,17 +113,18 @@ def _bn_kernel_ok(bn: nn.BatchNorm2d, x: torch.Tensor) -> bool:
 def _bn_act(bn, x, act=False, p=0., pre_act=False):
     "`drop(act(bn(x)))` in training, in the kernels (`(bn(x), ...)` with `pre_act`)."
     bn.num_batches_tracked.add_(1)
-    return fused_bn_act(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps,
-                        act, p, pre_act)
+    return fused_bn_act(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, momentum=bn.momentum,
+                        eps=bn.eps, act=act, p=p, pre_act=pre_act)
 
 def _bn_act_conv(bn, x, conv, act=False, p=0., pre_act=False):
     "`conv(drop(act(bn(x))))` in training, the activation rebuilt in backward (`pre_act`: with `bn(x)`)."
     bn.num_batches_tracked.add_(1)
-    return fused_bn_act_conv(x, bn, conv, act, p, pre_act)
+    return fused_bn_act_conv(x, bn, conv, act=act, p=p, pre_act=pre_act)
 
 def _conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     "`conv(x)`, a depthwise 3x3 convolution in the kernels."
-    return conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return conv2d(x, conv.weight, conv.bias, stride=conv.stride, padding=conv.padding,
+                  dilation=conv.dilation, groups=conv.groups)
 
 # %% ../../nbs/15_fast.ipynb #9c3b5ada
 class _Fast:
@@ -195,30 +198,32 @@ class FastDropout(_Fast, nn.Dropout):
         return super().forward(x)
 
 # %% ../../nbs/15_fast.ipynb #9c3b5ada_6
-def _pooled_attention_lean(v, t1, t2, hw, K, heads, scale, mode, attn_drop, training):
-    "`pooled_attention` (fused, average pooling) keeping no full-resolution map, no upsampled keys."
-    phw = (hw[0] // K, hw[1] // K)
-    q = split_heads(map_to_tokens(_pool_lean(t1, K)), heads)           # eq. 7: (B, heads, n, d)
-    k = split_heads(map_to_tokens(_pool_lean(t2, K)), heads)           # eq. 8
-    k_up = upsample_heads(k, phw, hw, mode)                            # (B, heads, N, d)
-    with rebuild_in_backward(k_up, lambda: upsample_heads(k.detach(), phw, hw, mode)):
-        o = F.scaled_dot_product_attention(q, k_up, split_heads(v, heads),
-                                           dropout_p=attn_drop if training else 0., scale=scale)
-    return tokens_to_map(merge_heads(o), phw)                          # (B, C, h, w)
-
 class FastLocallyEnhancedAttention(_Fast, LocallyEnhancedAttention):
-    "LeMSA keeping the pooled keys, not the upsampled ones, and pooling without keeping its input."
-    def forward(self, x, hw):
-        "As `LocallyEnhancedAttention.forward`."
-        lean = (self._on("rebuild") and self.training and rebuild_active(x)
+    "LeMSA whose attention step keeps the pooled keys, not the upsampled ones, and pools keeping nothing"
+    def _lean(self, x: torch.Tensor) -> bool:
+        "Whether `attend` runs: a rebuilding training step of fused, average-pooled, key-upsampled LeMSA"
+        return (self._on("rebuild") and self.training and rebuild_active(x)
                 and self.attn_impl == "fused" and not self.store_attn
                 and self.pooling == "avg" and self.key_upsample != "none")
+
+    def attend(self, v, t1, t2, hw):
+        "Eqs. 7-10 as the plain `pooled_attention` (fused, average pooling): map (B, C, H/K, W/K)."
+        K, heads, mode = self.sr_ratio, self.num_heads, self.key_upsample
+        phw = (hw[0] // K, hw[1] // K)
+        q = split_heads(map_to_tokens(_pool_lean(t1, K)), heads)       # eq. 7, t1 not kept
+        k = split_heads(map_to_tokens(_pool_lean(t2, K)), heads)       # eq. 8, t2 not kept
+        k_up = upsample_heads(k, phw, hw, mode)                        # (B, heads, N, d), rebuilt
+        with rebuild_in_backward(k_up, lambda: upsample_heads(k.detach(), phw, hw, mode)):
+            o = F.scaled_dot_product_attention(q, k_up, split_heads(v, heads), scale=self.scale,
+                                               dropout_p=self.attn_drop if self.training else 0.)
+        return tokens_to_map(merge_heads(o), phw)
+
+    def forward(self, x, hw):
+        "As `LocallyEnhancedAttention.forward`, the attention step by `attend`."
         H, W = hw; K = self.sr_ratio
-        if not lean or H % K or W % K: return super().forward(x, hw)   # (plain raises on bad sizes)
-        v, t1, t2, skip = self.qkv(x, hw)
-        o = _pooled_attention_lean(v, t1, t2, hw, K, self.num_heads, self.scale, self.key_upsample,
-                                   self.attn_drop, self.training)
-        o = self.q_up(o, hw)
+        if not self._lean(x) or H % K or W % K: return super().forward(x, hw)  # (plain raises on sizes)
+        v, t1, t2, skip = self.qkv(x, hw)                  # the plain steps around `attend`, unchanged
+        o = self.q_up(self.attend(v, t1, t2, hw), hw)
         if skip is not None: o = o + skip
         return self.proj_drop(self.proj(map_to_tokens(o)))
 
@@ -244,28 +249,39 @@ class FastLeCTStage(_Fast, LeCTStage):
         return _inside_checkpoint(first), _inside_checkpoint(rerun)
 
 # %% ../../nbs/15_fast.ipynb #d66d1ba3
-_FAST = {cls.__mro__[2]: cls                                # plain class -> fast class
-         for cls in (FastConvPatchEmbed, FastDWConvBN, FastSequentialConvProjection, FastUpConvBN,
-                     FastLeFFN, FastDropout, FastLocallyEnhancedAttention, FastLeCTBlock,
-                     FastLeCTStage)}
-_PLAIN = {fast: plain for plain, fast in _FAST.items()}
+FAST_FORMS = MappingProxyType({                 # plain class -> its fast form (read-only)
+    ConvPatchEmbed: FastConvPatchEmbed,
+    DWConvBN: FastDWConvBN,
+    SequentialConvProjection: FastSequentialConvProjection,
+    UpConvBN: FastUpConvBN,
+    LeFFN: FastLeFFN,
+    nn.Dropout: FastDropout,
+    LocallyEnhancedAttention: FastLocallyEnhancedAttention,
+    LeCTBlock: FastLeCTBlock,
+    LeCTStage: FastLeCTStage,
+})
+_PLAIN_FORMS = {fast: plain for plain, fast in FAST_FORMS.items()}   # fast class -> plain class
+
+# %% ../../nbs/15_fast.ipynb #5e1a7c25
+def _fast_form(m: nn.Module) -> type | None:
+    "The fast class for `m`, by its exact class (a fast module: its plain class's); None: `m` stays."
+    return FAST_FORMS.get(_PLAIN_FORMS.get(type(m), type(m)))
 
 def accelerate(model: nn.Module, # a model built by `create_model` (or any module holding LeCT modules)
                exclude: tuple = (), # parts of `PARTS` to leave out
               ) -> nn.Module: # the same model object
-    """Swap the model's LeCT modules for their fast forms, in place; parameters, buffers and state-dict
-    keys unchanged."""
+    """Swap each module whose exact class is in `FAST_FORMS` for its fast form, in place (other modules,
+    subclasses included, stay); parameters, buffers and state-dict keys unchanged."""
     unknown = set(exclude) - set(PARTS)
     if unknown:
         raise ValueError(f"accelerate: unknown part(s) {sorted(unknown)}; parts: {', '.join(PARTS)}")
     parts = frozenset(PARTS) - frozenset(exclude)
     if "kernels" in parts and load_kernels() is None:
         warnings.warn(f"lect_nb.speed.fast: C kernels unavailable ({kernels_unavailable_reason()}); "
-                      "the model "
-                      "stays plain (same results, slower)", stacklevel=2)
+                      "the model stays plain (same results, slower)", stacklevel=2)
         return model
     for m in model.modules():
-        fast = _FAST.get(_PLAIN.get(type(m), type(m)))
+        fast = _fast_form(m)
         if fast is not None: m.__class__, m._fast_parts = fast, parts
     return model
 
@@ -273,15 +289,15 @@ def accelerate(model: nn.Module, # a model built by `create_model` (or any modul
 def to_plain(model: nn.Module) -> nn.Module:
     "Undo `accelerate`, in place: every fast module becomes its plain class again."
     for m in model.modules():
-        if type(m) in _PLAIN:
-            m.__class__ = _PLAIN[type(m)]
+        if type(m) in _PLAIN_FORMS:
+            m.__class__ = _PLAIN_FORMS[type(m)]
             del m._fast_parts
     return model
 
 # %% ../../nbs/15_fast.ipynb #d66d1ba3_2
 def is_accelerated(model: nn.Module) -> bool:
     "Whether any module of `model` has its fast form."
-    return any(type(m) in _PLAIN for m in model.modules())
+    return any(type(m) in _PLAIN_FORMS for m in model.modules())
 
 # %% ../../nbs/15_fast.ipynb #a3b5c3f0
 class KernelMaskDropout(nn.Dropout):

@@ -516,7 +516,7 @@ def _ptr(t):
     return None if t is None else t.data_ptr()
 
 # %% ../../nbs/14_kernels.ipynb #72e75114
-def _bn_forward(x, weight, bias, running_mean, running_var, momentum, eps, act, p, pre_act):
+def _bn_forward(x, weight, bias, running_mean, running_var, *, momentum, eps, act, p, pre_act):
     """Statistics (and running-average update), then `a = drop(act(BN(x)))` and optionally `z =
     BN(x)`; returns `(z, a, saved, cfg)`."""
     lib, nt = load_kernels(), torch.get_num_threads()
@@ -618,8 +618,8 @@ def _bn_backward(saved, cfg, ga, gz=None, a_out=None):
 class _BNActKernel(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, act, p, pre_act):
-        z, a, saved, ctx.cfg = _bn_forward(_dense(x.detach()), weight, bias, running_mean,
-                                           running_var, momentum, eps, act, p, pre_act)
+        z, a, saved, ctx.cfg = _bn_forward(_dense(x.detach()), weight, bias, running_mean, running_var,
+                                           momentum=momentum, eps=eps, act=act, p=p, pre_act=pre_act)
         ctx.save_for_backward(*saved)
         ctx.pre_act = pre_act
         return (z, a) if pre_act else a
@@ -791,7 +791,7 @@ def conv2d(
     (differentiable), channels_last out."""
     if dw3x3_ok(x, weight, stride, padding, dilation, groups):
         return _DWConvKernel.apply(x, weight, bias)
-    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 # %% ../../nbs/14_kernels.ipynb #b7c1e0a2
 class _BNActConvKernel(torch.autograd.Function):
@@ -815,15 +815,16 @@ class _BNActConvKernel(torch.autograd.Function):
         dilation,
         groups,
     ):
-        z, a, saved, ctx.cfg = _bn_forward(_dense(x.detach()), weight, bias, running_mean,
-                                           running_var, momentum, eps, act, p, pre_act)
+        z, a, saved, ctx.cfg = _bn_forward(_dense(x.detach()), weight, bias, running_mean, running_var,
+                                           momentum=momentum, eps=eps, act=act, p=p, pre_act=pre_act)
         ctx.dw = dw3x3_ok(
             a, conv_weight, stride, padding, dilation, groups
         )  # depthwise 3x3: the kernels above
         y = (
             _dw_fwd(a, conv_weight, conv_bias)
             if ctx.dw
-            else F.conv2d(a, conv_weight, conv_bias, stride, padding, dilation, groups)
+            else F.conv2d(a, conv_weight, conv_bias, stride=stride, padding=padding,
+                           dilation=dilation, groups=groups)
         )
         del a  # rebuilt in backward from x
         ctx.save_for_backward(*saved, conv_weight)
