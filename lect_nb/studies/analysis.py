@@ -253,6 +253,36 @@ def _status_mb(key):
     raise KeyError(key)
 
 
+def _peak_mb(step, dev, sync):
+    "Peak memory (MiB) that one `step()` adds: CUDA's allocator statistics, or the process's VmHWM."
+    sync()
+    if dev.type == "cuda":
+        base = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        step()
+        sync()
+        return (torch.cuda.max_memory_allocated(dev) - base) / 2**20
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    base = _status_mb("VmRSS")
+    step()
+    return _status_mb("VmHWM") - base
+
+
+def _step_times(step, repeats, sync):
+    "Seconds of each of `repeats` synchronised steps; a point slower than 5 s is timed once."
+    times = []
+    for i in range(repeats):
+        sync()
+        t = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t)
+        if times[0] > 5:
+            break
+    return times
+
+
 def measure_point(
     kind: str,  # one of `COST_LAYERS`
     side: int,  # map side
@@ -277,32 +307,9 @@ def measure_point(
         layer.zero_grad(set_to_none=True)
         x.grad = None
 
-    peak = None
-    if memory:  # first, so nothing earlier inflates the peak
-        if dev.type == "cuda":
-            sync()
-            base = torch.cuda.memory_allocated(dev)
-            torch.cuda.reset_peak_memory_stats(dev)
-            step()
-            sync()
-            peak = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
-        else:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # reset VmHWM to the current RSS
-            base = _status_mb("VmRSS")
-            step()
-            peak = _status_mb("VmHWM") - base
-    else:
-        step()  # warm-up
-    times = []
-    for i in range(repeats):
-        sync()
-        t = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t)
-        if times[0] > 5:
-            break  # a point that slow is timed once
+    peak = _peak_mb(step, dev, sync) if memory else None  # first, so nothing earlier inflates it
+    if not memory: step()  # warm-up
+    times = _step_times(step, repeats, sync)
     # FLOPs on the meta device: same count, no memory (the math backend would build the N x N map)
     meta = make_cost_layer(kind, side, dim, heads).to("meta").train()
     flops = count_train_flops(meta, torch.empty(batch, side * side, dim, device="meta"), hw)

@@ -349,15 +349,17 @@ def bench_command(a, # the arguments, parsed by `lect_nb.training.cli.bench_pars
             raise ValueError(f"--baseline {a.baseline!r} must be one of --models")
         if a.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError("--device cuda but CUDA is not available")
-        rows = run_benchmark(a.models, a.img_size, a.batch, a.device, a.repeats, a.warmup,
-                             a.threads, a.amp, a.compile, not a.no_memory, a.baseline)
+        rows = run_benchmark(a.models, img_size=a.img_size, batch=a.batch, device=a.device,
+                             repeats=a.repeats, warmup=a.warmup, threads=a.threads, amp=a.amp,
+                             compiled=a.compile, memory=not a.no_memory, baseline=a.baseline)
     except ValueError as e:
         print(f"lect-bench: error: {e}", file=sys.stderr); return 2
     for r in rows: print(json.dumps(r))
     if a.profile:
         for spec in a.models:
             for train in (True, False):
-                pb = profile_breakdown(spec, a.img_size, a.batch, train, 3, a.device, a.threads)
+                pb = profile_breakdown(spec, img_size=a.img_size, batch=a.batch, train=train,
+                                       steps=3, device=a.device, threads=a.threads)
                 print(json.dumps(pb))
     if a.lemsa_memory:
         mem = lemsa_layer_memory(448, a.batch, a.device)

@@ -22,10 +22,10 @@ from ..training.settings import COMPILE_MODES, PRECISION_NAMES, SWEEP_MODELS, TA
 from ..training.cli import sweep_main as main   # the console script: parses before torch loads
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'CIFAR100_RECIPE', 'PAPER_TABLE2', 'PAPER_COLUMNS', 'SweepPoint', 'sweep_plan', 'wall_timer',
-           'measure_point', 'run_sweep', 'projected_recipe_minutes', 'best_settings', 'summarize', 'plot_sweep',
-           'write_atomic_json', 'fashion_table', 'table2_markdown', 'write_fashion_idx', 'sweep_command',
-           'COMPILE_MODES', 'SWEEP_MODELS', 'TABLE2_MODELS', 'main']
+__all__ = ['PRECISIONS', 'CIFAR100_RECIPE', 'PAPER_COLUMNS', 'SweepPoint', 'sweep_plan', 'wall_timer', 'measure_point',
+           'run_sweep', 'projected_recipe_minutes', 'best_settings', 'summarize', 'plot_sweep', 'write_atomic_json',
+           'fashion_table', 'table2_markdown', 'write_fashion_idx', 'sweep_command', 'COMPILE_MODES', 'SWEEP_MODELS',
+           'TABLE2_MODELS', 'main']
 
 # %% ../../nbs/13a_gpu.ipynb #91250b11
 _all_ = ["COMPILE_MODES", "SWEEP_MODELS", "TABLE2_MODELS", "main"]   # from training.settings, .cli
@@ -167,7 +167,8 @@ def run_sweep(points: list[SweepPoint], # from `sweep_plan`
         if budget_s is not None and t0 - start + cost.get(kind, 0.) > budget_s:
             row = {**asdict(pt), "device": str(device), "status": "skipped: time budget"}
         else:
-            try: row = measure_point(pt, device, steps, warmup, backend, timer, in_chans)
+            try: row = measure_point(pt, device, steps=steps, warmup=warmup, backend=backend,
+                                     timer=timer, in_chans=in_chans)
             except Exception as e:   # (out of memory, a compile failure): recorded, sweep goes on
                 row = {**asdict(pt), "device": str(device),
                        "status": f"error: {type(e).__name__}: {str(e)[:300]}"}
@@ -278,9 +279,9 @@ def plot_sweep(rows: list[dict], # from `run_sweep`
     return paths
 
 # %% ../../nbs/13a_gpu.ipynb #20ccb705
-# TABLE2_MODELS, the report's eight models in its order, is in lect_nb.training.settings
-# the LeCT report's Table 2 (top-1 %, notebook 10 holds it), keyed by model name
-PAPER_TABLE2 = {name: accs for (_, name), accs in _REPORT_TABLE2.items()}
+# TABLE2_MODELS, the report's eight models in its order, is in lect_nb.training.settings;
+# the report's Table 2 itself is notebook 10's PAPER_TABLE2, here looked up by model name
+_REPORT_BY_NAME = {name: accs for (_, name), accs in _REPORT_TABLE2.items()}
 PAPER_COLUMNS = ("CIFAR-100", "CIFAR-10", "STL10")
 
 # %% ../../nbs/13a_gpu.ipynb #9f4385c8
@@ -350,9 +351,9 @@ def table2_markdown(rows: list[dict] = (), # from `fashion_table` (models withou
     for m in TABLE2_MODELS:
         r = ours.get(m)
         acc = f"{100 * r['test_acc']:.2f}" if r else ""
-        lines.append(f"| {m} | " + " | ".join(f"{v:.2f}" for v in PAPER_TABLE2[m])
+        lines.append(f"| {m} | " + " | ".join(f"{v:.2f}" for v in _REPORT_BY_NAME[m])
                      + f" | {acc} | {r['wall_s']:.0f} |" if r else f"| {m} | "
-                     + " | ".join(f"{v:.2f}" for v in PAPER_TABLE2[m]) + " |  |  |")
+                     + " | ".join(f"{v:.2f}" for v in _REPORT_BY_NAME[m]) + " |  |  |")
     return "\n".join(lines)
 
 # %% ../../nbs/13a_gpu.ipynb #31ae33ba
@@ -380,8 +381,9 @@ def sweep_command(a, # the arguments, parsed by `lect_nb.training.cli.sweep_pars
         if a.cmd == "table2":
             unknown = [m for m in a.models if m not in list_models()]
             if unknown: raise ValueError(f"--models: unknown model {unknown[0]!r}")
-            rows = fashion_table(a.out, a.data_dir, a.models, a.epochs, a.batch_size, a.seed,
-                                 a.device, a.budget, limit_train=a.limit_train,
+            rows = fashion_table(a.out, a.data_dir, a.models, epochs=a.epochs,
+                                 batch_size=a.batch_size, seed=a.seed, device=a.device,
+                                 budget_s=a.budget, limit_train=a.limit_train,
                                  limit_val=a.limit_val)
             print(table2_markdown(rows))
             ok = all(r["status"] != "error" and not r["status"].startswith("error") for r in rows)
