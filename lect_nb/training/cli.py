@@ -43,6 +43,7 @@ def option_text(text: str, # a field's documentation (notebook `09a_settings`)
     names = {f.name for f in fields(TrainConfig)}
     return re.sub(r"`([^`]*)`", lambda m: _flag(m[1]) if m[1] in names else m[1], text)
 
+# %% ../../nbs/09c_cli.ipynb #74babd53
 def stated_default(f: Field, # a `TrainConfig` field
                   ) -> str:
     "The default of `f` as `--help` states it: its value, with what it stands for; 'on' or 'off'."
