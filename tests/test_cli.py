@@ -113,7 +113,7 @@ def test_imagefolder_without_img_size_names_the_option(tmp_path, capsys):
 
 def test_default_lr_is_printed_and_saved(tmp_path, capsys):
     from lect_nb.api import _MODEL_REGISTRY, register_model
-    from test_train import TinyNet
+    from lect_nb.training.loop import TinyNet
     if "tiny_resnet" not in _MODEL_REGISTRY:   # a name with "resnet": the paper's 6e-3
         register_model("tiny_resnet")(lambda num_classes=10, img_size=(32, 32), in_chans=1, **kw: TinyNet(num_classes, in_chans))
     base = ["--epochs", "1", "--batch-size", "32", "--limit-train", "32", "--limit-val", "16", "--device", "cpu"]

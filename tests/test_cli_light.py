@@ -4,6 +4,7 @@ import argparse, json, re, subprocess, sys, tomllib
 from pathlib import Path
 import pytest
 from lect_nb.training import cli
+from lect_nb.studies import commands
 
 ROOT = Path(__file__).parents[1]
 HEAVY = ("torch", "torchvision", "numpy", "matplotlib")
@@ -22,8 +23,8 @@ def _in_fresh_process(target: str, argv: list[str]) -> tuple[int, str, list[str]
 SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
 
 def test_console_scripts_point_at_the_light_module():
-    assert SCRIPTS == {"lect-train": "lect_nb.training.cli:main", "lect-bench": "lect_nb.training.cli:bench_main",
-                       "lect-sweep": "lect_nb.training.cli:sweep_main"}
+    assert SCRIPTS == {"lect-train": "lect_nb.training.cli:main", "lect-bench": "lect_nb.studies.commands:bench_main",
+                       "lect-sweep": "lect_nb.studies.commands:sweep_main"}
 
 @pytest.mark.parametrize("script, argv", [
     ("lect-train", ["--help"]), ("lect-bench", ["--help"]), ("lect-sweep", ["--help"]),
@@ -50,7 +51,7 @@ def test_argument_error_without_torch_names_the_flag(script, argv, flag):
     assert last.startswith(f"{script}") and ": error: " in last and flag in last, err
 
 def test_package_import_is_light():
-    out = subprocess.run([sys.executable, "-c", f"import sys, lect_nb, lect_nb.training.settings, lect_nb.training.cli; "
+    out = subprocess.run([sys.executable, "-c", f"import sys, lect_nb, lect_nb.training.settings, lect_nb.training.cli, lect_nb.studies.commands; "
                           f"print([m for m in {HEAVY!r} if m in sys.modules])"],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stderr
@@ -87,7 +88,7 @@ def test_every_option_has_help_and_states_its_default(cmd, action):
         assert any(s in stated for s in _shown(v)), (cmd, action.option_strings, v, h)
 
 def test_help_texts_print_the_defaults(capsys):
-    for argv, fn in ((["--help"], cli.bench_main), (["table2", "--help"], cli.sweep_main)):
+    for argv, fn in ((["--help"], commands.bench_main), (["table2", "--help"], commands.sweep_main)):
         with pytest.raises(SystemExit) as e: fn(argv)
         assert e.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
@@ -155,7 +156,7 @@ def test_the_name_lists_match_their_tables():
     import lect_nb.studies.bench, lect_nb.studies.gpu, lect_nb.training.runs            # the old import paths: the same objects
     assert lect_nb.training.runs.TrainConfig is settings.TrainConfig and lect_nb.training.runs.DEVICE_DEFAULTS is settings.DEVICE_DEFAULTS
     assert lect_nb.studies.bench.SPEC_OPTIONS is settings.SPEC_OPTIONS and lect_nb.studies.gpu.TABLE2_MODELS is settings.TABLE2_MODELS
-    assert lect_nb.studies.bench.main is cli.bench_main and lect_nb.studies.gpu.main is cli.sweep_main
+    assert lect_nb.studies.bench.main is commands.bench_main and lect_nb.studies.gpu.main is commands.sweep_main
 
 # ---------------------------------------------------------------------------------------- "1 epoch", "2 epochs"
 def test_plural():
@@ -181,3 +182,29 @@ def test_table2_header_counts_epochs_in_words():
     row = dict(model="resnet", status="ok", epochs=1, test_acc=0.5, wall_s=3.)
     assert "(ours, 1 epoch)" in table2_markdown([row]).splitlines()[0]
     assert "(ours, 2 epochs)" in table2_markdown([{**row, "epochs": 2}]).splitlines()[0]
+
+# ------------------------------------------------------------------------ one source: the fields' documentation
+def test_field_table_lists_every_field_with_its_default():
+    "The table of notebook 09b_runs is written from TrainConfig's field metadata: every field, in order."
+    import ast, dataclasses
+    from lect_nb.training.settings import TrainConfig, field_table
+    lines = field_table().splitlines()
+    assert lines[0] == "| field | default | meaning |"
+    rows = [[c.strip() for c in l.strip().strip("|").split(" | ")] for l in lines[2:]]
+    fields = dataclasses.fields(TrainConfig)
+    assert [r[0] for r in rows] == [f"`{f.name}`" for f in fields]
+    for (name, default, meaning), f in zip(rows, fields):
+        value = ast.literal_eval(default.strip("`"))
+        assert value == f.default and type(value) is type(f.default), (name, default)
+        assert meaning.startswith(f.metadata["doc"]) and len(meaning) > 10, (name, meaning)
+
+def test_options_are_written_from_the_fields():
+    "Every TrainConfig field is an option (or a switch pair) whose help opens with the field's documentation."
+    import dataclasses
+    from lect_nb.training.settings import TrainConfig
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    acts = [a for a in cli.build_parser()._actions if a.dest != "help"]
+    assert {a.dest for a in acts} == set(fields)
+    for a in acts:
+        if a.option_strings[0].startswith("--no-"): continue
+        assert " ".join(a.help.split()).startswith(cli.option_text(fields[a.dest].metadata["doc"])), a.help

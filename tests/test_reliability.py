@@ -13,7 +13,8 @@ from lect_nb.training.data import build_datasets
 from lect_nb.training.cli import main
 from lect_nb.training.loop import cosine_lr
 from lect_nb.training.runs import SeededDataset, TrainConfig, load_checkpoint, run, save_checkpoint
-from test_train import TinyNet, register_tiny
+from lect_nb.training.loop import TinyNet
+from test_train import register_tiny
 
 register_tiny()
 torch.set_num_threads(1)
@@ -72,7 +73,7 @@ def test_augmentation_is_seeded_per_image():
 WORKER = """import os, signal, sys
 sys.path.insert(0, {tests!r})
 import torch; torch.set_num_threads(1)
-from test_train import TinyNet
+from lect_nb.training.loop import TinyNet
 from lect_nb.api import register_model
 from lect_nb.training.cli import main
 KILL_AT, SIG = int(os.environ.get("KILL_AT", 0)), int(os.environ.get("SIG", 15))

@@ -1,32 +1,13 @@
-"Tests of the training loop (lect_nb.training.loop) and of whole runs (lect_nb.training.runs) on tiny data and a tiny model registered here."
+"Tests of the training loop (lect_nb.training.loop) and of whole runs (lect_nb.training.runs) on tiny data and the tiny model of lect_nb.training.loop, registered here."
 import json, math, os
 import pytest, torch
 from torch import nn
 from torch.utils.data import DataLoader
-from lect_nb.core import check_image_input
-from lect_nb.api import ImageClassifier, register_model
+from lect_nb.api import register_model
 from lect_nb.training.data import build_datasets
-from lect_nb.training.loop import (autocast_for, cosine_lr, evaluate, make_optimizer, make_scheduler, param_groups,
-                           train_one_epoch)
+from lect_nb.training.loop import (TinyNet, autocast_for, cosine_lr, evaluate, make_optimizer, make_scheduler,
+                                   param_groups, train_one_epoch)
 from lect_nb.training.runs import TrainConfig, load_checkpoint, run, save_checkpoint
-
-class TinyNet(ImageClassifier):
-    "Conv stem (optionally with BatchNorm), GAP, LayerNorm, linear head; no dropout."
-    def __init__(self, num_classes=10, in_chans=1, dim=16, bn=True):
-        super().__init__()
-        self.in_chans, self.num_classes, self.num_features = in_chans, num_classes, dim
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, dim, 3, 2, 1), nn.BatchNorm2d(dim) if bn else nn.Identity(),
-                                  nn.GELU(), nn.Conv2d(dim, dim, 3, 2, 1), nn.GELU())
-        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, num_classes)
-        self.pos = nn.Parameter(torch.zeros(1, dim, 1, 1))  # stands for a position embedding
-        self.feature_info = [dict(num_chs=dim, reduction=4, module="stem")]
-    def forward_features(self, x):
-        check_image_input(x, self.in_chans, multiple=4, name="tiny")
-        return self.stem(x) + self.pos
-    def forward_head(self, x, pre_logits=False):
-        x = self.norm(self.pool(x))
-        return x if pre_logits else self.head(x)
-    def no_weight_decay(self): return {"pos"}
 
 def register_tiny():
     "Register `tiny_bn` and `tiny_nobn` (idempotent)."

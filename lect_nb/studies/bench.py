@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ..api import create_model, list_models
 from ..speed.fast import accelerate
 from ..training.settings import SPEC_OPTIONS
-from ..training.cli import bench_main as main   # the console script: parses before torch loads
+from .commands import bench_main as main   # the console script: parses before torch loads
 
 # %% auto #0
 __all__ = ['OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'parse_spec', 'build', 'make_step', 'time_interleaved', 'model_step',

@@ -19,7 +19,7 @@ from ..baselines.related import *   # registers every baseline family
 from .fashion_study import write_idx
 from .reproduce import PAPER_TABLE2 as _REPORT_TABLE2
 from ..training.settings import COMPILE_MODES, PRECISION_NAMES, SWEEP_MODELS, TABLE2_MODELS, plural
-from ..training.cli import sweep_main as main   # the console script: parses before torch loads
+from .commands import sweep_main as main   # the console script: parses before torch loads
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'CIFAR100_RECIPE', 'PAPER_COLUMNS', 'SweepPoint', 'sweep_plan', 'wall_timer', 'measure_point',

@@ -6,14 +6,13 @@ Docs: https://lect-nb.github.io/lect_nb/cli.html.md"""
 
 # %% ../../nbs/09c_cli.ipynb #0a6cda64
 from __future__ import annotations
-import argparse, math, sys
-from dataclasses import fields
-from .settings import (AMP_NAMES, COMPILE_MODES, DATASET_NAMES, DEVICE_DEFAULTS,
-                              PRECISION_NAMES, SPEC_OPTIONS, SWEEP_MODELS, TABLE2_MODELS,
-                              TrainConfig)
+import argparse, math, re, sys
+from dataclasses import Field, fields
+from .settings import (COMPILE_MODES, PRECISION_NAMES, SPEC_OPTIONS, SWEEP_MODELS,
+                                       TABLE2_MODELS, TrainConfig)
 
 # %% auto #0
-__all__ = ['build_parser', 'main', 'bench_parser', 'bench_main', 'sweep_parser', 'sweep_main']
+__all__ = ['option_text', 'stated_default', 'add_option', 'build_parser', 'main', 'bench_parser', 'sweep_parser']
 
 # %% ../../nbs/09c_cli.ipynb #8c1f0a21
 def _number(kind, ok, what: str):
@@ -31,6 +30,48 @@ _count = _number(int, lambda v: v >= 0, "an integer >= 0")
 _positive = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 _nonnegative = _number(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
 _fraction = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+# %% ../../nbs/09c_cli.ipynb #bfd9952c
+_CHECKS = dict(positive_int=_positive_int, count=_count, positive=_positive,
+               nonnegative=_nonnegative, fraction=_fraction)   # a field's `check` -> its type
+
+def _flag(name: str) -> str: return "--" + name.replace("_", "-")
+
+def option_text(text: str, # a field's documentation (notebook `09a_settings`)
+               ) -> str:
+    "`text` as `--help` prints it: a field's name in backquotes becomes its option, other code plain."
+    names = {f.name for f in fields(TrainConfig)}
+    return re.sub(r"`([^`]*)`", lambda m: _flag(m[1]) if m[1] in names else m[1], text)
+
+# %% ../../nbs/09c_cli.ipynb #74babd53
+def stated_default(f: Field, # a `TrainConfig` field
+                  ) -> str:
+    "The default of `f` as `--help` states it: its value, with what it stands for; 'on' or 'off'."
+    v, means = f.default, f.metadata["means"]
+    if v is None: return option_text(means)
+    if isinstance(v, bool): return "on" if v else "off"
+    shown = f"{v:g}" if isinstance(v, float) else str(v)
+    return f"{shown}, {option_text(means)}" if means else shown
+
+# %% ../../nbs/09c_cli.ipynb #0a862019
+def add_option(p: argparse.ArgumentParser, # the parser
+               f: Field, # a `TrainConfig` field, made by `setting`
+              ):
+    "Add the option(s) of `f` to `p` as its metadata describe: type, choices, switches and help."
+    m, flag, doc = f.metadata, _flag(f.name), option_text(f.metadata["doc"])
+    no = "--no-" + flag[2:]
+    help = f"{doc} (default: {stated_default(f)})"
+    if m.get("switch") == "off":   # on unless switched off: only `--no-...`
+        p.add_argument(no, dest=f.name, action="store_false",
+                       help=f"train without {doc}, which is on otherwise")
+    elif m.get("switch") == "on": p.add_argument(flag, action="store_true", help=help)
+    elif m.get("switch") == "both":   # None: the device decides; either flag decides instead
+        p.add_argument(flag, action="store_const", const=True, default=None, help=help)
+        p.add_argument(no, dest=f.name, action="store_const", const=False,
+                       help=option_text(m["no_doc"]))
+    else:
+        kw = {k: m[k] for k in ("choices", "metavar") if k in m}
+        p.add_argument(flag, type=_CHECKS.get(m.get("check")), default=f.default, help=help, **kw)
 
 # %% ../../nbs/09c_cli.ipynb #193b3661
 _EPILOG = """\
@@ -58,7 +99,7 @@ examples:
 
 # %% ../../nbs/09c_cli.ipynb #a976023b
 def build_parser() -> argparse.ArgumentParser:
-    "The `lect-train` argument parser: every option documented, each default stated once."
+    "The `lect-train` argument parser: one option per `TrainConfig` field, documented by the field."
     p = argparse.ArgumentParser(
         prog="lect-train", epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a model with the LeCT report's recipe (AdamW, cosine schedule, "
@@ -66,84 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "at 5, RandAugment). With no arguments: lect_cifar at native 32x32 on the "
                     "embedded\n"
                     "Fashion-MNIST sample, on the CPU, in a few minutes.")
-    d = TrainConfig()
-    a = p.add_argument
-    a("--model", default=d.model,
-      help=f"model name, see lect_nb.api.list_models() (default: {d.model})")
-    a("--dataset", default=d.dataset, choices=DATASET_NAMES, metavar="NAME",
-      help=f"one of {', '.join(DATASET_NAMES)}; see below (default: {d.dataset})")
-    a("--data-dir", default=None, help="dataset directory, must exist if given (default: data/)")
-    a("--epochs", type=_positive_int, default=None,
-      help="epochs of the cosine schedule (default: the paper's for the dataset: 60, STL10 100; "
-           "sample 4); with --resume: a larger number extends a finished run")
-    a("--batch-size", type=_positive_int, default=d.batch_size,
-      help=f"global batch size over all processes (default: {d.batch_size})")
-    a("--lr", type=_positive, default=None,
-      help="peak AdamW learning rate (default: the paper's, 6e-3 for resnet/convnext models, 1e-3 "
-           "for the others; the value used is printed and saved in config.json)")
-    a("--min-lr", type=_nonnegative, default=d.min_lr,
-      help=f"learning rate the cosine decays to (default: {d.min_lr:g})")
-    a("--warmup-epochs", type=_count, default=d.warmup_epochs,
-      help=f"epochs of linear warmup before the cosine, the paper has none "
-           f"(default: {d.warmup_epochs})")
-    a("--weight-decay", type=_nonnegative, default=d.weight_decay,
-      help=f"AdamW weight decay, not applied to norms, biases and position embeddings "
-           f"(default: {d.weight_decay:g})")
-    a("--label-smoothing", type=_fraction, default=d.label_smoothing,
-      help=f"cross-entropy label smoothing, the paper has none (default: {d.label_smoothing:g})")
-    a("--clip-grad", type=_nonnegative, default=d.clip_grad,
-      help=f"max gradient norm; 0 disables clipping (default: {d.clip_grad:g})")
-    a("--img-size", type=_positive_int, default=None,
-      help="model input side in pixels (default: the dataset's native size, no resize; required "
-           "for imagefolder; the paper uses 224)")
-    a("--no-augment", dest="augment", action="store_false",
-      help="train without the paper's augmentation (random crop, flip, RandAugment), which is on "
-           "otherwise")
-    a("--val-split", type=_fraction, default=d.val_split, metavar="F",
-      help="hold out the fraction F (0 < F < 1) of the training images, drawn with --seed, to "
-           "choose best.pt on; they are not trained on (default: 0, best.pt is chosen on the test "
-           "split as in the report)")
-    a("--workers", type=_count, default=d.workers,
-      help=f"DataLoader worker processes (default: {d.workers})")
-    a("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
-    a("--seed", type=_count, default=d.seed,
-      help=f"seed of the weights, data order, augmentation and --val-split (default: {d.seed})")
-    dd = lambda k: ", ".join(f"{dev} {v[k] if isinstance(v[k], str) else ('on' if v[k] else 'off')}"
-                             for dev, v in DEVICE_DEFAULTS.items() if dev != "mps")
-    a("--amp", default=d.amp, choices=[*AMP_NAMES, "auto"],
-      help=f"mixed precision: none, bf16 (CPU or CUDA) or fp16 (CUDA) "
-           f"(default: auto = {dd('amp')})")
-    a("--channels-last", action="store_const", const=True, default=None,
-      help=f"keep images and activations in channels-last (NHWC) memory format "
-           f"(default: {dd('channels_last')})")
-    a("--no-channels-last", dest="channels_last", action="store_const", const=False,
-      help="keep the contiguous (NCHW) memory format, whatever the device's default")
-    a("--compile", action="store_const", const=True, default=None,
-      help=f"wrap the model in torch.compile (default: {dd('compile')})")
-    a("--no-compile", dest="compile", action="store_const", const=False,
-      help="run the model eagerly, whatever the device's default")
-    a("--gpu-augment", default=d.gpu_augment, choices=("auto", "on", "off"),
-      help="transform (pad, crop, flip, RandAugment, resize) whole batches on the device instead "
-           "of each image in PIL (default: auto = on for CUDA with a dataset held in memory, off "
-           "otherwise)")
-    a("--plain", action="store_true",
-      help="on the CPU: train the plain model of notebooks 00-05 instead of its accelerated form "
-           "(notebook 15); the same function, slower (default: off)")
-    a("--out", default=None, help="run directory; must not hold a run unless --resume "
-      "(default: runs/<model>-<dataset>-<time>)")
-    a("--resume", action="store_true",
-      help="continue the run in --out from its last.pt with its saved settings (only --epochs, "
-           "--device, --workers and --plain may change) (default: off, a new run)")
-    a("--limit-train", type=_positive_int, default=None, metavar="N",
-      help="use only the first N training images (default: all)")
-    a("--limit-val", type=_positive_int, default=None, metavar="N",
-      help="use only the first N test images (default: all)")
-    a("--on-nan", default=d.on_nan, choices=("stop", "skip"),
-      help=f"a NaN/Inf loss or gradient norm: stop the run, or skip the step and go on "
-           f"(default: {d.on_nan})")
-    a("--deterministic", action="store_true",
-      help="CUDA: deterministic cuDNN/cuBLAS kernels and torch.use_deterministic_algorithms "
-           "(warn_only); slower (default: off)")
+    for f in fields(TrainConfig): add_option(p, f)
     return p
 
 # %% ../../nbs/09c_cli.ipynb #cf50e3b1
@@ -211,14 +175,6 @@ def bench_parser() -> argparse.ArgumentParser:
     a("--pairs", type=_positive_int, default=5, help="process pairs of --ab (default: 5)")
     return p
 
-# %% ../../nbs/09c_cli.ipynb #1d35218b
-def bench_main(argv: list[str] | None = None, # arguments (default: sys.argv[1:])
-              ) -> int: # exit status
-    "Entry point of `lect-bench`: parse the arguments, then import torch and measure."
-    a = bench_parser().parse_args(argv)
-    from lect_nb.studies.bench import bench_command
-    return bench_command(a)
-
 # %% ../../nbs/09c_cli.ipynb #6cb4d250
 def sweep_parser() -> argparse.ArgumentParser:
     "The `lect-sweep` argument parser, with its commands `speed` and `table2`."
@@ -270,11 +226,3 @@ def sweep_parser() -> argparse.ArgumentParser:
     a("--limit-val", type=_positive_int, default=None, metavar="N",
       help="test on only the first N test images (default: all 10,000)")
     return p
-
-# %% ../../nbs/09c_cli.ipynb #ee613a1e
-def sweep_main(argv: list[str] | None = None, # arguments (default: sys.argv[1:])
-              ) -> int: # exit status
-    "Entry point of `lect-sweep`: parse the arguments, then import torch and measure or train."
-    a = sweep_parser().parse_args(argv)
-    from lect_nb.studies.gpu import sweep_command
-    return sweep_command(a, "lect-sweep " + " ".join(argv if argv is not None else sys.argv[1:]))

@@ -274,6 +274,50 @@ def _find_elsewhere(
     return found
 
 
+def _files_state(spec: DatasetFiles, folder: Path) -> list[str]:
+    "What is wrong with the expected files in `folder`: missing, empty, not torchvision's MD5."
+    names = [f for f, _ in spec.files]
+    missing = [f for f in names if not (folder / f).is_file()]
+    empty = [f for f in names if f not in missing and (folder / f).stat().st_size == 0]
+    bad = [f for f, md5 in spec.files
+           if f not in missing + empty and md5 and not _intact(folder / f, md5)]
+    state = []
+    if missing:
+        state.append("all missing" if missing == names else f"missing: {', '.join(missing)}")
+    if empty: state.append(f"empty: {', '.join(empty)}")
+    if bad: state.append(f"incomplete or corrupt (MD5 not torchvision's): {', '.join(bad)}")
+    return state
+
+
+def _archive_notes(spec: DatasetFiles, adir: Path, download: bool) -> list[str]:
+    "What to do about archives already in `adir`: delete a corrupt one, extract a complete one."
+    notes = []
+    for url, fname, md5 in spec.archives:
+        a = adir / fname
+        if a.is_file() and not _intact(a, md5):
+            notes.append(f"the archive {a} is incomplete or corrupt ({a.stat().st_size:,} bytes, "
+                         "MD5 not torchvision's): delete it")
+        elif a.is_file() and not download:
+            notes.append(f"the archive {a} is complete but not extracted: allow downloads "
+                         "(it is then extracted, offline) or extract it yourself")
+    return notes
+
+
+def _how_to_provide(name: str, spec: DatasetFiles, root: Path, download: bool) -> str:
+    "Where to get the dataset's files and where to put them."
+    folder, adir = root / spec.folder, root / spec.archive_dir
+    if name == "fashion_mnist":
+        site = spec.archives[0][0].rsplit("/", 1)[0]
+        how = (f"download {', '.join(f for _, f, _ in spec.archives)} from {site}/ where the "
+               f"internet is reachable and copy them into {root}/ (read as they are, offline)")
+    else:
+        how = (f"download {spec.archives[0][0]} where the internet is reachable and copy it into "
+               f"{adir}/ (the next run checks and extracts it, offline), or extract it yourself so "
+               f"that {folder}/ holds the files above")
+    return how + ("; or run with network access" if download
+                  else "; or allow downloads (download=True, as lect-train does)")
+
+
 def _files_error(
     name: str,  # the dataset
     root: Path,  # the data directory
@@ -283,66 +327,19 @@ def _files_error(
 ) -> DatasetFilesError:
     "One line: the dataset, the directory, the files expected there, what is wrong, how to fix it."
     spec = dataset_files(name)
-    folder, adir = root / spec.folder, root / spec.archive_dir
-    names = [f for f, _ in spec.files]
-    missing = [f for f in names if not (folder / f).is_file()]
-    empty = [f for f in names if f not in missing and (folder / f).stat().st_size == 0]
-    bad = [
-        f
-        for f, md5 in spec.files
-        if f not in missing + empty and md5 and not _intact(folder / f, md5)
-    ]
-    state = []
-    if missing:
-        state.append("all missing" if missing == names else f"missing: {', '.join(missing)}")
-    if empty:
-        state.append(f"empty: {', '.join(empty)}")
-    if bad:
-        state.append(f"incomplete or corrupt (MD5 not torchvision's): {', '.join(bad)}")
-    msg = [
-        f"{name}: not usable from {root}: torchvision reads {folder}/ holding {', '.join(names)}"
-        + (f" ({'; '.join(state)})" if state else "")
-    ]
+    folder, names = root / spec.folder, [f for f, _ in spec.files]
+    state = _files_state(spec, folder)
+    msg = [f"{name}: not usable from {root}: torchvision reads {folder}/ holding {', '.join(names)}"
+           + (f" ({'; '.join(state)})" if state else "")]
     for d in elsewhere:
         held = ", ".join(f for f in names if (d / f).is_file())
-        fix = (
-            "give its parent as the data directory"
-            if d.resolve() == root.resolve()
-            else f"move or rename that folder to {folder}"
-        )
+        fix = ("give its parent as the data directory" if d.resolve() == root.resolve()
+               else f"move or rename that folder to {folder}")
         msg.append(f"{d} holds {held}: {fix}")
-    for url, fname, md5 in spec.archives:
-        a = adir / fname
-        if a.is_file() and not _intact(a, md5):
-            msg.append(
-                f"the archive {a} is incomplete or corrupt ({a.stat().st_size:,} bytes, "
-                "MD5 not torchvision's): delete it"
-            )
-        elif a.is_file() and not download:
-            msg.append(
-                f"the archive {a} is complete but not extracted: allow downloads "
-                "(it is then extracted, offline) or extract it yourself"
-            )
-    if cause:
-        msg.append(cause)
-    if name == "fashion_mnist":
-        site = spec.archives[0][0].rsplit("/", 1)[0]
-        how = (
-            f"download {', '.join(f for _, f, _ in spec.archives)} from {site}/ where the "
-            f"internet is reachable and copy them into {root}/ (read as they are, offline)"
-        )
-    else:
-        how = (
-            f"download {spec.archives[0][0]} where the internet is reachable and copy it into "
-            f"{adir}/ (the next run checks and extracts it, offline), or extract it yourself so "
-            f"that {folder}/ holds the files above"
-        )
-    how += (
-        "; or run with network access"
-        if download
-        else "; or allow downloads (download=True, as lect-train does)"
-    )
+    msg += _archive_notes(spec, root / spec.archive_dir, download)
+    if cause: msg.append(cause)
     msg[1:] = [m[0].upper() + m[1:] for m in msg[1:]]
+    how = _how_to_provide(name, spec, root, download)
     return DatasetFilesError(". ".join(msg) + f". To provide it: {how}")
 
 # %% ../../nbs/08_data.ipynb #8b7e0954

@@ -15,11 +15,13 @@ from torch import nn
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
+from ..api import ImageClassifier
+from ..core import check_image_input
 
 # %% auto #0
-__all__ = ['CONV_BASELINES', 'AMP_DTYPES', 'default_lr', 'param_groups', 'cosine_lr', 'CosineFactor', 'make_optimizer',
+__all__ = ['CONV_BASELINES', 'AMP_DTYPES', 'default_lr', 'TinyNet', 'param_groups', 'cosine_lr', 'CosineFactor', 'make_optimizer',
            'make_scheduler', 'autocast_for', 'make_scaler', 'DistInfo', 'init_distributed', 'all_reduce_sum',
-           'ShardSampler', 'Progress', 'NonFiniteError', 'train_one_epoch', 'evaluate', 'plot_curves']
+           'ShardSampler', 'Progress', 'NonFiniteError', 'agree_on_step', 'train_one_epoch', 'evaluate', 'plot_curves']
 
 # %% ../../nbs/09_train.ipynb #a1415a9b
 CONV_BASELINES = ("resnet", "convnext")
@@ -28,6 +30,31 @@ def default_lr(model: str, # model name
               ) -> float:
     "The paper's AdamW learning rate: 6e-3 for ResNet/ConvNeXt, 1e-3 for transformers and hybrids."
     return 6e-3 if any(k in model.lower() for k in CONV_BASELINES) else 1e-3
+
+# %% ../../nbs/09_train.ipynb #e08c5645
+class TinyNet(ImageClassifier):
+    ("A tiny image classifier for demos and tests: two strided convolutions, global average pooling, "
+     "LayerNorm and a linear head; it trains on the sample in seconds.")
+    def __init__(self, num_classes: int = 10, # classifier outputs
+                 in_chans: int = 1, # input channels
+                 dim: int = 16, # channels of the convolutions
+                 bn: bool = True, # BatchNorm after the first convolution
+                ):
+        super().__init__()
+        self.in_chans, self.num_classes, self.num_features = in_chans, num_classes, dim
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, dim, 3, 2, 1),
+                                  nn.BatchNorm2d(dim) if bn else nn.Identity(), nn.GELU(),
+                                  nn.Conv2d(dim, dim, 3, 2, 1), nn.GELU())
+        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, num_classes)
+        self.pos = nn.Parameter(torch.zeros(1, dim, 1, 1))  # stands for a position embedding
+        self.feature_info = [dict(num_chs=dim, reduction=4, module="stem")]
+    def forward_features(self, x):
+        check_image_input(x, self.in_chans, multiple=4, name="tiny")
+        return self.stem(x) + self.pos
+    def forward_head(self, x, pre_logits=False):
+        x = self.norm(self.pool(x))
+        return x if pre_logits else self.head(x)
+    def no_weight_decay(self): return {"pos"}   # as models name their position embeddings
 
 # %% ../../nbs/09_train.ipynb #0e2a6482
 def param_groups(model: nn.Module, # the model (unwrapped)
@@ -226,10 +253,44 @@ def _to_device(x, y, device, channels_last):
     if channels_last: x = x.contiguous(memory_format=torch.channels_last)
     return x, y.to(device, non_blocking=True)
 
+def _batch_sums(loss_sum: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    "(summed loss, correct, images) of one batch, float64 on the batch's device."
+    return torch.stack([loss_sum.double(), (logits.argmax(1) == y).sum().double(),
+                        torch.tensor(len(y), dtype=torch.float64, device=y.device)])
+
+def _backward_and_clip(loss, model, optimizer, scaler, clip_grad) -> torch.Tensor:
+    "Backward through the (possibly disabled) scaler, unscale, clip; the total gradient norm."
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip_grad or scaler.is_enabled(): scaler.unscale_(optimizer)
+    # the norm is measured anyway (inf: measure only); fp16 overflow is the scaler's job
+    return nn.utils.clip_grad_norm_(model.parameters(), clip_grad or math.inf)
+
+# %% ../../nbs/09_train.ipynb #b87f8565
+def agree_on_step(bad: torch.Tensor, # this process's step is non-finite (a bool tensor)
+                  want_stop: bool, # this process was asked to stop (an interrupt)
+                  di: DistInfo = DistInfo(), # process group position
+                 ) -> tuple[bool, bool]: # (any process bad, any process stopping)
+    ("The stop/NaN protocol: every process reports its two flags in one all-reduce, so all of them "
+     "skip, raise or stop at the same step and stay in step.")
+    flags = torch.stack([bad.double(), torch.tensor(float(want_stop), dtype=torch.float64,
+                                                    device=bad.device)])
+    any_bad, any_stop = (all_reduce_sum(flags, di) > 0).tolist()
+    return any_bad, any_stop
+
+# %% ../../nbs/09_train.ipynb #d213a226
+def _refuse_step(loss, gnorm, on_nan: str, where: str):
+    "A non-finite step: raise `NonFiniteError` (`on_nan='stop'`) or warn that it is skipped."
+    what = f"non-finite loss ({loss.item():g}) or gradient norm ({gnorm.item():g}) at {where}"
+    if on_nan == "stop":
+        raise NonFiniteError(f"{what}; stopped (pass --on-nan skip to skip such steps)")
+    print(f"lect-train: warning: skipped step with {what}", file=sys.stderr, flush=True)
+
 def train_one_epoch(model: nn.Module, # the model to train (possibly DDP/compiled)
                     loader: DataLoader, # this process's batches
                     optimizer: torch.optim.Optimizer, # AdamW
                     device: torch.device, # where to compute
+                    *,
                     scaler: torch.amp.GradScaler | None = None, # for fp16
                     amp: str = "none", # "none", "bf16", "fp16"
                     clip_grad: float | None = 5., # max gradient norm
@@ -256,39 +317,20 @@ def train_one_epoch(model: nn.Module, # the model to train (possibly DDP/compile
     for i, (x, y) in enumerate(batches, start_step):
         x, y = _to_device(x, y, device, channels_last)
         with autocast_for(device, amp):
-            logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if clip_grad or scaler.is_enabled(): scaler.unscale_(optimizer)
-        # the total norm is computed anyway for clipping (inf: measure only);
-        # fp16 overflow is the scaler's job
-        gnorm = nn.utils.clip_grad_norm_(model.parameters(), clip_grad or math.inf)
+            logits = model(x)                                                           # forward
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)   # loss
+        gnorm = _backward_and_clip(loss, model, optimizer, scaler, clip_grad)   # backward, clip
         ok = torch.isfinite(loss.detach())
         if not scaler.is_enabled(): ok = ok & torch.isfinite(gnorm)
-        want_stop = bool(stop()) if stop is not None else False
-        flags = torch.stack([(~ok).double(),
-                             torch.tensor(float(want_stop), dtype=torch.float64, device=ok.device)])
-        # one small sync per step; all processes agree
-        bad, want_stop = (all_reduce_sum(flags, di) > 0).tolist()
+        bad, want_stop = agree_on_step(~ok, bool(stop()) if stop else False, di)
         if bad:
-            where = f"epoch {epoch + 1}, step {i + 1}/{n_steps}"
-            if on_nan == "stop":
-                raise NonFiniteError(f"non-finite loss ({loss.item():g}) or gradient norm "
-                                     f"({gnorm.item():g}) at {where}; "
-                                     "stopped (pass --on-nan skip to skip such steps)")
-            print(f"lect-train: warning: skipped step with non-finite loss ({loss.item():g}) or "
-                  f"gradient norm ({gnorm.item():g}) at {where}", file=sys.stderr, flush=True)
+            _refuse_step(loss, gnorm, on_nan, f"epoch {epoch + 1}, step {i + 1}/{n_steps}")
             optimizer.zero_grad(set_to_none=True)
             if scaler.is_enabled(): scaler.update()
             skipped += 1
         else:
-            scaler.step(optimizer)
-            scaler.update()
-            with torch.no_grad():
-                sums += torch.stack([loss.detach().double() * len(y),
-                                     (logits.argmax(1) == y).sum().double(),
-                                     torch.tensor(len(y), dtype=torch.float64, device=device)])
+            scaler.step(optimizer); scaler.update()                                      # step
+            with torch.no_grad(): sums += _batch_sums(loss.detach().double() * len(y), logits, y)
         if progress: progress.step(i - start_step, loss.detach(), (i - start_step + 1) * len(y))
         if want_stop and i + 1 < n_steps: stopped_at = i + 1; break
     all_reduce_sum(sums, di)   # over processes: a checkpoint of rank 0 holds the whole job's
@@ -314,9 +356,7 @@ def evaluate(model: nn.Module, # the model (unwrapped, so processes need not sta
         x, y = _to_device(x, y, device, channels_last)
         with autocast_for(device, amp):
             logits = model(x).float()
-        sums += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(),
-                             (logits.argmax(1) == y).sum().double(),
-                             torch.tensor(len(y), dtype=torch.float64, device=device)])
+        sums += _batch_sums(F.cross_entropy(logits, y, reduction="sum"), logits, y)
     all_reduce_sum(sums, di)
     return {"loss": (sums[0] / sums[2]).item(), "acc": (sums[1] / sums[2]).item()}
 

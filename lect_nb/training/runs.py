@@ -7,7 +7,8 @@ Docs: https://lect-nb.github.io/lect_nb/runs.html.md"""
 # %% ../../nbs/09b_runs.ipynb #f03f6c5a
 from __future__ import annotations
 import itertools, json, os, random, shlex, signal, sys, threading, time, zipfile
-from dataclasses import asdict, fields
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 import numpy as np
@@ -93,7 +94,11 @@ def load_checkpoint(path: str | Path, # a file written by `save_checkpoint`
 def restore_checkpoint(ck: dict, # what `load_checkpoint` returned
                        path: str | Path, # its file, for messages
                        model_name: str, # the model the run trains
-                       model: nn.Module, optimizer, scheduler, scaler, # loaded in place
+                       *,
+                       model: nn.Module, # loaded in place, as are the three below
+                       optimizer: torch.optim.Optimizer, # its AdamW
+                       scheduler: torch.optim.lr_scheduler.LRScheduler, # its schedule
+                       scaler: torch.amp.GradScaler, # its AMP scaler
                       ):
     ("Check that `ck` belongs to this run (model name, keys, shapes) and load it; `ValueError` "
      "naming the file and the mismatch.")
@@ -376,21 +381,6 @@ def _default_out(cfg: TrainConfig, di: DistInfo) -> str:
     if di.enabled: dist.broadcast_object_list(stamp, src=0)  # every process must agree on the name
     return str(Path("runs") / f"{cfg.model}-{cfg.dataset}-{stamp[0]}")
 
-def run(cfg: TrainConfig, # the settings
-        progress: bool = True, # show progress (rank 0 only)
-        cli: bool = False, # called by `lect-train`: messages name its options
-       ) -> dict: # {"metrics", "final", "best_acc", "best_epoch", "out": run dir, "seconds"}
-    ("Train `cfg.model` on `cfg.dataset` with the paper's recipe; write the run directory; return "
-     "the metrics.")
-    t_start = time.time()
-    dev = resolve_device(cfg.device, DistInfo(local_rank=int(os.environ.get("LOCAL_RANK", 0))))
-    di = init_distributed(dev)
-    try:
-        with Interrupts() as stop:
-            return _run(cfg, dev, di, progress, t_start, stop, cli)
-    finally:
-        if di.enabled and dist.is_initialized(): dist.destroy_process_group()
-
 def _resume_command(out: Path, di: DistInfo) -> str:
     cmd = f"lect-train --out {shlex.quote(str(out))} --resume"
     if not di.enabled: return cmd
@@ -409,182 +399,306 @@ def _read_saved_config(out: Path) -> dict:
         raise ValueError(f"{path} is not a lect-train config (unknown keys: {unknown!r})")
     return saved
 
-def _run(cfg, dev, di, show, t_start, stop, cli):
-    out = Path(cfg.out or _default_out(cfg, di))
-    if cfg.resume:  # the run's own settings, except what may change between sessions
+# %% ../../nbs/09b_runs.ipynb #20d4c5ce
+def _settle_config(cfg: TrainConfig, *, out: Path, dev: torch.device, di: DistInfo,
+                   cli: bool) -> tuple[TrainConfig, bool]:
+    ("The settings the run trains with (a resumed run's own, but for what may change between "
+     "sessions), checked and decided for the device; and whether `lr` is the model's default.")
+    if cfg.resume:
         check_out_dir(out, True)
-        saved = _read_saved_config(out)
-        # (plain: the same function)
-        keep = {k: getattr(cfg, k) for k in ("device", "workers", "plain")}
+        keep = {k: getattr(cfg, k) for k in ("device", "workers", "plain")}   # plain: the same function
         if cfg.epochs is not None: keep["epochs"] = cfg.epochs
-        cfg = TrainConfig(**{**saved, **keep, "out": str(out), "resume": True})
+        cfg = TrainConfig(**{**_read_saved_config(out), **keep, "out": str(out), "resume": True})
     lr_is_default = cfg.lr is None
-    cfg = check_config(cfg, di.world, cli=cli)
-    cfg = device_defaults(cfg, dev)
+    cfg = device_defaults(check_config(cfg, di.world, cli=cli), dev)
     cfg.out = str(out)
     autocast_for(dev, cfg.amp)  # fp16 without CUDA fails here, not at the first step
     if cfg.deterministic: set_deterministic()
-    # --- everything below until the first write may still fail; nothing is on disk yet
+    return cfg, lr_is_default
+
+def _datasets(cfg: TrainConfig, *, cli: bool) -> tuple:
+    ("(train, test, held out or None, `DatasetInfo`); the held-out training images are seen "
+     "without augmentation.")
     train_ds, test_ds, info = build_datasets(cfg.dataset, cfg.data_dir, cfg.img_size, cfg.augment,
                                              limit_train=cfg.limit_train, limit_val=cfg.limit_val)
     if len(train_ds) == 0 or len(test_ds) == 0:
         split = "training" if len(train_ds) == 0 else "test"
         _fail(f"dataset {cfg.dataset!r} in {cfg.data_dir or 'data/'} has no {split} images")
-    val_ds = None
-    if cfg.val_split:  # held-out training images, seen without augmentation
-        train_idx, val_idx = split_train_val(len(train_ds), cfg.val_split, cfg.seed,
-                                             "--val-split" if cli else "val_split")
-        plain, _, _ = build_datasets(cfg.dataset, cfg.data_dir, cfg.img_size, augment=False,
-                                     limit_train=cfg.limit_train, limit_val=1)
-        train_ds, val_ds = Subset(train_ds, train_idx), Subset(plain, val_idx)
+    if not cfg.val_split: return train_ds, test_ds, None, info
+    train_idx, val_idx = split_train_val(len(train_ds), cfg.val_split, cfg.seed,
+                                         "--val-split" if cli else "val_split")
+    plain, _, _ = build_datasets(cfg.dataset, cfg.data_dir, cfg.img_size, augment=False,
+                                 limit_train=cfg.limit_train, limit_val=1)
+    return Subset(train_ds, train_idx), test_ds, Subset(plain, val_idx), info
+
+def _build_model(cfg: TrainConfig, info) -> nn.Module:
+    "The seeded model, checked against the data's channels and size."
     size = cfg.img_size or info.native_size
     _seed_everything(cfg.seed)
     model = create_model(cfg.model, num_classes=info.num_classes, img_size=size,
                          in_chans=info.in_chans)
     check_model_input(model, info.in_chans, size, cfg.model)
-    if not cfg.resume: check_out_dir(out, False)
-    per_proc = cfg.batch_size // di.world
-    train_sampler = EpochSampler(DistributedSampler(train_ds, num_replicas=di.world, rank=di.rank,
-                                                    shuffle=True, seed=cfg.seed))
-    gen = torch.Generator()  # the loaders' own: making an iterator leaves the global one alone
-    loader_kw = dict(num_workers=cfg.workers, pin_memory=dev.type == "cuda",
-                     worker_init_fn=_seed_worker, persistent_workers=cfg.workers > 0, generator=gen)
-    if cfg.gpu_augment == "on":  # the images on the device, transformed there a batch at a time
-        splits = (("train", train_ds), ("test", test_ds), ("val", val_ds))
-        held = {k: held_images(ds) for k, ds in splits if ds is not None}
-        if any(h is None for h in held.values()):
-            _fail(f"gpu_augment 'on' needs a dataset held in memory as uint8 images; "
-                  f"{cfg.dataset!r} is read from files one by one: use "
-                  f"{'--gpu-augment off' if cli else 'gpu_augment=off'}")
-        bt = lambda train: BatchTransform(info, cfg.img_size, train, cfg.augment, cfg.seed)
-        train_dl = DeviceBatches(*held["train"], train_sampler, per_proc, bt(True), dev)
-        eval_loader = lambda ds: DeviceBatches(*held["val" if ds is val_ds else "test"],
-                                               ShardSampler(len(ds), di.rank, di.world),
-                                               max(per_proc, 128), bt(False), dev)
-    else:
-        train_dl = DataLoader(SeededDataset(train_ds, cfg.seed), per_proc, sampler=train_sampler,
-                              **loader_kw)
-        eval_loader = lambda ds: DataLoader(ds, max(per_proc, 128),
-                                            sampler=ShardSampler(len(ds), di.rank, di.world),
-                                            **loader_kw)
-    test_dl, val_dl = eval_loader(test_ds), (eval_loader(val_ds) if val_ds is not None else None)
+    return model
 
+# %% ../../nbs/09b_runs.ipynb #79be875a
+@dataclass
+class _Loaders:
+    "A run's batches: training (with its sampler and generator), test and held out."
+    train: Iterable
+    sampler: EpochSampler # `set_epoch` before each epoch
+    gen: torch.Generator # the loaders' own, reseeded each epoch
+    per_proc: int # images per step and process
+    test: Iterable
+    val: Iterable | None
+
+def _device_batches(cfg: TrainConfig, *, splits: dict, info, sampler, per_proc: int,
+                    dev: torch.device, di: DistInfo, cli: bool) -> tuple:
+    ("(train, test, held out) as batches of images held on the device and transformed there "
+     "(`gpu_augment='on'`).")
+    held = {k: held_images(ds) for k, ds in splits.items() if ds is not None}
+    if any(h is None for h in held.values()):
+        _fail(f"gpu_augment 'on' needs a dataset held in memory as uint8 images; "
+              f"{cfg.dataset!r} is read from files one by one: use "
+              f"{'--gpu-augment off' if cli else 'gpu_augment=off'}")
+    bt = lambda train: BatchTransform(info, cfg.img_size, train, cfg.augment, cfg.seed)
+    ev = lambda k: DeviceBatches(*held[k], ShardSampler(len(splits[k]), di.rank, di.world),
+                                 max(per_proc, 128), bt(False), dev)
+    return (DeviceBatches(*held["train"], sampler, per_proc, bt(True), dev), ev("test"),
+            ev("val") if "val" in held else None)
+
+def _loaders(cfg: TrainConfig, *, splits: dict, info, dev: torch.device, di: DistInfo,
+             cli: bool) -> _Loaders:
+    "The batches of `splits` ({'train', 'test', 'val'}) for this process, on the device or from PIL."
+    per_proc = cfg.batch_size // di.world
+    sampler = EpochSampler(DistributedSampler(splits["train"], num_replicas=di.world,
+                                              rank=di.rank, shuffle=True, seed=cfg.seed))
+    gen = torch.Generator()  # the loaders' own: making an iterator leaves the global one alone
+    if cfg.gpu_augment == "on":  # the images on the device, transformed there a batch at a time
+        batches = _device_batches(cfg, splits=splits, info=info, sampler=sampler,
+                                  per_proc=per_proc, dev=dev, di=di, cli=cli)
+    else:
+        kw = dict(num_workers=cfg.workers, pin_memory=dev.type == "cuda",
+                  worker_init_fn=_seed_worker, persistent_workers=cfg.workers > 0, generator=gen)
+        ev = lambda ds: DataLoader(ds, max(per_proc, 128),
+                                   sampler=ShardSampler(len(ds), di.rank, di.world), **kw)
+        batches = (DataLoader(SeededDataset(splits["train"], cfg.seed), per_proc, sampler=sampler,
+                              **kw), ev(splits["test"]),
+                   ev(splits["val"]) if splits["val"] is not None else None)
+    train, test, val = batches
+    return _Loaders(train=train, sampler=sampler, gen=gen, per_proc=per_proc, test=test, val=val)
+
+# %% ../../nbs/09b_runs.ipynb #aa309209
+@dataclass
+class _Parts:
+    "What a run trains with."
+    model: nn.Module # the model itself: saved, evaluated
+    train_model: nn.Module # `model` as trained: in DDP and/or compiled, if asked
+    eval_model: nn.Module # `model` as evaluated: compiled, if asked
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+
+def _optimiser(cfg: TrainConfig, model: nn.Module, *, dev: torch.device) -> tuple:
+    ("Put `model` on `dev` (channels-last, the speed layer on the CPU); its AdamW, schedule and "
+     "scaler.")
     model.to(dev)
     if cfg.channels_last: model.to(memory_format=torch.channels_last)
     if dev.type == "cpu" and not cfg.plain: accelerate(model)   # same parameters, state-dict keys
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    sched = make_scheduler(opt, cfg.epochs, cfg.warmup_epochs, cfg.min_lr)
-    scaler = make_scaler(dev, cfg.amp)
-    start, best, metrics, start_step, start_sums = 0, -1., [], 0, None
-    if cfg.resume:
-        ck_path = out / "last.pt"
-        ck = load_checkpoint(ck_path, map_location=dev)
-        restore_checkpoint(ck, ck_path, cfg.model, model, opt, sched, scaler)
-        start, best, metrics = ck["epoch"], ck["best_acc"], list(ck["metrics"])
-        start_step = ck.get("step", 0)  # > 0: saved inside epoch `start` (an interrupt)
-        saved_epochs = ck["config"].get("epochs", cfg.epochs)
-        # an extended run: the new schedule
-        follow_schedule(sched, cfg.epochs, saved_epochs, start, start_step)
-        start_sums = ck.get("train_sums") if di.main else None
-        set_rng_state(ck["rng"])
-    if di.enabled: dist.barrier()  # all processes checked before rank 0 writes anything
+    return opt, make_scheduler(opt, cfg.epochs, cfg.warmup_epochs, cfg.min_lr), make_scaler(dev, cfg.amp)
+
+def _wrapped(cfg: TrainConfig, model: nn.Module, *, dev: torch.device, di: DistInfo) -> tuple:
+    "(what trains, what evaluates): `model` in DistributedDataParallel and compiled, as asked."
     train_model = model
     if di.enabled:
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None)
     if cfg.compile: train_model = torch.compile(train_model)
-    eval_model = torch.compile(model) if cfg.compile else model
+    return train_model, torch.compile(model) if cfg.compile else model
 
+@dataclass
+class _History:
+    ("The run so far: where it goes on (epoch, step inside it and that epoch's partial sums), its "
+     "best accuracy, its records, and its length when last saved.")
+    epoch: int = 0
+    step: int = 0
+    sums: torch.Tensor | None = None
+    best: float = -1.
+    metrics: list = field(default_factory=list)
+    saved_epochs: int | None = None
+
+def _resume(cfg: TrainConfig, parts: _Parts, *, out: Path, dev: torch.device,
+            di: DistInfo) -> _History:
+    "A new run's empty history, or a resumed run's from its last.pt, loaded into `parts`."
+    if not cfg.resume: return _History(saved_epochs=cfg.epochs)
+    ck_path = out / "last.pt"
+    ck = load_checkpoint(ck_path, map_location=dev)
+    restore_checkpoint(ck, ck_path, cfg.model, model=parts.model, optimizer=parts.opt,
+                       scheduler=parts.sched, scaler=parts.scaler)
+    h = _History(epoch=ck["epoch"], step=ck.get("step", 0),   # step > 0: saved inside an epoch
+                 sums=ck.get("train_sums") if di.main else None, best=ck["best_acc"],
+                 metrics=list(ck["metrics"]), saved_epochs=ck["config"].get("epochs", cfg.epochs))
+    follow_schedule(sched=parts.sched, epochs=cfg.epochs, saved_epochs=h.saved_epochs,
+                    done=h.epoch, step=h.step)   # an extended run: the new schedule
+    set_rng_state(ck["rng"])
+    return h
+
+# %% ../../nbs/09b_runs.ipynb #d1b53faf
+def _start_line(cfg: TrainConfig, *, sizes: dict, info, out: Path, dev: torch.device,
+                di: DistInfo, history: _History, lr_is_default: bool) -> str:
+    "The line a run starts with: the model, the data, the recipe, the device and the run directory."
+    held = f" / {sizes['val']} val" if sizes["val"] else ""
+    lr_note = " (the paper's for this model)" if lr_is_default else ""
+    size = cfg.img_size or info.native_size
+    chosen = (f"best.pt: best accuracy on the {sizes['val']} held-out training images "
+              f"(val split {cfg.val_split:g})"
+              if sizes["val"] else "best.pt: best test accuracy, as in the LeCT report")
+    line = (f"lect-train: {cfg.model} on {cfg.dataset} "
+            f"({sizes['train']} train{held} / {sizes['test']} test images, "
+            f"{size}x{size}x{info.in_chans}), {plural(cfg.epochs, 'epoch')}, batch {cfg.batch_size}, "
+            f"lr {cfg.lr:g}{lr_note}, "
+            f"device {dev}{f' x{di.world} processes' if di.enabled else ''}, amp {cfg.amp}"
+            f"{', channels_last' if cfg.channels_last else ''}"
+            f"{', compiled' if cfg.compile else ''}"
+            f"{', transforms on the device' if cfg.gpu_augment == 'on' else ''}"
+            f"{', plain model' if cfg.plain and dev.type == 'cpu' else ''}; {chosen} -> {out}")
+    if not cfg.resume: return line
+    start, saved = history.epoch, history.saved_epochs
+    line += f" (resumed at epoch {start + 1}, step {history.step + 1})"
+    if saved == cfg.epochs: return line
+    follow = (f"epoch {cfg.epochs} follows" if start + 1 == cfg.epochs
+              else f"epochs {start + 1}-{cfg.epochs} follow")
+    return line + (f"; extended from {plural(saved, 'epoch')}: {follow} the {cfg.epochs}-epoch "
+                   "schedule")
+
+# %% ../../nbs/09b_runs.ipynb #86e11349
+def _state(cfg: TrainConfig, parts: _Parts, history: _History, epoch: int, **extra) -> dict:
+    "The checkpoint of the run after `epoch` epochs (and `extra`: the step and sums of an interrupt)."
+    return dict(model=parts.model.state_dict(), optimizer=parts.opt.state_dict(),
+                scheduler=parts.sched.state_dict(), scaler=parts.scaler.state_dict(), epoch=epoch,
+                best_acc=history.best, metrics=history.metrics, rng=rng_state(),
+                config=asdict(cfg), **extra)
+
+def _interrupted(stop: Interrupts, where: str, *, out: Path, di: DistInfo) -> TrainingInterrupted:
+    "The exception that ends an interrupted run, its message printed once (rank 0)."
+    name = signal.Signals(stop.signum).name
+    msg = (f"interrupted by {name} {where}; resumable checkpoint saved to {out / 'last.pt'}\n"
+           f"resume with: {_resume_command(out, di)}")
+    if di.main: print(f"lect-train: {msg}", file=sys.stderr, flush=True)
+    return TrainingInterrupted(msg, stop.signum)
+
+def _record(cfg: TrainConfig, parts: _Parts, history: _History, *, rec: dict, chosen_acc: float,
+            out: Path, di: DistInfo):
+    ("Keep the epoch's record; rank 0 appends it to metrics.jsonl, saves last.pt (and best.pt if "
+     "`chosen_acc` improved) and draws the curves.")
+    history.metrics.append(rec)
+    if not di.main: return
+    with open(out / "metrics.jsonl", "a") as f: f.write(json.dumps(rec) + "\n")
+    improved = chosen_acc > history.best
+    history.best = max(history.best, chosen_acc)
+    st = _state(cfg, parts, history, rec["epoch"])
+    save_checkpoint(out / "last.pt", st)
+    if improved: save_checkpoint(out / "best.pt", st)
+    plot_curves(history.metrics, out / "curves.png")
+
+# %% ../../nbs/09b_runs.ipynb #041f19f3
+def _epoch(cfg: TrainConfig, parts: _Parts, history: _History, *, epoch: int, loaders: _Loaders,
+           dev: torch.device, di: DistInfo, bar: Progress, stop: Interrupts,
+           out: Path) -> tuple[dict, float]:
+    ("Train and evaluate epoch `epoch`, continuing it where `history` stopped; its metrics record. "
+     "An interrupt inside it saves the step reached and raises `TrainingInterrupted`.")
+    t0 = time.time()
+    skip, sums0 = (history.step, history.sums) if epoch == history.epoch else (0, None)
+    loaders.sampler.set_epoch(epoch, skip=skip * loaders.per_proc)
+    loaders.gen.manual_seed(cfg.seed * 100_003 + epoch)
+    lr, t_train = parts.opt.param_groups[0]["lr"], time.time()
+    tr = train_one_epoch(parts.train_model, loaders.train, parts.opt, dev, scaler=parts.scaler,
+                         amp=cfg.amp, clip_grad=cfg.clip_grad, label_smoothing=cfg.label_smoothing,
+                         channels_last=cfg.channels_last, di=di, progress=bar, epoch=epoch,
+                         on_nan=cfg.on_nan, stop=stop, start_step=skip, sums=sums0)
+    if tr["stopped_at"] is not None:  # an interrupt inside the epoch: save where we are, leave
+        if di.main:
+            save_checkpoint(out / "last.pt", _state(cfg, parts, history, epoch,
+                                                    step=tr["stopped_at"], train_sums=tr["sums"].cpu()))
+        raise _interrupted(stop, f"at epoch {epoch + 1}, step {tr['stopped_at']}/{tr['steps']}",
+                           out=out, di=di)
+    # images trained this epoch, all processes
+    trained = tr["sums"][2].item() - (float(sums0[2]) if sums0 is not None else 0.)
+    images_per_s = trained / max(time.time() - t_train, 1e-9)
+    if di.enabled:  # BatchNorm statistics as rank 0 has them: every shard judged by one model
+        for b in parts.model.buffers(): dist.broadcast(b, 0)
+    ev = lambda dl: evaluate(parts.eval_model, dl, dev, cfg.amp, cfg.channels_last, di)
+    te, va = ev(loaders.test), (ev(loaders.val) if loaders.val is not None else None)
+    parts.sched.step()
+    rec = dict(epoch=epoch + 1, train_loss=tr["loss"], train_acc=tr["acc"])
+    if va is not None: rec.update(val_loss=va["loss"], val_acc=va["acc"])
+    rec.update(test_loss=te["loss"], test_acc=te["acc"], lr=lr,
+               seconds=round(time.time() - t0, 3), train_images_per_s=round(images_per_s, 1))
+    return rec, (va or te)["acc"]   # best.pt: the held-out split if there is one, else the test split
+
+def _result(cfg: TrainConfig, history: _History, *, out: Path, seconds: float, show: bool) -> dict:
+    "What `run` returns; rank 0 prints the final accuracy and the epoch best.pt holds."
+    metrics = history.metrics
+    final = metrics[-1] if metrics else {}
+    key = "val_acc" if cfg.val_split else "test_acc"
+    best_rec = max(metrics, key=lambda r: r[key]) if metrics else {}   # the first of equals
+    if show and final:
+        of_best = (f"val {best_rec['val_acc']:.2%}, test {best_rec['test_acc']:.2%}"
+                   if cfg.val_split else f"test {best_rec['test_acc']:.2%}")
+        print(f"final test accuracy {final['test_acc']:.2%} after {plural(final['epoch'], 'epoch')}; "
+              f"best.pt: epoch {best_rec['epoch']} ({of_best}); {seconds:.0f}s; "
+              f"run directory {out}", flush=True)
+    return {"metrics": metrics, "final": final, "best_acc": history.best,
+            "best_epoch": best_rec.get("epoch"), "out": str(out), "seconds": seconds}
+
+# %% ../../nbs/09b_runs.ipynb #0b9e3ef2
+def _run(cfg: TrainConfig, *, dev: torch.device, di: DistInfo, show: bool, t_start: float,
+         stop: Interrupts, cli: bool) -> dict:
+    "A run, step by step: settings, data, model, loaders, optimiser, resume, start line, epochs."
+    out = Path(cfg.out or _default_out(cfg, di))
+    cfg, lr_is_default = _settle_config(cfg, out=out, dev=dev, di=di, cli=cli)
+    # --- everything below until the first write may still fail; nothing is on disk yet
+    train_ds, test_ds, val_ds, info = _datasets(cfg, cli=cli)
+    model = _build_model(cfg, info)
+    if not cfg.resume: check_out_dir(out, False)
+    splits = dict(train=train_ds, test=test_ds, val=val_ds)
+    loaders = _loaders(cfg, splits=splits, info=info, dev=dev, di=di, cli=cli)
+    opt, sched, scaler = _optimiser(cfg, model, dev=dev)
+    parts = _Parts(model=model, train_model=model, eval_model=model, opt=opt, sched=sched,
+                   scaler=scaler)
+    history = _resume(cfg, parts, out=out, dev=dev, di=di)
+    if di.enabled: dist.barrier()  # all processes checked before rank 0 writes anything
+    parts.train_model, parts.eval_model = _wrapped(cfg, model, dev=dev, di=di)
     if di.main:
         out.mkdir(parents=True, exist_ok=True)
         _write_atomic(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
         # on resume the checkpoint is the truth: drop records of an epoch ended after the last save
-        _write_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in metrics))
+        _write_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history.metrics))
     bar = Progress(cfg.epochs, enabled=show and di.main)
     if di.main and show and not bar.notebook:
-        held = f" / {len(val_ds)} val" if val_ds is not None else ""
-        lr_note = " (the paper's for this model)" if lr_is_default else ""
-        chosen = (f"best.pt: best accuracy on the {len(val_ds)} held-out training images "
-                  f"(val split {cfg.val_split:g})"
-                  if val_ds is not None else "best.pt: best test accuracy, as in the LeCT report")
-        print(f"lect-train: {cfg.model} on {cfg.dataset} "
-              f"({len(train_ds)} train{held} / {len(test_ds)} test images, "
-              f"{size}x{size}x{info.in_chans}), {plural(cfg.epochs, 'epoch')}, batch {cfg.batch_size}, "
-              f"lr {cfg.lr:g}{lr_note}, "
-              f"device {dev}{f' x{di.world} processes' if di.enabled else ''}, amp {cfg.amp}"
-              f"{', channels_last' if cfg.channels_last else ''}"
-              f"{', compiled' if cfg.compile else ''}"
-              f"{', transforms on the device' if cfg.gpu_augment == 'on' else ''}"
-              f"{', plain model' if cfg.plain and dev.type == 'cpu' else ''}; {chosen} -> {out}"
-              + (f" (resumed at epoch {start + 1}, step {start_step + 1})" if cfg.resume else "")
-              + (f"; extended from {plural(saved_epochs, 'epoch')}: "
-                 + (f"epoch {cfg.epochs} follows" if start + 1 == cfg.epochs
-                    else f"epochs {start + 1}-{cfg.epochs} follow")
-                 + f" the {cfg.epochs}-epoch schedule"
-                 if cfg.resume and saved_epochs != cfg.epochs else ""), flush=True)
-    def state(epoch, **extra):
-        return dict(model=model.state_dict(), optimizer=opt.state_dict(),
-                    scheduler=sched.state_dict(), scaler=scaler.state_dict(), epoch=epoch,
-                    best_acc=best, metrics=metrics,
-                    rng=rng_state(), config=asdict(cfg), **extra)
-    def interrupted(where):
-        name = signal.Signals(stop.signum).name
-        msg = (f"interrupted by {name} {where}; resumable checkpoint saved to {out / 'last.pt'}\n"
-               f"resume with: {_resume_command(out, di)}")
-        if di.main: print(f"lect-train: {msg}", file=sys.stderr, flush=True)
-        return TrainingInterrupted(msg, stop.signum)
-    for epoch in bar.epoch_iter(start):
-        t0 = time.time()
-        skip_steps, sums0 = (start_step, start_sums) if epoch == start else (0, None)
-        train_sampler.set_epoch(epoch, skip=skip_steps * per_proc)
-        gen.manual_seed(cfg.seed * 100_003 + epoch)
-        lr = opt.param_groups[0]["lr"]
-        t_train = time.time()
-        tr = train_one_epoch(train_model, train_dl, opt, dev, scaler, cfg.amp, cfg.clip_grad,
-                             cfg.label_smoothing, cfg.channels_last, di, bar, epoch,
-                             on_nan=cfg.on_nan, stop=stop, start_step=skip_steps, sums=sums0)
-        if tr["stopped_at"] is not None:  # an interrupt inside the epoch: save where we are, leave
-            if di.main:
-                save_checkpoint(out / "last.pt",
-                                state(epoch, step=tr["stopped_at"], train_sums=tr["sums"].cpu()))
-            raise interrupted(f"at epoch {epoch + 1}, step {tr['stopped_at']}/{tr['steps']}")
-        # images trained this epoch, all processes
-        trained = tr["sums"][2].item() - (float(sums0[2]) if sums0 is not None else 0.)
-        images_per_s = trained / max(time.time() - t_train, 1e-9)
-        if di.enabled:  # BatchNorm statistics as rank 0 has them: every shard judged by one model
-            for b in model.buffers(): dist.broadcast(b, 0)
-        te = evaluate(eval_model, test_dl, dev, cfg.amp, cfg.channels_last, di)
-        va = (evaluate(eval_model, val_dl, dev, cfg.amp, cfg.channels_last, di)
-              if val_dl is not None else None)
-        sched.step()
-        rec = dict(epoch=epoch + 1, train_loss=tr["loss"], train_acc=tr["acc"])
-        if va is not None: rec.update(val_loss=va["loss"], val_acc=va["acc"])
-        rec.update(test_loss=te["loss"], test_acc=te["acc"], lr=lr,
-                   seconds=round(time.time() - t0, 3), train_images_per_s=round(images_per_s, 1))
-        metrics.append(rec)
+        sizes = {k: len(ds) if ds is not None else 0 for k, ds in splits.items()}
+        print(_start_line(cfg, sizes=sizes, info=info, out=out, dev=dev, di=di, history=history,
+                          lr_is_default=lr_is_default), flush=True)
+    for epoch in bar.epoch_iter(history.epoch):
+        rec, chosen_acc = _epoch(cfg, parts, history, epoch=epoch, loaders=loaders, dev=dev, di=di,
+                                 bar=bar, stop=stop, out=out)
         bar.epoch_end(rec)
-        if di.main:
-            with open(out / "metrics.jsonl", "a") as f: f.write(json.dumps(rec) + "\n")
-            # best.pt: the held-out split if there is one, else the test split
-            chosen_acc = (va or te)["acc"]
-            improved = chosen_acc > best
-            best = max(best, chosen_acc)
-            st = state(epoch + 1)
-            save_checkpoint(out / "last.pt", st)
-            if improved: save_checkpoint(out / "best.pt", st)
-            plot_curves(metrics, out / "curves.png")
-        if stop() and epoch + 1 < cfg.epochs: raise interrupted(f"after epoch {epoch + 1}")
-    final = metrics[-1] if metrics else {}
-    key = "val_acc" if cfg.val_split else "test_acc"
-    # the first of equals, as `improved` keeps
-    best_rec = max(metrics, key=lambda r: r[key]) if metrics else {}
-    result = {"metrics": metrics, "final": final, "best_acc": best,
-              "best_epoch": best_rec.get("epoch"), "out": str(out),
-              "seconds": time.time() - t_start}
-    if di.main and show and final:
-        of_best = (f"val {best_rec['val_acc']:.2%}, test {best_rec['test_acc']:.2%}"
-                   if cfg.val_split else f"test {best_rec['test_acc']:.2%}")
-        print(f"final test accuracy {final['test_acc']:.2%} after {plural(final['epoch'], 'epoch')}; "
-              f"best.pt: epoch {best_rec['epoch']} ({of_best}); {result['seconds']:.0f}s; "
-              f"run directory {out}", flush=True)
-    return result
+        _record(cfg, parts, history, rec=rec, chosen_acc=chosen_acc, out=out, di=di)
+        if stop() and epoch + 1 < cfg.epochs:
+            raise _interrupted(stop, f"after epoch {epoch + 1}", out=out, di=di)
+    return _result(cfg, history, out=out, seconds=time.time() - t_start, show=show and di.main)
+
+def run(cfg: TrainConfig, # the settings
+        progress: bool = True, # show progress (rank 0 only)
+        cli: bool = False, # called by `lect-train`: messages name its options
+       ) -> dict: # {"metrics", "final", "best_acc", "best_epoch", "out": run dir, "seconds"}
+    ("Train `cfg.model` on `cfg.dataset` with the paper's recipe; write the run directory; return "
+     "the metrics.")
+    t_start = time.time()
+    dev = resolve_device(cfg.device, DistInfo(local_rank=int(os.environ.get("LOCAL_RANK", 0))))
+    di = init_distributed(dev)
+    try:
+        with Interrupts() as stop:
+            return _run(cfg, dev=dev, di=di, show=progress, t_start=t_start, stop=stop, cli=cli)
+    finally:
+        if di.enabled and dist.is_initialized(): dist.destroy_process_group()

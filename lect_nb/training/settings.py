@@ -6,44 +6,11 @@ Docs: https://lect-nb.github.io/lect_nb/settings.html.md"""
 
 # %% ../../nbs/09a_settings.ipynb #b850bed1
 from __future__ import annotations
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 # %% auto #0
 __all__ = ['DEVICE_DEFAULTS', 'IN_MEMORY_DATASETS', 'DATASET_NAMES', 'AMP_NAMES', 'SPEC_OPTIONS', 'COMPILE_MODES',
-           'PRECISION_NAMES', 'SWEEP_MODELS', 'TABLE2_MODELS', 'TrainConfig', 'plural']
-
-# %% ../../nbs/09a_settings.ipynb #890c381b
-@dataclass
-class TrainConfig:
-    "Every setting of a training run (saved as `config.json` in the run directory)."
-    model: str = "lect_cifar" # a name from `list_models()`
-    dataset: str = "sample" # one of `DATASET_NAMES` (described in `lect_nb.training.data.DATASETS`)
-    data_dir: str | None = None # where the dataset is or is downloaded to (None: data/)
-    epochs: int | None = None # None: the dataset's default (paper: 60, STL10 100; sample 4)
-    batch_size: int = 64 # global batch, split evenly over the processes
-    lr: float | None = None # None: `default_lr(model)`
-    min_lr: float = 0. # floor of the cosine schedule
-    warmup_epochs: int = 0 # linear warmup epochs before the cosine (paper: 0)
-    weight_decay: float = 0.05 # AdamW decay (not on norms, biases, `no_weight_decay()` names)
-    label_smoothing: float = 0. # cross-entropy label smoothing (paper: 0)
-    clip_grad: float | None = 5. # max gradient norm (None: no clipping)
-    img_size: int | None = None # model input side; None: the dataset's native size (no resize)
-    augment: bool = True # the paper's crop/flip/RandAugment
-    workers: int = 0 # DataLoader worker processes
-    device: str | None = None # "cpu", "cuda", "cuda:1"...; None: cuda if available
-    seed: int = 0 # seeds python, numpy and torch
-    amp: str = "auto" # "none", "bf16", "fp16" (CUDA); "auto": `DEVICE_DEFAULTS`
-    channels_last: bool | None = None # NHWC memory format; None: `DEVICE_DEFAULTS`
-    compile: bool | None = None # wrap the model in torch.compile; None: `DEVICE_DEFAULTS`
-    gpu_augment: str = "auto" # "on": transform batches on the device; "off": per image in PIL
-    plain: bool = False # on the CPU: the plain model, without the speed layer (`accelerate`)
-    out: str | None = None # run directory; None: runs/<model>-<dataset>-<time>
-    resume: bool = False # continue the run in `out` from its last.pt
-    limit_train: int | None = None # use only the first N training images (tests, quick looks)
-    limit_val: int | None = None # use only the first N test images
-    val_split: float = 0. # fraction of the training images held out to choose best.pt
-    on_nan: str = "stop" # a non-finite loss or gradient norm: "stop" the run or "skip" the step
-    deterministic: bool = False # CUDA: deterministic cuDNN/cuBLAS and algorithms
+           'PRECISION_NAMES', 'SWEEP_MODELS', 'TABLE2_MODELS', 'setting', 'TrainConfig', 'field_table', 'plural']
 
 # %% ../../nbs/09a_settings.ipynb #dea42b2e
 DEVICE_DEFAULTS = {   # device type -> the defaults of amp, channels_last, compile
@@ -54,6 +21,109 @@ DEVICE_DEFAULTS = {   # device type -> the defaults of amp, channels_last, compi
 IN_MEMORY_DATASETS = ("sample", "fashion_mnist", "cifar10", "cifar100", "stl10")
 DATASET_NAMES = ("cifar10", "cifar100", "stl10", "fashion_mnist", "sample", "imagefolder")
 AMP_NAMES = ("none", "bf16", "fp16")
+
+# %% ../../nbs/09a_settings.ipynb #890c381b
+def _per_device(key: str) -> str:
+    "How `DEVICE_DEFAULTS` sets `key` on the CPU and on CUDA: 'cpu none, cuda bf16'."
+    show = lambda v: v if isinstance(v, str) else ("on" if v else "off")
+    return ", ".join(f"{dev} {show(DEVICE_DEFAULTS[dev][key])}" for dev in ("cpu", "cuda"))
+
+def setting(default, # the field's default
+            doc: str, # what it means; `name` of another field reads `--name` on the command line
+            means: str | None = None, # what the default stands for, when it is None or a placeholder
+            **cli, # how `lect-train` offers it: check, choices, metavar, switch, no_doc
+           ):
+    "A `TrainConfig` field with its documentation, the one source of the docs table and `--help`."
+    return field(default=default, metadata=dict(doc=doc, means=means, **cli))
+
+# %% ../../nbs/09a_settings.ipynb #f2e2fc83
+@dataclass
+class TrainConfig:
+    "Every setting of a training run (saved as `config.json` in the run directory)."
+    model: str = setting("lect_cifar", "model name, see `lect_nb.api.list_models()`")
+    dataset: str = setting(
+        "sample", f"one of {', '.join(DATASET_NAMES)} (`lect_nb.training.data.DATASETS`); the "
+        "datasets section of `lect-train --help` describes them", choices=DATASET_NAMES, metavar="NAME")
+    data_dir: str | None = setting(
+        None, "dataset directory, where it is or is downloaded to; must exist if given", "`data/`")
+    epochs: int | None = setting(
+        None, "epochs of the cosine schedule; with `resume`: a larger number extends a finished run",
+        "the paper's for the dataset: 60, STL10 100; sample 4", check="positive_int")
+    batch_size: int = setting(64, "global batch size, split evenly over the processes",
+                              check="positive_int")
+    lr: float | None = setting(
+        None, "peak AdamW learning rate; the value used is printed and saved in config.json",
+        "the paper's, 6e-3 for resnet/convnext models, 1e-3 for the others",
+        check="positive")
+    min_lr: float = setting(0., "learning rate the cosine decays to", check="nonnegative")
+    warmup_epochs: int = setting(0, "epochs of linear warmup before the cosine, the paper has none",
+                                 check="count")
+    weight_decay: float = setting(
+        0.05, "AdamW weight decay, not applied to norms, biases and `no_weight_decay()` names "
+        "(position embeddings)", check="nonnegative")
+    label_smoothing: float = setting(0., "cross-entropy label smoothing, the paper has none",
+                                     check="fraction")
+    clip_grad: float | None = setting(
+        5., "max gradient norm; None (0 on the command line) disables clipping", check="nonnegative")
+    img_size: int | None = setting(
+        None, "model input side in pixels; required for imagefolder; the paper uses 224",
+        "the dataset's native size, no resize", check="positive_int")
+    augment: bool = setting(
+        True, "the paper's augmentation of the training images (random crop, flip, RandAugment)",
+        switch="off")
+    workers: int = setting(0, "DataLoader worker processes", check="count")
+    device: str | None = setting(None, "cpu, cuda or cuda:N", "cuda if available, else cpu")
+    seed: int = setting(0, "seed of the weights, data order, augmentation and `val_split`",
+                        check="count")
+    amp: str = setting("auto", "mixed precision: none, bf16 (CPU or CUDA) or fp16 (CUDA, with a "
+                       "GradScaler)", f"per device: {_per_device('amp')}", choices=(*AMP_NAMES, "auto"))
+    channels_last: bool | None = setting(
+        None, "keep images and activations in channels-last (NHWC) memory format",
+        _per_device("channels_last"), switch="both",
+        no_doc="keep the contiguous (NCHW) memory format, whatever the device's default")
+    compile: bool | None = setting(
+        None, "wrap the model in torch.compile", _per_device("compile"), switch="both",
+        no_doc="run the model eagerly, whatever the device's default")
+    gpu_augment: str = setting(
+        "auto", "on: transform (pad, crop, flip, RandAugment, resize) whole batches on the device; "
+        "off: each image in PIL", "on for CUDA with a dataset held in memory, off otherwise",
+        choices=("auto", "on", "off"))
+    plain: bool = setting(
+        False, "on the CPU: train the plain model of notebooks 00-05 instead of its accelerated form "
+        "(`accelerate`, notebook 15); the same function, slower", switch="on")
+    out: str | None = setting(None, "run directory; must not hold a run unless `resume`",
+                              "`runs/<model>-<dataset>-<time>`")
+    resume: bool = setting(
+        False, "continue the run in `out` from its last.pt with its saved settings (only `epochs`, "
+        "`device`, `workers` and `plain` may change)", switch="on")
+    limit_train: int | None = setting(None, "use only the first N training images", "all",
+                                      check="positive_int", metavar="N")
+    limit_val: int | None = setting(None, "use only the first N test images", "all",
+                                    check="positive_int", metavar="N")
+    val_split: float = setting(
+        0., "hold out the fraction F (0 < F < 1) of the training images, drawn with `seed`, to "
+        "choose best.pt on; they are not trained on",
+        "best.pt is chosen on the test split as in the report", check="fraction", metavar="F")
+    on_nan: str = setting("stop", "a NaN/Inf loss or gradient norm: stop the run, or skip the step "
+                          "and go on", choices=("stop", "skip"))
+    deterministic: bool = setting(
+        False, "CUDA: deterministic cuDNN/cuBLAS kernels and torch.use_deterministic_algorithms "
+        "(warn_only); slower", switch="on")
+
+# %% ../../nbs/09a_settings.ipynb #c27ca63c
+def _literal(v) -> str:
+    "A default as Python writes it, strings in double quotes: `\"auto\"`, `0.05`, `None`."
+    return f'"{v}"' if isinstance(v, str) else repr(v)
+
+def field_table(cls: type = TrainConfig, # a dataclass whose fields are made by `setting`
+               ) -> str: # markdown
+    "The `| field | default | meaning |` table of `cls`, from each field's documentation."
+    rows = ["| field | default | meaning |", "|---|---|---|"]
+    for f in fields(cls):
+        means = f.metadata["means"]
+        meaning = f.metadata["doc"] + (f"; `{_literal(f.default)}`: {means}" if means else "")
+        rows.append(f"| `{f.name}` | `{_literal(f.default)}` | {meaning} |")
+    return "\n".join(rows)
 
 # %% ../../nbs/09a_settings.ipynb #fc2e766d
 SPEC_OPTIONS = {
