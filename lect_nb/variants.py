@@ -82,9 +82,10 @@ class LeMSAVariant(LocallyEnhancedAttention):
     "LeMSA with the ablations' knobs: projections, pooling, pooled values, other query upsamplers."
     key_upsamples = KEY_UPSAMPLES + ("none",)   # "none": pooled keys and values (PVT-style)
     def __init__(self, dim: int, # channels C
+                 *args, # `LocallyEnhancedAttention`'s arguments after `dim`, in its order
                  projection: str = "sequential", # one of `PROJECTIONS`
                  pooling: str = "avg", # one of `POOLINGS`
-                 **kwargs, # `LocallyEnhancedAttention`'s arguments after `dim`
+                 **kwargs, # `LocallyEnhancedAttention`'s keyword arguments
                 ):
         if projection not in PROJECTIONS:
             raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
@@ -92,7 +93,7 @@ class LeMSAVariant(LocallyEnhancedAttention):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         nn.Module.__init__(self)                 # the knobs are read while LeMSA builds its parts
         self.projection, self.pooling = projection, pooling
-        super().__init__(dim, **kwargs)
+        super().__init__(dim, *args, **kwargs)
 
     def make_projection(self, dim, kernel_size, qkv_bias, conv_skip) -> nn.Module:
         "LeMSA's sequential projections, or `ParallelConvProjection`."
