@@ -190,7 +190,7 @@ DEFAULT_CFG = dict(input_size=(3, 224, 224), # (channels, height, width) the mod
 
 _MODEL_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DEFAULT_CFGS: dict[str, dict] = {}
-MODEL_FAMILIES = ["lect_nb.models", "lect_nb.baselines.related", "lect_nb.studies.ablations"]
+MODEL_FAMILIES = ["lect_nb.models", "lect_nb.variants", "lect_nb.baselines.related"]
 
 def register_model(name: str, # the name `create_model` will know it by
                    **default_cfg, # changes to `DEFAULT_CFG`, e.g. `input_size=(3, 32, 32)`

@@ -1,4 +1,4 @@
-"""Locally enhanced multi-head self-attention: attend from pooled queries over bilinearly upsampled key logits, then upsample the queries back. First the paper-literal form, then the same function through PyTorch's scaled-dot-product attention, which never builds the attention map; LeCTv2's frequency-ramp mixer at the end.
+"""Locally enhanced multi-head self-attention: attend from pooled queries over bilinearly upsampled key logits, then upsample the queries back. First the paper-literal form, then the same function through PyTorch's scaled-dot-product attention, which never builds the attention map; LeCTv2's frequency-ramp mixer at the end. Only the paper's choices live here; the ablations' other knobs are subclasses in notebook 05a.
 
 Docs: https://lect-nb.github.io/lect_nb/attention.html.md"""
 
@@ -11,12 +11,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .core import tokens_to_map, map_to_tokens
-from .projections import SequentialConvProjection, ParallelConvProjection
+from .projections import SequentialConvProjection
 
 # %% auto #0
-__all__ = ['QUERY_UPSAMPLES', 'split_heads', 'merge_heads', 'pool_map', 'resize_map', 'pooled_heads', 'lemsa_reference',
-           'upsample_heads', 'lemsa_fused', 'pooled_attention', 'UpConvBN', 'InterpolateUp', 'ConvTransposeUp',
-           'SpatiallyVaryingUp', 'make_query_upsample', 'LocallyEnhancedAttention', 'FrequencyRampAttention']
+__all__ = ['QUERY_UPSAMPLES', 'ATTN_IMPLS', 'KEY_UPSAMPLES', 'split_heads', 'merge_heads', 'pool_map', 'resize_map',
+           'pooled_heads', 'lemsa_reference', 'upsample_heads', 'lemsa_fused', 'pooled_attention', 'UpConvBN',
+           'SpatiallyVaryingUp', 'make_query_upsample', 'PooledMixer', 'LocallyEnhancedAttention',
+           'FrequencyRampAttention']
 
 # %% ../nbs/03_attention.ipynb #633555fd
 def split_heads(x: torch.Tensor, # tokens (B, N, C)
@@ -112,11 +113,6 @@ def lemsa_fused(q: torch.Tensor, # pooled queries (B, heads, n, dq)
                                           scale=scale)
 
 # %% ../nbs/03_attention.ipynb #4ad2ef5e
-def _softmax_attention(q, k, v, scale, attn_drop, training):
-    "Plain `softmax(q kᵀ · scale) v`, returning `(o, A)`."
-    attn = (q @ k.transpose(-2, -1) * scale).softmax(-1)
-    return F.dropout(attn, attn_drop, training) @ v, attn
-
 def pooled_attention(v: torch.Tensor, # full-resolution values, tokens (B, N, C_v)
                      t1: torch.Tensor, # map the queries are pooled from, (B, C, H, W)
                      t2: torch.Tensor, # map the keys are pooled from, (B, C, H, W)
@@ -125,7 +121,7 @@ def pooled_attention(v: torch.Tensor, # full-resolution values, tokens (B, N, C_
                      num_heads: int,
                      scale: float, # logit scale (LeCT: C ** -0.5)
                      pooling: str = "avg", # "avg", "max" or "avg_max"
-                     key_upsample: str = "bilinear", # key-axis interpolation; "none": pooled k, v
+                     key_upsample: str = "bilinear", # key-axis interpolation
                      attn_drop: float = 0., # dropout on the attention weights
                      training: bool = False,
                      impl: str = "fused", # "fused" (SDPA) or "reference" (paper-literal)
@@ -136,16 +132,11 @@ def pooled_attention(v: torch.Tensor, # full-resolution values, tokens (B, N, C_
     phw = (hw[0] // K, hw[1] // K)                                     # the pooled grid (h, w)
     q = pooled_heads(t1, K, num_heads, pooling)                        # eq. 7: (B, heads, n, d)
     k = pooled_heads(t2, K, num_heads, pooling)                        # eq. 8: (B, heads, n, d)
-    reference = impl == "reference" or return_attn
-    if key_upsample == "none":                                       # PVT-style: pooled values too
-        v = pooled_heads(tokens_to_map(v, hw), K, num_heads)           # (B, heads, n, d)
-        if reference: o, attn = _softmax_attention(q, k, v, scale, attn_drop, training)
-        else: o, attn = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=attn_drop if training else 0., scale=scale), None
-    else:
-        v = split_heads(v, num_heads)                                  # (B, heads, N, d)
-        args = (q, k, v, phw, hw, scale, key_upsample, attn_drop, training)
-        o, attn = lemsa_reference(*args) if reference else (lemsa_fused(*args), None)  # eqs. 10-11
+    v = split_heads(v, num_heads)                                      # (B, heads, N, d)
+    core = dict(q=q, k=k, v=v, pooled_hw=phw, hw=hw, scale=scale, mode=key_upsample,
+                attn_drop=attn_drop, training=training)
+    if impl == "reference" or return_attn: o, attn = lemsa_reference(**core)   # eqs. 10-11
+    else: o, attn = lemsa_fused(**core), None
     return tokens_to_map(merge_heads(o), phw), attn                    # (B, C_v, h, w)
 
 # %% ../nbs/03_attention.ipynb #cc685e97
@@ -162,27 +153,6 @@ class UpConvBN(nn.Module):
     def forward(self, x, hw):
         "Map (B, C, h, w) -> (B, C, H, W): interpolate to `hw`, then depthwise conv and BN."
         return self.bn(self.conv(resize_map(x, hw, self.mode)))
-
-# %% ../nbs/03_attention.ipynb #36f30019
-class InterpolateUp(nn.Module):
-    "Parameter-free query-axis upsampling (ablations: bilinear only, nearest)."
-    def __init__(self, mode: str = "bilinear"):
-        super().__init__()
-        self.mode = mode
-    def forward(self, x, hw):
-        "Map (B, C, h, w) -> (B, C, H, W): interpolate to `hw` with `mode`."
-        return resize_map(x, hw, self.mode)
-
-# %% ../nbs/03_attention.ipynb #d3a0f895
-class ConvTransposeUp(nn.Module):
-    "Learned depthwise transposed conv (kernel = stride = K), BN (the authors' `conv_transpose`)."
-    def __init__(self, dim: int, sr_ratio: int):
-        super().__init__()
-        self.convt = nn.ConvTranspose2d(dim, dim, sr_ratio, sr_ratio, groups=dim)
-        self.bn = nn.BatchNorm2d(dim)
-    def forward(self, x, hw):
-        "Map (B, C, h, w) -> (B, C, h*K, w*K): depthwise transposed conv, BN; `hw` is not used."
-        return self.bn(self.convt(x))
 
 # %% ../nbs/03_attention.ipynb #809858c9
 class SpatiallyVaryingUp(nn.Module):
@@ -219,17 +189,16 @@ class SpatiallyVaryingUp(nn.Module):
         return self.expand(out.contiguous(memory_format=torch.channels_last))
 
 # %% ../nbs/03_attention.ipynb #3fb6be5f
-QUERY_UPSAMPLES = ("bilinear_conv", "bicubic_conv", "bilinear", "nearest", "conv_transpose",
-                   "spatially_varying")
+QUERY_UPSAMPLES = ("bilinear_conv", "spatially_varying")   # LeCT's and LeCTv3's
 
 def make_query_upsample(kind: str, # one of `QUERY_UPSAMPLES`
-                        dim: int, sr_ratio: int, pooled_hw: tuple[int, int] | None = None,
-                        reduction: float = 0.1) -> nn.Module:
+                        dim: int, # channels
+                        sr_ratio: int, # K
+                        pooled_hw: tuple[int, int] | None = None, # needed by "spatially_varying"
+                        reduction: float = 0.1, # channel reduction of "spatially_varying"
+                       ) -> nn.Module:
     "Build a query-axis upsampler by name."
     if kind == "bilinear_conv": return UpConvBN(dim, "bilinear")
-    if kind == "bicubic_conv": return UpConvBN(dim, "bicubic")
-    if kind in ("bilinear", "nearest"): return InterpolateUp(kind)
-    if kind == "conv_transpose": return ConvTransposeUp(dim, sr_ratio)
     if kind == "spatially_varying":
         if pooled_hw is None:
             raise ValueError("spatially_varying upsampling needs the pooled grid "
@@ -237,9 +206,62 @@ def make_query_upsample(kind: str, # one of `QUERY_UPSAMPLES`
         return SpatiallyVaryingUp(dim, pooled_hw, sr_ratio, reduction)
     raise ValueError(f"unknown query upsampling {kind!r}; choose from {QUERY_UPSAMPLES}")
 
+# %% ../nbs/03_attention.ipynb #07283498
+ATTN_IMPLS = ("fused", "reference")   # SDPA over upsampled keys, or the paper-literal form
+KEY_UPSAMPLES = ("bilinear", "bicubic", "nearest")   # key-axis interpolations
+
+# %% ../nbs/03_attention.ipynb #f5aab551
+class PooledMixer(nn.Module):
+    "Base of the pooled-attention token mixers: the core's settings, `attn_impl`, stored maps."
+    pooling = "avg"   # q/k pooling: "avg" (LeCT) or "avg_max" (LeCTv2)
+    label = "LeMSA"   # names the layer in error messages
+    def __init__(self, dim: int, # channels C (the logit scale is C ** -0.5)
+                 num_heads: int, # attention heads
+                 sr_ratio: int, # spatial-reduction ratio K (pooling window)
+                 attn_drop: float = 0., # dropout on attention weights
+                 attn_impl: str = "fused", # one of `ATTN_IMPLS`
+                 key_upsample: str = "bilinear", # key-axis interpolation, one of `KEY_UPSAMPLES`
+                ):
+        super().__init__()
+        self.num_heads, self.sr_ratio, self.attn_drop = num_heads, sr_ratio, attn_drop
+        self.scale = dim ** -0.5                       # the authors scale by the full width C
+        self.attn_impl, self.key_upsample = attn_impl, key_upsample
+        self.store_attn, self.last_attn = False, None
+
+    @property
+    def attn_impl(self) -> str:
+        "The attention implementation (one of `ATTN_IMPLS`), checked whenever it is set."
+        return self._attn_impl
+    @attn_impl.setter
+    def attn_impl(self, impl: str):
+        if impl not in ATTN_IMPLS:
+            raise ValueError(f"attn_impl must be 'fused' or 'reference', got {impl!r}")
+        self._attn_impl = impl
+
+    def check_grid(self, hw: tuple[int, int]):
+        "A `ValueError` unless both sides of the (H, W) grid are multiples of K."
+        if hw[0] % self.sr_ratio or hw[1] % self.sr_ratio:
+            raise ValueError(f"{self.label}: a {hw[0]}x{hw[1]} map is not divisible by its "
+                             f"spatial-reduction ratio {self.sr_ratio}")
+
+    def attend(self, v: torch.Tensor, # value tokens (B, N, C_v)
+               t1: torch.Tensor, # query map (B, C, H, W)
+               t2: torch.Tensor, # key map (B, C, H, W)
+               hw: tuple[int, int], # (H, W)
+              ) -> torch.Tensor: # o on the pooled grid (B, C_v, H/K, W/K)
+        "`pooled_attention` with this layer's settings; keeps the weights when `store_attn`."
+        o, attn = pooled_attention(v, t1, t2, hw=hw, sr_ratio=self.sr_ratio,
+                                   num_heads=self.num_heads, scale=self.scale,
+                                   pooling=self.pooling, key_upsample=self.key_upsample,
+                                   attn_drop=self.attn_drop, training=self.training,
+                                   impl=self.attn_impl, return_attn=self.store_attn)
+        if self.store_attn: self.last_attn = attn.detach()
+        return o
+
 # %% ../nbs/03_attention.ipynb #65d75250
-class LocallyEnhancedAttention(nn.Module):
+class LocallyEnhancedAttention(PooledMixer):
     "LeMSA: sequential projections, pooled q/k, key-upsampled attention, query upsampling, skip."
+    key_upsamples = KEY_UPSAMPLES   # the key-axis interpolations this class accepts
     def __init__(self, dim: int, # channels C
                  num_heads: int, # attention heads
                  sr_ratio: int, # spatial-reduction ratio K (pooling window)
@@ -247,55 +269,48 @@ class LocallyEnhancedAttention(nn.Module):
                  attn_drop: float = 0., # dropout on attention weights
                  proj_drop: float = 0., # dropout after the output Linear
                  attn_impl: str = "fused", # "fused" (SDPA, upsampled keys) or "reference" (literal)
-                 projection: str = "sequential", # "sequential" (LeCT) or "parallel" (ablation)
                  conv_skip: bool = True, # add the convolutional skip
                  query_upsample: str = "bilinear_conv", # see `QUERY_UPSAMPLES`
-                 key_upsample: str = "bilinear", # key-axis interpolation; "none": pooled k, v (PVT)
-                 pooling: str = "avg", # q/k pooling: "avg", "max" or "avg_max"
+                 key_upsample: str = "bilinear", # key-axis interpolation, see `KEY_UPSAMPLES`
                  pooled_hw: tuple[int, int] | None = None, # needed only by "spatially_varying"
                  reduction: float = 0.1, # channel reduction of "spatially_varying"
                  kernel_size: int = 3,
                 ):
-        super().__init__()
         if dim % num_heads: raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
-        if attn_impl not in ("fused", "reference"):
-            raise ValueError(f"attn_impl must be 'fused' or 'reference', got {attn_impl!r}")
-        if key_upsample not in ("bilinear", "bicubic", "nearest", "none"):
-            raise ValueError("key_upsample must be 'bilinear', 'bicubic', 'nearest' or 'none', "
-                             f"got {key_upsample!r}")
-        proj_cls = {"sequential": SequentialConvProjection, "parallel": ParallelConvProjection}
-        if projection not in proj_cls:
-            raise ValueError(f"projection must be 'sequential' or 'parallel', got {projection!r}")
-        self.num_heads, self.sr_ratio = num_heads, sr_ratio
-        self.attn_impl, self.key_upsample = attn_impl, key_upsample
-        self.pooling, self.attn_drop = pooling, attn_drop
-        self.scale = dim ** -0.5                       # the authors scale by the full width C
-        self.qkv = proj_cls[projection](dim, kernel_size, qkv_bias, conv_skip)
-        self.q_up = make_query_upsample(query_upsample, dim, sr_ratio, pooled_hw, reduction)
+        if key_upsample not in self.key_upsamples:
+            raise ValueError(f"key_upsample must be one of {self.key_upsamples}, got {key_upsample!r}")
+        super().__init__(dim, num_heads, sr_ratio, attn_drop=attn_drop, attn_impl=attn_impl,
+                         key_upsample=key_upsample)
+        self.qkv = self.make_projection(dim, kernel_size=kernel_size, qkv_bias=qkv_bias,
+                                        conv_skip=conv_skip)
+        self.q_up = self.make_query_upsample(query_upsample, dim=dim, sr_ratio=sr_ratio,
+                                             pooled_hw=pooled_hw, reduction=reduction)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.store_attn, self.last_attn = False, None
+
+    def make_projection(self, dim, kernel_size, qkv_bias, conv_skip) -> nn.Module:
+        "LeCT's sequential projections (notebook 02)."
+        return SequentialConvProjection(dim, kernel_size, qkv_bias, conv_skip)
+
+    def make_query_upsample(self, kind, dim, sr_ratio, pooled_hw, reduction) -> nn.Module:
+        "The query-axis upsampler `kind` (see `make_query_upsample`)."
+        return make_query_upsample(kind, dim, sr_ratio, pooled_hw=pooled_hw, reduction=reduction)
 
     def forward(self, x: torch.Tensor, # tokens (B, N, C)
                 hw: tuple[int, int], # their grid (H, W)
                ) -> torch.Tensor: # tokens (B, N, C)
         "Tokens (B, N, C) on an (H, W) grid -> tokens (B, N, C): LeMSA, eqs. 1-12 of the report."
-        H, W = hw; K = self.sr_ratio
-        if H % K or W % K:
-            raise ValueError(f"LeMSA: a {H}x{W} map is not divisible by its spatial-reduction "
-                             f"ratio {K}")
+        self.check_grid(hw)
         v, t1, t2, skip = self.qkv(x, hw)          # eqs. 2, 4-6: v (B, N, C), maps (B, C, H, W)
-        o, attn = pooled_attention(v, t1, t2, hw, K, self.num_heads, self.scale, self.pooling,
-                                   self.key_upsample, self.attn_drop, self.training,
-                                   self.attn_impl, self.store_attn)         # (B, C, H/K, W/K)
-        if self.store_attn: self.last_attn = attn.detach()
+        o = self.attend(v, t1, t2, hw)                         # eqs. 7-10: (B, C, H/K, W/K)
         o = self.q_up(o, hw)                                   # step 11: (B, C, H, W)
         if skip is not None: o = o + skip                      # step 12: convolutional skip
         return self.proj_drop(self.proj(map_to_tokens(o)))     # step 12: Linear, dropout; (B, N, C)
 
 # %% ../nbs/03_attention.ipynb #0dcc532e
-class FrequencyRampAttention(nn.Module):
+class FrequencyRampAttention(PooledMixer):
     "LeCTv2 mixer: a conv path on a high-frequency channel slice, pooled LeMSA on the rest."
+    pooling, label = "avg_max", "LeCTv2"   # q and k: average- and max-pooled, concatenated
     def __init__(self, dim: int, # channels C
                  num_heads: int, # heads of the attention path
                  sr_ratio: int, # pooling window K
@@ -305,38 +320,27 @@ class FrequencyRampAttention(nn.Module):
                  upsample_mode: str = "bilinear", # key- and query-axis interpolation
                  kernel_size: int = 3,
                 ):
-        super().__init__()
-        self.dim_high = int(dim * high_ratio); self.dim_low = dim - self.dim_high
-        if self.dim_low % num_heads:
-            raise ValueError(f"{self.dim_low} attention channels not divisible by "
+        dim_high = int(dim * high_ratio)
+        if (dim - dim_high) % num_heads:
+            raise ValueError(f"{dim - dim_high} attention channels not divisible by "
                              f"{num_heads} heads")
-        if attn_impl not in ("fused", "reference"):
-            raise ValueError(f"attn_impl must be 'fused' or 'reference', got {attn_impl!r}")
-        self.num_heads, self.sr_ratio = num_heads, sr_ratio
-        self.attn_impl, self.mode = attn_impl, upsample_mode
-        self.scale, self.attn_drop = dim ** -0.5, attn_drop    # full-width scale, as in LeCT
+        super().__init__(dim, num_heads, sr_ratio, attn_drop=attn_drop, attn_impl=attn_impl,
+                         key_upsample=upsample_mode)   # full-width scale, as in LeCT
+        self.dim_high, self.dim_low = dim_high, dim - dim_high
         self.high = SequentialConvProjection(self.dim_high, kernel_size, qkv_bias, conv_skip=True)
         self.low = SequentialConvProjection(self.dim_low, kernel_size, qkv_bias, conv_skip=False)
         self.q_up = UpConvBN(self.dim_low, upsample_mode)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.store_attn, self.last_attn = False, None
 
     def forward(self, x: torch.Tensor, # tokens (B, N, C)
                 hw: tuple[int, int], # their grid (H, W)
                ) -> torch.Tensor: # tokens (B, N, C)
         "High channel slice through the conv path, the rest through avg+max pooled attention."
-        H, W = hw; K = self.sr_ratio
-        if H % K or W % K:
-            raise ValueError(f"LeCTv2: a {H}x{W} map is not divisible by its spatial-reduction "
-                             f"ratio {K}")
+        self.check_grid(hw)
         x_high, x_low = x.split([self.dim_high, self.dim_low], -1)     # (B, N, C_h), (B, N, C_l)
         high = self.high(x_high.contiguous(), hw)[3]            # conv path GELU(t2): (B, C_h, H, W)
         v, t1, t2, _ = self.low(x_low.contiguous(), hw)                 # attention path projections
-        o, attn = pooled_attention(v, t1, t2, hw, K, self.num_heads, self.scale, "avg_max",
-                                   self.mode, self.attn_drop, self.training, self.attn_impl,
-                                   self.store_attn)
-        if self.store_attn: self.last_attn = attn.detach()
-        low = self.q_up(o, hw)                                          # (B, C_l, H, W)
+        low = self.q_up(self.attend(v, t1, t2, hw), hw)                 # (B, C_l, H, W)
         y = torch.cat([map_to_tokens(high), map_to_tokens(low)], -1)   # (B, N, C)
         return self.proj_drop(self.proj(y))

@@ -1,4 +1,4 @@
-"""The Locally enhanced Convolutional Transformer assembled from its parts, with one config dataclass, its variants (LeCTv2, LeCTv3, the Table 3 ablation, a CIFAR-native model), the registry, and a converter for the authors' checkpoints.
+"""The Locally enhanced Convolutional Transformer assembled from its parts, with one config dataclass, its variants (LeCTv2, LeCTv3, a CIFAR-native model) and the registry.
 
 Docs: https://lect-nb.github.io/lect_nb/lect.html.md"""
 
@@ -7,21 +7,20 @@ Docs: https://lect-nb.github.io/lect_nb/lect.html.md"""
 # %% ../nbs/05_lect.ipynb #d65e7a80
 from __future__ import annotations
 import contextlib, math, re
-from collections import OrderedDict
-from pathlib import Path
 from dataclasses import dataclass, replace, asdict
+from typing import Callable
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from .core import DropPath, init_transformer_weights, check_image_input, tokens_to_map
-from .api import ImageClassifier, register_model, create_model
+from .api import ImageClassifier, register_model
 from .patch_embed import ConvPatchEmbed
 from .attention import LocallyEnhancedAttention, FrequencyRampAttention
 from .leffn import LeFFN
 
 # %% auto #0
-__all__ = ['CIFAR_STEM', 'LECT_CONFIGS', 'AUTHORS_SR_RATIOS', 'LeCTConfig', 'stage_map_sizes', 'derive_sr_ratios', 'LeCTBlock',
-           'LeCTStage', 'LeCT', 'inert_parameters', 'convert_authors_state_dict', 'load_authors_checkpoint']
+__all__ = ['CIFAR_STEM', 'LECT_CONFIGS', 'LeCTConfig', 'stage_map_sizes', 'derive_sr_ratios', 'lemsa_args', 'lect_mixer',
+           'LeCTBlock', 'keep_bn_stats', 'call_block', 'LeCTStage', 'LeCT', 'with_overrides', 'inert_parameters']
 
 # %% ../nbs/05_lect.ipynb #fa2e5499
 @dataclass
@@ -30,24 +29,24 @@ class LeCTConfig:
     embed_dims: tuple = (64, 128, 192) # channels per stage
     depths: tuple = (1, 3, 1) # blocks per stage
     num_heads: tuple = (2, 4, 6) # attention heads per stage
-    mlp_ratios: tuple = (2, 3, 4) # LeFFN expansion per stage
+    mlp_ratios: tuple = (2, 3, 4) # LeFFN expansion ratio per stage
     strides: tuple = (4, 2, 2) # patch-embedding strides
-    stem_kernel: int = 7 # kernel of the first patch embedding (later ones are 3x3)
-    pooled_grid: tuple = (4, 4, 7) # target pooled grid per stage, used to derive sr ratios
-    sr_ratios: tuple | None = None # explicit spatial-reduction ratios (override `pooled_grid`)
-    qkv_bias: bool = False # bias of v Linear and projection convs
-    drop_rate: float = 0.1 # dropout in LeFFN and after the attention projection
-    attn_drop_rate: float = 0. # dropout on attention weights
-    drop_path_rate: float = 0.1 # stochastic depth, linear over all blocks
-    attn_impl: str = "fused" # "fused" or "reference"
-    projection: str = "sequential" # "sequential" (LeCT) or "parallel" (ablation)
-    conv_skip: bool = True # convolutional skip connection
-    query_upsample: str | tuple = "bilinear_conv" # query-axis upsampling, one name or one per stage
-    key_upsample: str | tuple = "bilinear" # key-axis interpolation, one name or one per stage
+    stem_kernel: int = 7 # kernel of the first patch embedding (the later ones are 3x3)
+    pooled_grid: tuple = (4, 4, 7) # target pooled grid per stage, from which the ratios K are derived
+    sr_ratios: tuple | None = None # explicit spatial-reduction ratios K (override `pooled_grid`)
+    qkv_bias: bool = False # bias on the v `Linear` and the projection convolutions
+    drop_rate: float = 0.1 # dropout in LeFFN and after the attention's output projection
+    attn_drop_rate: float = 0. # dropout on the attention weights
+    drop_path_rate: float = 0.1 # stochastic depth, rising linearly over all blocks
+    attn_impl: str = "fused" # `"fused"` (SDPA over upsampled keys) or `"reference"` (paper-literal)
+    projection: str = "sequential" # `"sequential"` (LeCT) or `"parallel"` (an ablation, notebook 05a)
+    conv_skip: bool = True # add the convolutional skip connection
+    query_upsample: str | tuple = "bilinear_conv" # query-axis upsampling: one name, or one per stage
+    key_upsample: str | tuple = "bilinear" # key-axis interpolation: one name, or one per stage
     reduction: float = 0.1 # channel reduction of LeCTv3's spatially varying upsampling
-    high_ratios: tuple | None = None # LeCTv2: fraction of channels on the conv (high-freq.) path
-    pooling: str = "avg" # q/k pooling: "avg", "max" or "avg_max" (LeCTv2: concatenated)
-    fixed_size: bool = False # the model only supports the size it was built for (LeCTv3)
+    high_ratios: tuple | None = None # LeCTv2: fraction of channels on the conv path, per stage
+    pooling: str = "avg" # q/k pooling: `"avg"`; `"max"`, `"avg_max"` are ablations (notebook 05a)
+    fixed_size: bool = False # the model only takes the input size it was built for (LeCTv3)
 
 # %% ../nbs/05_lect.ipynb #c5863057
 def _per_stage(v, i): return v[i] if isinstance(v, (tuple, list)) else v
@@ -74,6 +73,38 @@ def derive_sr_ratios(map_sizes: list[tuple[int, int]], # per-stage map sizes
         out.append(max(ks) if ks else 1)
     return tuple(out)
 
+# %% ../nbs/05_lect.ipynb #8fc2eca4
+def lemsa_args(cfg: LeCTConfig, # the model config
+               stage: int, # stage index (0, 1, 2)
+               sr_ratio: int, # the stage's K
+               map_size: tuple[int, int], # the stage's map (H, W)
+              ) -> dict:
+    "Keyword arguments of stage `stage`'s `LocallyEnhancedAttention` (after `dim`) from the config."
+    return dict(num_heads=cfg.num_heads[stage], sr_ratio=sr_ratio, qkv_bias=cfg.qkv_bias,
+                attn_drop=cfg.attn_drop_rate, proj_drop=cfg.drop_rate, attn_impl=cfg.attn_impl,
+                conv_skip=cfg.conv_skip, query_upsample=_per_stage(cfg.query_upsample, stage),
+                key_upsample=_per_stage(cfg.key_upsample, stage), reduction=cfg.reduction,
+                pooled_hw=(map_size[0] // sr_ratio, map_size[1] // sr_ratio))
+
+# %% ../nbs/05_lect.ipynb #48817ee0
+def lect_mixer(cfg: LeCTConfig, # the model config
+               stage: int, # stage index (0, 1, 2)
+               dim: int, # the stage's channels
+               sr_ratio: int, # the stage's K
+               map_size: tuple[int, int], # the stage's map (H, W)
+              ) -> nn.Module:
+    "The paper's token mixer of a stage: LeCTv2's frequency ramp if `cfg.high_ratios`, else LeMSA."
+    if cfg.high_ratios is not None:
+        return FrequencyRampAttention(
+            dim, cfg.num_heads[stage], sr_ratio, cfg.high_ratios[stage], qkv_bias=cfg.qkv_bias,
+            attn_drop=cfg.attn_drop_rate, proj_drop=cfg.drop_rate, attn_impl=cfg.attn_impl,
+            upsample_mode=_per_stage(cfg.key_upsample, stage))
+    for field, paper in (("projection", "sequential"), ("pooling", "avg")):
+        if getattr(cfg, field) != paper:
+            raise ValueError(f"{field}={getattr(cfg, field)!r} is an ablation: build the model "
+                             "with `lect_nb.variants.variant_mixer` (e.g. a registered ablation)")
+    return LocallyEnhancedAttention(dim, **lemsa_args(cfg, stage, sr_ratio, map_size))
+
 # %% ../nbs/05_lect.ipynb #e5f5f7ac
 class LeCTBlock(nn.Module):
     "Pre-norm block: token mixer (LeMSA or the v2 mixer) and LeFFN, both residual with drop path."
@@ -92,20 +123,32 @@ class LeCTBlock(nn.Module):
         x = x + self.drop_path2(self.ffn(self.norm2(x), hw))           # (B, N, C)
         return x
 
-# %% ../nbs/05_lect.ipynb #99403a96
-class _KeepBatchNormStats:
-    "Context for a checkpointed block's re-run in backward: its BatchNorm statistics are put back."
-    def __init__(self, module: nn.Module):
-        self.bns = [m for m in module.modules()
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    def _bufs(self, m): return (m.running_mean, m.running_var, m.num_batches_tracked)
-    def __enter__(self):
-        self.saved = [[b.clone() for b in self._bufs(m)] for m in self.bns]
-    def __exit__(self, *exc):
+# %% ../nbs/05_lect.ipynb #bf052218
+@contextlib.contextmanager
+def keep_bn_stats(module: nn.Module): # its BatchNorm layers' running statistics are restored on exit
+    "Context manager: the running statistics of every BatchNorm in `module` are put back on exit."
+    bns = [m for m in module.modules()
+           if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    stats = lambda m: (m.running_mean, m.running_var, m.num_batches_tracked)
+    saved = [[t.clone() for t in stats(m)] for m in bns]
+    try: yield
+    finally:
         with torch.no_grad():
-            for m, saved in zip(self.bns, self.saved):
-                for buf, old in zip(self._bufs(m), saved): buf.copy_(old)
+            for m, s in zip(bns, saved):
+                for t, v in zip(stats(m), s): t.copy_(v)
 
+# %% ../nbs/05_lect.ipynb #cce9c200
+def call_block(blk: nn.Module, # a block
+               *args, # its inputs
+               checkpointed: bool = False, # recompute it in backward (only while gradients are on)
+               contexts: Callable | None = None, # checkpoint's `context_fn`; None: `keep_bn_stats`
+              ):
+    "`blk(*args)`, checkpointed when asked and gradients are on; the re-run counts no BN batch."
+    if not (checkpointed and torch.is_grad_enabled()): return blk(*args)
+    if contexts is None: contexts = lambda: (contextlib.nullcontext(), keep_bn_stats(blk))
+    return checkpoint(blk, *args, use_reentrant=False, context_fn=contexts)
+
+# %% ../nbs/05_lect.ipynb #99403a96
 class LeCTStage(nn.Module):
     "Conv patch embedding, blocks, final LayerNorm; map in, map out."
     def __init__(self, embed: nn.Module, blocks: list[nn.Module], dim: int):
@@ -119,16 +162,13 @@ class LeCTStage(nn.Module):
         "Map (B, C_in, H_in, W_in) -> map (B, C, H, W): patch embedding, blocks, LayerNorm."
         x, hw = self.embed(x)                                           # tokens (B, N, C), N = H*W
         for blk in self.blocks:
-            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(blk, x, hw, use_reentrant=False,
-                               context_fn=lambda blk=blk: self.checkpoint_contexts(blk))
-            else:
-                x = blk(x, hw)
+            x = call_block(blk, x, hw, checkpointed=self.grad_checkpointing and self.training,
+                           contexts=lambda blk=blk: self.checkpoint_contexts(blk))
         return tokens_to_map(self.norm(x), hw)                          # (B, C, H, W)
 
     def checkpoint_contexts(self, blk: nn.Module):
         "Checkpoint's `context_fn`: nothing around the first pass; the re-run keeps BN statistics."
-        return contextlib.nullcontext(), _KeepBatchNormStats(blk)
+        return contextlib.nullcontext(), keep_bn_stats(blk)
 
 # %% ../nbs/05_lect.ipynb #c71ad370
 class LeCT(ImageClassifier):
@@ -139,6 +179,7 @@ class LeCT(ImageClassifier):
                  img_size: tuple[int, int] = (224, 224), # the input size the model is built for
                  in_chans: int = 3, # input channels
                  name: str = "lect", # registry name, used in messages
+                 mixer: Callable | None = None, # `(cfg, stage, dim, K, map)` -> mixer; `lect_mixer`
                 ):
         super().__init__()
         cfg = LeCTConfig() if cfg is None else cfg
@@ -171,11 +212,12 @@ class LeCT(ImageClassifier):
         self.input_multiple = math.lcm(*[s * k for s, k in zip(strides, sr)])
         self.fixed_img_size = self.img_size if cfg.fixed_size else None
         dpr = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
+        mixer = lect_mixer if mixer is None else mixer
         stages, cur, c_in = [], 0, in_chans
         for i in range(n):
             dim = cfg.embed_dims[i]
             embed = ConvPatchEmbed(c_in, dim, cfg.stem_kernel if i == 0 else 3, cfg.strides[i])
-            blocks = [LeCTBlock(dim, self._mixer(i, dim, sr[i], maps[i]), cfg.mlp_ratios[i],
+            blocks = [LeCTBlock(dim, mixer(cfg, i, dim, sr[i], maps[i]), cfg.mlp_ratios[i],
                                 cfg.drop_rate, dpr[cur + j]) for j in range(cfg.depths[i])]
             stages.append(LeCTStage(embed, blocks, dim)); cur += cfg.depths[i]; c_in = dim
         self.stages = nn.ModuleList(stages)
@@ -184,17 +226,6 @@ class LeCT(ImageClassifier):
                                   module=f"stages.{i}") for i in range(n)]
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(init_transformer_weights)
-
-    def _mixer(self, i, dim, k, hw):
-        cfg = self.cfg
-        if cfg.high_ratios is not None:
-            return FrequencyRampAttention(dim, cfg.num_heads[i], k, cfg.high_ratios[i],
-                                          cfg.qkv_bias, cfg.attn_drop_rate, cfg.drop_rate,
-                                          cfg.attn_impl, _per_stage(cfg.key_upsample, i))
-        return LocallyEnhancedAttention(
-            dim, cfg.num_heads[i], k, cfg.qkv_bias, cfg.attn_drop_rate, cfg.drop_rate,
-            cfg.attn_impl, cfg.projection, cfg.conv_skip, _per_stage(cfg.query_upsample, i),
-            _per_stage(cfg.key_upsample, i), cfg.pooling, (hw[0] // k, hw[1] // k), cfg.reduction)
 
     def check_input(self, x):
         "A `ValueError` unless `x` has `in_chans` channels, sides a multiple of `input_multiple`."
@@ -222,8 +253,6 @@ class LeCT(ImageClassifier):
 
     def set_attn_impl(self, impl: str): # "fused" or "reference"
         "Switch every attention layer between the fused and the paper-literal implementation."
-        if impl not in ("fused", "reference"):
-            raise ValueError(f"attn_impl must be 'fused' or 'reference', got {impl!r}")
         for m in self.modules():
             if hasattr(m, "attn_impl"): m.attn_impl = impl
 
@@ -245,6 +274,17 @@ class LeCT(ImageClassifier):
         "Names of parameters exempt from weight decay: none."
         return set()
 
+# %% ../nbs/05_lect.ipynb #ee12450b
+def with_overrides(base: LeCTConfig, # a registered model's config
+                   name: str, # its name, for the message
+                   **overrides, # LeCTConfig fields to change
+                  ) -> LeCTConfig:
+    "`base` with `overrides`; a `ValueError` naming `name` for a field `LeCTConfig` does not have."
+    unknown = set(overrides) - set(asdict(base))
+    if unknown: raise ValueError(f"{name}: unknown config field(s) {sorted(unknown)}; "
+                                 f"known: {sorted(asdict(base))}")
+    return replace(base, **overrides)
+
 # %% ../nbs/05_lect.ipynb #45a73a73
 CIFAR_STEM = dict(stem_kernel=3, strides=(2, 2, 2))  # what adapts a 224 model to 32x32 inputs
 LECT_CONFIGS = {
@@ -252,7 +292,6 @@ LECT_CONFIGS = {
     "lect_v2": LeCTConfig(num_heads=(2, 3, 7), high_ratios=(1/2, 1/4, 1/8), pooled_grid=(4, 4, 2),
                           key_upsample=("bicubic", "bilinear", "bilinear")),
     "lect_v3": LeCTConfig(query_upsample="spatially_varying", fixed_size=True),
-    "lect_noskip": LeCTConfig(projection="parallel", conv_skip=False),
     "lect_cifar": LeCTConfig(**CIFAR_STEM),
 }
 # LeCTv2 and LeCTv3 adapted to 32x32 as `lect_cifar` adapts `lect`: the 3x3/2 stem, strides (2, 2, 2)
@@ -261,11 +300,8 @@ for _v in ("lect_v2", "lect_v3"):
 
 def _builder(name):
     def build(num_classes=100, img_size=(224, 224), in_chans=3, **overrides):
-        base = LECT_CONFIGS[name]
-        unknown = set(overrides) - set(asdict(base))
-        if unknown: raise ValueError(f"{name}: unknown config field(s) {sorted(unknown)}; "
-                                     f"known: {sorted(asdict(base))}")
-        return LeCT(replace(base, **overrides), num_classes, img_size, in_chans, name=name)
+        cfg = with_overrides(LECT_CONFIGS[name], name, **overrides)
+        return LeCT(cfg, num_classes, img_size, in_chans, name=name)
     build.__doc__ = f"Build `{name}` (see `LECT_CONFIGS`)."
     return build
 
@@ -283,90 +319,3 @@ def inert_parameters(model: nn.Module, # a LeCT model
         if hasattr(mod, "k_conv") and not getattr(mod, "conv_skip", True):
             out.add(f"{name}.k_conv.bn.bias")
     return out
-
-# %% ../nbs/05_lect.ipynb #2d8cb1d4
-def _blk(m): return f"stages.{int(m[1]) - 1}.blocks.{m[2]}"    # our block `m[2]` of stage `m[1]`
-
-_COMMON_RULES = [
-    (r"patch_embed(\d)\.(proj|norm)\.", lambda m: f"stages.{int(m[1]) - 1}.embed.{m[2]}."),
-    (r"blocks(\d)\.(\d+)\.(norm1|norm2)\.", lambda m: f"{_blk(m)}.{m[3]}."),
-    (r"blocks(\d)\.(\d+)\.leatt\.proj_v\.", lambda m: f"{_blk(m)}.attn.qkv.v_proj."),
-    (r"blocks(\d)\.(\d+)\.leatt\.conv([12])\.([01])\.",
-     lambda m: f"{_blk(m)}.attn.qkv.{'q' if m[3] == '1' else 'k'}_conv."
-               f"{'conv' if m[4] == '0' else 'bn'}."),
-    (r"blocks(\d)\.(\d+)\.leatt\.proj\.", lambda m: f"{_blk(m)}.attn.proj."),
-    (r"blocks(\d)\.(\d+)\.leff\.(conv1|conv2|conv3|bn1|bn2|bn3)\.",
-     lambda m: f"{_blk(m)}.ffn.{dict(conv1='pw1', conv2='dw', conv3='pw2').get(m[3], m[3])}."),
-    (r"norm(\d)\.", lambda m: f"stages.{int(m[1]) - 1}.norm."),
-    (r"head\.", lambda m: "head."),
-]
-_UPSAMPLE_RULES = {
-    "lect": {"1.": "conv.", "2.": "bn."},
-    "lect_noskip": {"1.": "conv.", "2.": "bn."},
-    "lect_v3": {"0.": "reduce.", "2.": "", "4.": "expand."},
-}
-
-def _rename_authors_key(key: str, name: str) -> str | None:
-    m = re.match(r"blocks(\d)\.(\d+)\.leatt\.v_upsample\.(\d+\.)(.*)", key)
-    if m:
-        sub = _UPSAMPLE_RULES[name].get(m[3])
-        return None if sub is None else f"{_blk(m)}.attn.q_up.{sub}{m[4]}"
-    for pat, fn in _COMMON_RULES:
-        mm = re.match(pat, key)
-        if mm: return fn(mm) + key[mm.end():]
-    return None
-
-# %% ../nbs/05_lect.ipynb #d2ecce24
-AUTHORS_SR_RATIOS = (14, 7, 2)   # the authors' spatial-reduction ratios, the same at every size
-
-def convert_authors_state_dict(state_dict: dict, # the authors' script's `model.state_dict()`
-                               name: str = "lect", # our model: "lect", "lect_v3" (or "lect_noskip")
-                               img_size: int | tuple = 224, # the input size it was trained at
-                               in_chans: int = 3,
-                              ) -> OrderedDict:
-    "Rename the authors' keys to ours and check every tensor; loads into `name` with `strict=True`."
-    if name not in _UPSAMPLE_RULES:
-        raise ValueError(f"no authors' checkpoint layout for {name!r}; "
-                         f"use one of {sorted(_UPSAMPLE_RULES)}")
-    state_dict = {k[len("module."):] if k.startswith("module.") else k: v     # DataParallel prefix
-                  for k, v in state_dict.items()}
-    if "head.weight" not in state_dict:
-        raise ValueError("authors' state dict has no 'head.weight'; is it a LeCT checkpoint?")
-    num_classes = state_dict["head.weight"].shape[0]
-    ours = create_model(name, num_classes=num_classes, img_size=img_size, in_chans=in_chans,
-                        sr_ratios=AUTHORS_SR_RATIOS).state_dict()
-    out = OrderedDict()
-    for k, v in state_dict.items():
-        new = _rename_authors_key(k, name)
-        if new is None or new not in ours:
-            raise ValueError(f"authors' key {k!r} has no place in {name!r} (mapped to {new!r})")
-        if new in out:
-            raise ValueError(f"authors' key {k!r} maps to {new!r}, which is already filled")
-        if tuple(v.shape) != tuple(ours[new].shape):
-            raise ValueError(f"authors' key {k!r}: shape {tuple(v.shape)} does not fit {new!r} "
-                             f"{tuple(ours[new].shape)}")
-        out[new] = v
-    missing = [k for k in ours if k not in out]
-    if missing:
-        raise ValueError(f"authors' state dict lacks {len(missing)} tensors needed by {name!r}, "
-                         f"first: {missing[0]!r}")
-    return out
-
-# %% ../nbs/05_lect.ipynb #5b5f5a68
-def load_authors_checkpoint(checkpoint: str | Path | dict, # the authors' file, or its state dict
-                            name: str = "lect", # "lect", "lect_v3" or "lect_noskip"
-                            img_size: int | tuple = 224, # the input size it was trained at
-                            in_chans: int = 3,
-                           ) -> LeCT:
-    "Our `name` built with the authors' spatial-reduction ratios at `img_size`, weights loaded."
-    sd = checkpoint
-    if not isinstance(sd, dict):
-        sd = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if "head.weight" not in sd:                # a training checkpoint holding the state dict
-            sd = next((v for k, v in sd.items()
-                       if k in ("state_dict", "model") and isinstance(v, dict)), sd)
-    converted = convert_authors_state_dict(sd, name, img_size, in_chans)
-    model = create_model(name, num_classes=converted["head.weight"].shape[0], img_size=img_size,
-                         in_chans=in_chans, sr_ratios=AUTHORS_SR_RATIOS)
-    model.load_state_dict(converted, strict=True)
-    return model

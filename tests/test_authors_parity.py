@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from lect_nb.models import AUTHORS_SR_RATIOS, convert_authors_state_dict, create_model, load_authors_checkpoint
+from lect_nb.api import create_model
+from lect_nb.authors import AUTHORS_SR_RATIOS, convert_authors_state_dict, load_authors_checkpoint
 
 LISTING = Path(__file__).parent / "data" / "authors_lect_state_dict.txt"
 

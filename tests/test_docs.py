@@ -272,13 +272,17 @@ def test_no_committed_figure_is_blank():
     assert not bad, "blank figures (re-run the cell):\n" + "\n".join(bad)
 
 def _field_table(nb_name: str) -> list[tuple[str, str, str]]:
-    "(field, default, meaning) rows of the one `| field | default | meaning |` table in a notebook."
+    """(field, default, meaning) rows of the one `| field | default | meaning |` table in a notebook: a markdown
+    cell, or the markdown output of a cell that generates it from the dataclass."""
     nb = json.loads((NBS / nb_name).read_text())
     head = "| field | default | meaning |"
-    tables = [c for c in nb["cells"] if c["cell_type"] == "markdown" and head in "".join(c["source"])]
+    texts = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"]
+    texts += ["".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"] if c["cell_type"] == "code"
+              for o in c.get("outputs", [])]
+    tables = [t for t in texts if head in t]
     assert len(tables) == 1, f"{len(tables)} field tables in {nb_name}"
     rows = []
-    for line in "".join(tables[0]["source"]).split(head)[1].splitlines()[2:]:
+    for line in tables[0].split(head)[1].splitlines()[2:]:
         if not line.startswith("|"): break
         cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
         assert len(cells) == 3, line

@@ -2,8 +2,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from lect_nb.api import count_params, list_models
-from lect_nb.models import create_model, inert_parameters
+from lect_nb.api import count_params, list_models, create_model
+from lect_nb.models import inert_parameters
 
 LECT = ["lect", "lect_v2", "lect_v3", "lect_noskip", "lect_cifar"]
 

@@ -6,19 +6,18 @@ Docs: https://lect-nb.github.io/lect_nb/baselines.html.md"""
 
 # %% ../../nbs/06_baselines.ipynb #f65b0d73
 from __future__ import annotations
-import contextlib, math
+import math
 from dataclasses import replace, fields
 import torch
 from torch import nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 from ..core import check_image_input, DropPath, tokens_to_map, map_to_tokens
 from ..api import ImageClassifier
+from ..models import call_block
 
 # %% auto #0
-__all__ = ['SMALL_IMAGE_MAX', 'is_small_image', 'build_config', 'check_build_size', 'build_family', 'keep_bn_stats',
-           'GradCheckpointing', 'StagedTrunk', 'StagedCNN', 'Attention', 'Mlp', 'TransformerBlock', 'resize_pos_embed',
-           'evenly_spaced']
+__all__ = ['SMALL_IMAGE_MAX', 'is_small_image', 'build_config', 'check_build_size', 'build_family', 'GradCheckpointing',
+           'StagedTrunk', 'StagedCNN', 'Attention', 'Mlp', 'TransformerBlock', 'resize_pos_embed', 'evenly_spaced']
 
 # %% ../../nbs/06_baselines.ipynb #1ec133be
 # images with both sides <= this use a family's CIFAR-native ("small") settings
@@ -69,20 +68,6 @@ def build_family(name: str, # registry name, for messages
     check_build_size(img_size, m.total_stride, name)
     return m
 
-# %% ../../nbs/06_baselines.ipynb #4980745d
-@contextlib.contextmanager
-def keep_bn_stats(module: nn.Module): # the statistics of its BatchNorm layers are restored on exit
-    "Context manager: the running statistics of every BatchNorm in `module` are put back on exit."
-    bns = [m for m in module.modules()
-           if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    stats = lambda m: (m.running_mean, m.running_var, m.num_batches_tracked)
-    saved = [[t.clone() for t in stats(m)] for m in bns]
-    try: yield
-    finally:
-        with torch.no_grad():
-            for m, s in zip(bns, saved):
-                for t, v in zip(stats(m), s): t.copy_(v)
-
 # %% ../../nbs/06_baselines.ipynb #0c112071
 class GradCheckpointing:
     "Mixin for models made of blocks: `set_grad_checkpointing`, and `run_block` to call each block."
@@ -96,10 +81,7 @@ class GradCheckpointing:
     def run_block(self, blk: nn.Module, *args):
         """`blk(*args)`,
         checkpointed when enabled and training with gradients (BN statistics counted once)."""
-        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(blk, *args, use_reentrant=False,
-                              context_fn=lambda: (contextlib.nullcontext(), keep_bn_stats(blk)))
-        return blk(*args)
+        return call_block(blk, *args, checkpointed=self.grad_checkpointing and self.training)
 
     def run_stage(self, stage, x):
         "Run the blocks of `stage` (a sequence of map-to-map blocks) on `x` with `run_block`."

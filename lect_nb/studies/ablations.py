@@ -1,4 +1,4 @@
-"""Every ablation of the LeCT report, and the query-upsampling variants studied here, as a named config diff on LeCT, registered as a model (paper-sized and CIFAR-native), a small CPU study with 3 seeds that actually ran here, and the GPU cells for the real tables.
+"""Every ablation of the LeCT report, and the query-upsampling variants studied here, as a named config diff on LeCT, registered as a model (paper-sized and CIFAR-native, notebook 05a), a small CPU study with 3 seeds that actually ran here, and the GPU cells for the real tables.
 
 Docs: https://lect-nb.github.io/lect_nb/ablations.html.md"""
 
@@ -7,153 +7,16 @@ Docs: https://lect-nb.github.io/lect_nb/ablations.html.md"""
 # %% ../../nbs/11_ablations.ipynb #475d3ba0
 from __future__ import annotations
 import json, os, statistics
-from dataclasses import dataclass, replace, asdict
 from pathlib import Path
 import torch
-from ..api import register_model, create_model, list_models, count_params
-from ..models import LeCT, LeCTConfig, LECT_CONFIGS
+from ..api import create_model, list_models, count_params
+from ..models import LeCT
+from ..variants import ABLATIONS, ABLATION_BASES, ablation_name, ablation_names
 
 # %% auto #0
-__all__ = ['ABLATIONS', 'ABLATION_BASES', 'EXISTING_NAMES', 'STUDY_MODELS', 'STUDY_SETTINGS', 'PAPER_TABLE3', 'PAPER_DATASETS',
-           'Ablation', 'AblationBase', 'ablation_name', 'ablation_config', 'ablation_names', 'describe_attention',
-           'ablation_table', 'markdown_table', 'train_one_step', 'study_command', 'run_study', 'summarize',
-           'recalibrate_batchnorm', 'study_bn_check', 'final_accuracy', 'results_table']
-
-# %% ../../nbs/11_ablations.ipynb #c4cd6618
-@dataclass(frozen=True)
-class Ablation:
-    """One ablation: the group it belongs to, what it changes, and the `LeCTConfig` fields it
-    overrides."""
-
-    group: str  # "Table 3", "query axis", "key axis", "spatial reduction", "pooling"
-    what: str  # one line for tables
-    diff: dict  # LeCTConfig overrides
-
-
-ABLATIONS: dict[str, Ablation] = {
-    "noskip": Ablation(
-        "Table 3",
-        "parallel q/k/v projections, no conv skip (report's Table 3)",
-        dict(projection="parallel", conv_skip=False),
-    ),
-    "skiponly": Ablation(
-        "Table 3",
-        "parallel projections, conv skip kept",
-        dict(projection="parallel", conv_skip=True),
-    ),
-    "seqonly": Ablation("Table 3", "sequential projections, no conv skip", dict(conv_skip=False)),
-    "qup_bilinear": Ablation(
-        "query axis", "bilinear only (no DWConv + BN)", dict(query_upsample="bilinear")
-    ),
-    "qup_nearest": Ablation(
-        "query axis", "nearest (the report's figure)", dict(query_upsample="nearest")
-    ),
-    "qup_convt": Ablation(
-        "query axis",
-        "depthwise ConvTranspose K x K, stride K, + BN",
-        dict(query_upsample="conv_transpose"),
-    ),
-    "qup_sv": Ablation(
-        "query axis",
-        "spatially varying ConvTranspose (LeCTv3; fixed input size)",
-        dict(query_upsample="spatially_varying", fixed_size=True),
-    ),
-    "kup_none": Ablation(
-        "key axis",
-        "no key-axis upsampling: pooled keys and pooled values (PVT-style)",
-        dict(key_upsample="none"),
-    ),
-    "grid2": Ablation(
-        "spatial reduction", "pooled grid 2x2 in every stage", dict(pooled_grid=(2, 2, 2))
-    ),
-    "grid7": Ablation(
-        "spatial reduction", "pooled grid >= 7x7 in every stage", dict(pooled_grid=(7, 7, 7))
-    ),
-    "grid14": Ablation(
-        "spatial reduction", "pooled grid >= 14x14 in every stage", dict(pooled_grid=(14, 14, 14))
-    ),
-    "nopool": Ablation(
-        "spatial reduction", "no pooling (K = 1): full attention", dict(sr_ratios=(1, 1, 1))
-    ),
-    "pool_max": Ablation("pooling", "max pooling of q and k", dict(pooling="max")),
-    "pool_avgmax": Ablation(
-        "pooling",
-        "avg and max pooled, concatenated per head (LeCTv2's choice)",
-        dict(pooling="avg_max"),
-    ),
-}
-
-# %% ../../nbs/11_ablations.ipynb #d3dd37fc
-@dataclass(frozen=True)
-class AblationBase:
-    "A base model the ablations are applied to."
-
-    model: str  # its registered name (a key of `LECT_CONFIGS`)
-    suffix: str  # appended to the ablation names
-    size: tuple  # the input size it is meant for (and the only one for fixed-size ablations)
-
-# %% ../../nbs/11_ablations.ipynb #d3dd37fc_1
-ABLATION_BASES = {
-    "lect": AblationBase("lect", "", (224, 224)),
-    "lect_cifar": AblationBase("lect_cifar", "_cifar", (32, 32)),
-}
-EXISTING_NAMES = {
-    ("qup_sv", "lect"): "lect_v3",
-    ("qup_sv", "lect_cifar"): "lect_v3_cifar",
-}  # ablations registered elsewhere (notebook 05) under another name
-
-
-def ablation_name(
-    tag: str,  # a key of `ABLATIONS`
-    base: str = "lect",  # a key of `ABLATION_BASES`
-) -> str:
-    "The registered model name of ablation `tag` on `base`."
-    if tag not in ABLATIONS:
-        raise ValueError(f"unknown ablation {tag!r}; known: {', '.join(ABLATIONS)}")
-    if base not in ABLATION_BASES:
-        raise ValueError(f"unknown ablation base {base!r}; known: {', '.join(ABLATION_BASES)}")
-    return EXISTING_NAMES.get((tag, base), f"lect_{tag}{ABLATION_BASES[base].suffix}")
-
-# %% ../../nbs/11_ablations.ipynb #d3dd37fc_2
-def ablation_config(
-    tag: str,  # a key of `ABLATIONS`
-    base: str = "lect",  # a key of `ABLATION_BASES`
-    **overrides,  # further LeCTConfig fields (e.g. `drop_path_rate=0.`)
-) -> LeCTConfig:
-    "Base config + the ablation's diff (+ overrides)."
-    name = ablation_name(tag, base)
-    cfg = replace(LECT_CONFIGS[ABLATION_BASES[base].model], **ABLATIONS[tag].diff)
-    unknown = set(overrides) - set(asdict(cfg))
-    if unknown:
-        raise ValueError(
-            f"{name}: unknown config field(s) {sorted(unknown)}; known: {sorted(asdict(cfg))}"
-        )
-    return replace(cfg, **overrides)
-
-# %% ../../nbs/11_ablations.ipynb #6efdb00e
-def _ablation_builder(tag, base):
-    size = ABLATION_BASES[base].size
-
-    def build(num_classes=100, img_size=size, in_chans=3, **overrides):
-        return LeCT(ablation_config(tag, base, **overrides), num_classes, img_size, in_chans)
-
-    build.__doc__ = f"`{ABLATION_BASES[base].model}` with ablation `{tag}`: {ABLATIONS[tag].what}."
-    return build
-
-
-def ablation_names(
-    base: str | None = None,  # a key of `ABLATION_BASES`; None: both
-) -> list[str]:
-    "Registered names of every ablation (on one base or on both)."
-    bases = [base] if base is not None else list(ABLATION_BASES)
-    return [ablation_name(t, b) for b in bases for t in ABLATIONS]
-
-
-for _base in ABLATION_BASES:
-    for _tag in ABLATIONS:
-        _name = ablation_name(_tag, _base)
-        if _name not in LECT_CONFIGS:
-            register_model(_name)(_ablation_builder(_tag, _base))
+__all__ = ['STUDY_MODELS', 'STUDY_SETTINGS', 'PAPER_TABLE3', 'PAPER_DATASETS', 'describe_attention', 'ablation_table',
+           'markdown_table', 'train_one_step', 'study_command', 'run_study', 'summarize', 'recalibrate_batchnorm',
+           'study_bn_check', 'final_accuracy', 'results_table']
 
 # %% ../../nbs/11_ablations.ipynb #68441471
 def describe_attention(model: LeCT) -> list[dict]:
