@@ -200,14 +200,15 @@ class FastDropout(_Fast, nn.Dropout):
 # %% ../../nbs/15_fast.ipynb #9c3b5ada_6
 class FastLocallyEnhancedAttention(_Fast, LocallyEnhancedAttention):
     "LeMSA whose attention step keeps the pooled keys, not the upsampled ones, and pools keeping nothing"
-    def _lean(self, x: torch.Tensor) -> bool:
-        "Whether `attend` runs: a rebuilding training step of fused, average-pooled, key-upsampled LeMSA"
-        return (self._on("rebuild") and self.training and rebuild_active(x)
-                and self.attn_impl == "fused" and not self.store_attn
-                and self.pooling == "avg" and self.key_upsample != "none")
+    def _lean(self, v: torch.Tensor) -> bool:
+        "Whether the lean step applies: a rebuilding training step of the fused core, maps not stored"
+        # (LeMSA itself always average-pools and upsamples its keys; variants are never swapped)
+        return (self._on("rebuild") and self.training and rebuild_active(v)
+                and self.attn_impl == "fused" and not self.store_attn)
 
     def attend(self, v, t1, t2, hw):
-        "Eqs. 7-10 as the plain `pooled_attention` (fused, average pooling): map (B, C, H/K, W/K)."
+        "Eqs. 7-10 as the plain `attend` (fused, average pooling): map (B, C, H/K, W/K)."
+        if not self._lean(v): return super().attend(v, t1, t2, hw)
         K, heads, mode = self.sr_ratio, self.num_heads, self.key_upsample
         phw = (hw[0] // K, hw[1] // K)
         q = split_heads(map_to_tokens(_pool_lean(t1, K)), heads)       # eq. 7, t1 not kept
@@ -218,14 +219,6 @@ class FastLocallyEnhancedAttention(_Fast, LocallyEnhancedAttention):
                                                dropout_p=self.attn_drop if self.training else 0.)
         return tokens_to_map(merge_heads(o), phw)
 
-    def forward(self, x, hw):
-        "As `LocallyEnhancedAttention.forward`, the attention step by `attend`."
-        H, W = hw; K = self.sr_ratio
-        if not self._lean(x) or H % K or W % K: return super().forward(x, hw)  # (plain raises on sizes)
-        v, t1, t2, skip = self.qkv(x, hw)                  # the plain steps around `attend`, unchanged
-        o = self.q_up(self.attend(v, t1, t2, hw), hw)
-        if skip is not None: o = o + skip
-        return self.proj_drop(self.proj(map_to_tokens(o)))
 
 # %% ../../nbs/15_fast.ipynb #9c3b5ada_7
 class FastLeCTBlock(_Fast, LeCTBlock):
