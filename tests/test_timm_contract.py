@@ -115,7 +115,8 @@ def test_contract(name):
         torch.testing.assert_close(m(x), feats, rtol=0, atol=0)
         f = build(name, features_only=True, out_indices=(-2, -1))
         assert [t.shape[1] for t in f(x)] == [i["num_chs"] for i in m.feature_info[n - 2:]]
-        assert [i["index"] for i in f.feature_info] == [n - 2, n - 1]
+        assert f.feature_info.get("index") == [n - 2, n - 1] and f.out_indices == (n - 2, n - 1)
+        assert f.feature_info.channels() == [i["num_chs"] for i in m.feature_info[n - 2:]] and len(f.feature_info) == n
     with pytest.raises(ValueError, match="out of range"):
         m.forward_intermediates(x, indices=[n])
     with pytest.raises(ValueError, match="output_fmt"):
