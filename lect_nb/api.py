@@ -310,6 +310,7 @@ def _built_cfg(model: nn.Module, cfg: dict) -> dict:
     if not isinstance(model, ImageClassifier): return cfg
     c, H, W = cfg["input_size"]
     cfg["first_conv"] = cfg["first_conv"] or model.first_conv
+    cfg["pool_size"] = None                           # tokens: no map to pool (as timm's ViTs)
     if model.output_fmt == "NCHW" and model.feature_info:
         r = model.feature_info[-1]["reduction"]
         cfg["pool_size"] = (-(-H // r), -(-W // r))
