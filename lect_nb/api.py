@@ -225,7 +225,8 @@ class FeatureMaps(nn.Module):
                              f"maps come from forward_intermediates: one of {FEATURE_CLASSES} (for "
                              "torch.fx extraction use timm.models.create_feature_extractor)")
         model.reset_classifier(0, "")
-        self.model, self.return_dict, self.norm, self.output_fmt = model, kind == "dict", norm, output_fmt
+        self.model, self.return_dict = model, kind == "dict"
+        self.norm, self.output_fmt = norm, output_fmt
         self.feature_info = FeatureInfo(model.feature_info, out_indices)
         self.out_indices = self.feature_info.out_indices
         self.pretrained_cfg = self.default_cfg = getattr(model, "pretrained_cfg", {})
@@ -398,8 +399,8 @@ def create_model(name: str, # a name from `list_models()`, or `name.tag` for shi
         if global_pool is not None: model.set_global_pool(global_pool)
     elif global_pool is not None or features_only:
         raise ValueError(f"{name}: global_pool and features_only need an ImageClassifier")
-    model.pretrained_cfg = _built_cfg(model, {**cfg, "architecture": arch, "tag": tag,
-                                              "input_size": (in_chans, *size), "num_classes": num_classes})
+    cfg.update(architecture=arch, tag=tag, input_size=(in_chans, *size), num_classes=num_classes)
+    model.pretrained_cfg = _built_cfg(model, cfg)
     model.default_cfg = model.pretrained_cfg
     return FeatureMaps(model, out_indices, feature_cls) if features_only else model
 
