@@ -13,9 +13,9 @@ from torch import nn
 from .core import check_image_input, init_transformer_weights
 
 # %% auto #0
-__all__ = ['DEFAULT_CFG', 'MODEL_FAMILIES', 'PRETRAINED_FILE', 'feature_take_indices', 'ImageClassifier', 'FeatureMaps',
-           'register_model', 'list_models', 'model_default_cfg', 'pretrained_tags', 'pretrained_entry',
-           'load_pretrained', 'create_model', 'count_params']
+__all__ = ['FEATURE_CLASSES', 'DEFAULT_CFG', 'MODEL_FAMILIES', 'PRETRAINED_FILE', 'feature_take_indices', 'ImageClassifier',
+           'FeatureInfo', 'FeatureMaps', 'register_model', 'unregister_model', 'list_models', 'model_default_cfg',
+           'pretrained_tags', 'pretrained_entry', 'load_pretrained', 'create_model', 'count_params']
 
 # %% ../nbs/04a_api.ipynb #68b2e20b
 def feature_take_indices(n: int, # number of feature maps the model has (`len(feature_info)`)
@@ -162,22 +162,80 @@ class ImageClassifier(nn.Module):
         "Names of parameters exempt from weight decay (none unless a model says so)."
         return set()
 
+# %% ../nbs/04a_api.ipynb #7a1c0003
+class FeatureInfo:
+    "timm's `FeatureInfo` interface: a model's feature-map entries and the ones chosen (`out_indices`)."
+    def __init__(self, feature_info: list[dict], # the model's entries: num_chs, reduction, module
+                 out_indices: int | list[int] | tuple, # the chosen entries (an int k: the last k)
+                ):
+        self.info = [dict(f, index=f.get("index", i)) for i, f in enumerate(feature_info)]
+        for f in self.info:
+            missing = {"num_chs", "reduction", "module"} - set(f)
+            if missing: raise ValueError(f"feature_info entry {f} lacks {sorted(missing)}")
+        self.out_indices = tuple(feature_take_indices(len(self.info), out_indices))
+
+    def from_other(self, out_indices) -> "FeatureInfo":
+        "The same entries with other `out_indices`."
+        return FeatureInfo(self.info, out_indices)
+
+    def get(self, key: str, idx: int | list[int] | None = None):
+        "`key` of each chosen entry (idx None), of entry `idx`, or of each entry in the list `idx`."
+        if idx is None: return [self.info[i][key] for i in self.out_indices]
+        if isinstance(idx, (list, tuple)): return [self.info[i][key] for i in idx]
+        return self.info[idx][key]
+
+    def get_dicts(self, keys: list[str] | None = None, idx: int | list[int] | None = None):
+        "The entries (restricted to `keys`), chosen as in `get`."
+        pick = lambda f: dict(f) if keys is None else {k: f[k] for k in keys}
+        if idx is None: return [pick(self.info[i]) for i in self.out_indices]
+        if isinstance(idx, (list, tuple)): return [pick(self.info[i]) for i in idx]
+        return pick(self.info[idx])
+
+    def channels(self, idx=None):
+        "Channels of the maps (`num_chs`), chosen as in `get`."
+        return self.get("num_chs", idx)
+
+    def reduction(self, idx=None):
+        "How many times smaller than the image each map is (`reduction`), chosen as in `get`."
+        return self.get("reduction", idx)
+
+    def module_name(self, idx=None):
+        "The modules producing the maps (`module`), chosen as in `get`."
+        return self.get("module", idx)
+
+    def __getitem__(self, item): return self.info[item]   # every entry, as timm's
+    def __len__(self): return len(self.info)
+    def __repr__(self): return f"FeatureInfo(out_indices={self.out_indices}, {self.info})"
+
 # %% ../nbs/04a_api.ipynb #68fc0219
+FEATURE_CLASSES = ("getter", "list", "dict") # timm's `feature_cls` values that apply to our models
+
 class FeatureMaps(nn.Module):
     "`features_only=True`: a model whose forward returns the maps of `feature_info[out_indices]`."
     def __init__(self, model: ImageClassifier, # built by `create_model`
                  out_indices: int | list[int] | None = None, # `feature_info` entries (None: all)
+                 feature_cls: str = "getter", # timm's: "getter" or "list" (a list), "dict"
+                 norm: bool = False, # pass the maps through the final norm (if any)
+                 output_fmt: str = "NCHW", # "NCHW" or "NHWC" maps
                 ):
         super().__init__()
-        self.out_indices = feature_take_indices(len(model.feature_info), out_indices)
+        kind = feature_cls.lower() if isinstance(feature_cls, str) else feature_cls
+        if kind not in FEATURE_CLASSES:
+            raise ValueError(f"{model.model_name}: feature_cls={feature_cls!r} does not apply; its "
+                             f"maps come from forward_intermediates: one of {FEATURE_CLASSES} (for "
+                             "torch.fx extraction use timm.models.create_feature_extractor)")
         model.reset_classifier(0, "")
-        self.model = model
-        self.feature_info = [dict(model.feature_info[i], index=i) for i in self.out_indices]
+        self.model, self.return_dict = model, kind == "dict"
+        self.norm, self.output_fmt = norm, output_fmt
+        self.feature_info = FeatureInfo(model.feature_info, out_indices)
+        self.out_indices = self.feature_info.out_indices
         self.pretrained_cfg = self.default_cfg = getattr(model, "pretrained_cfg", {})
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor] | dict[str, torch.Tensor]:
         "Images -> the chosen feature maps `(B, C_i, H_i, W_i)`, computed no further than needed."
-        return self.model.forward_intermediates(x, self.out_indices, intermediates_only=True)
+        maps = self.model.forward_intermediates(x, list(self.out_indices), norm=self.norm,
+                                                output_fmt=self.output_fmt, intermediates_only=True)
+        return dict(zip(self.feature_info.module_name(), maps)) if self.return_dict else maps
 
 # %% ../nbs/04a_api.ipynb #a736f683
 DEFAULT_CFG = dict(input_size=(3, 224, 224), # (channels, height, width) the model is built for
@@ -212,6 +270,15 @@ def register_model(name: str, # the name `create_model` will know it by
         return fn
     return deco
 
+# %% ../nbs/04a_api.ipynb #7a1c0006
+def unregister_model(name: str, # a name given to `register_model`
+                    ) -> Callable[..., nn.Module]:
+    "Remove `name` from the registry; returns its builder (a `ValueError` if it is not registered)."
+    if name not in _MODEL_REGISTRY:
+        raise ValueError(f"unregister_model: no model named {name!r} is registered")
+    del _DEFAULT_CFGS[name]
+    return _MODEL_REGISTRY.pop(name)
+
 # %% ../nbs/04a_api.ipynb #08b40b2a
 def _load_families():
     for mod in MODEL_FAMILIES:
@@ -236,6 +303,23 @@ def model_default_cfg(name: str) -> dict:
                          f"{', '.join(sorted(_MODEL_REGISTRY))}"
                          + (f" (did you mean {close[0]!r}?)" if close else ""))
     return dict(_DEFAULT_CFGS[name])
+
+# %% ../nbs/04a_api.ipynb #7a1c0008
+def _built_cfg(model: nn.Module, cfg: dict) -> dict:
+    "`cfg` (with the model's `input_size`) completed with the timm keys only the built model knows."
+    cfg = dict(cfg)
+    if not isinstance(model, ImageClassifier): return cfg
+    c, H, W = cfg["input_size"]
+    cfg["first_conv"] = cfg["first_conv"] or model.first_conv
+    cfg["pool_size"] = None                           # tokens: no map to pool (as timm's ViTs)
+    if model.output_fmt == "NCHW" and model.feature_info:
+        r = model.feature_info[-1]["reduction"]
+        cfg["pool_size"] = (-(-H // r), -(-W // r))
+    fixed = getattr(model, "fixed_img_size", None)
+    multiple = getattr(model, "input_multiple", None) or getattr(model, "total_stride", None)
+    if fixed is not None: cfg.update(fixed_input_size=True, min_input_size=(c, *fixed))
+    elif multiple: cfg["min_input_size"] = (c, multiple, multiple)
+    return cfg
 
 # %% ../nbs/04a_api.ipynb #7e1a0002
 PRETRAINED_FILE = "pretrained.json"  # in lect_nb/assets/: one entry per "name.tag"
@@ -287,6 +371,7 @@ def create_model(name: str, # a name from `list_models()`, or `name.tag` for shi
                  global_pool: str | None = None, # "avg", "" (unpooled, with num_classes=0), ...
                  features_only: bool = False, # return a `FeatureMaps` model giving the feature maps
                  out_indices: int | list[int] | None = None, # `features_only` maps (None: all)
+                 feature_cls: str = "getter", # `features_only`: timm's "getter", "list" or "dict"
                  **overrides, # config fields to change, e.g. `drop_path_rate=0.`
                 ) -> nn.Module:
     "Build a registered model by name; its resolved default configuration: `model.pretrained_cfg`."
@@ -294,8 +379,8 @@ def create_model(name: str, # a name from `list_models()`, or `name.tag` for shi
     cfg = model_default_cfg(arch)
     if tag or pretrained:  # shipped weights: their configuration, and the weights if asked
         cfg.update(pretrained_entry(arch, tag)["cfg"])
-    if out_indices is not None and not features_only:
-        raise ValueError(f"{name}: out_indices chooses feature maps for features_only=True")
+    if (out_indices is not None or feature_cls != "getter") and not features_only:
+        raise ValueError(f"{name}: out_indices and feature_cls are for features_only=True")
     num_classes = cfg["num_classes"] if num_classes is None else num_classes
     in_chans = cfg["input_size"][0] if in_chans is None else in_chans
     img_size = tuple(cfg["input_size"][1:]) if img_size is None else img_size
@@ -311,14 +396,13 @@ def create_model(name: str, # a name from `list_models()`, or `name.tag` for shi
     if pretrained: load_pretrained(model, arch, tag)
     if isinstance(model, ImageClassifier):
         model.model_name = arch
-        cfg["first_conv"] = cfg["first_conv"] or model.first_conv
         if global_pool is not None: model.set_global_pool(global_pool)
     elif global_pool is not None or features_only:
         raise ValueError(f"{name}: global_pool and features_only need an ImageClassifier")
-    model.pretrained_cfg = {**cfg, "architecture": arch, "tag": tag, "input_size": (in_chans, *size),
-                            "num_classes": num_classes}
+    cfg.update(architecture=arch, tag=tag, input_size=(in_chans, *size), num_classes=num_classes)
+    model.pretrained_cfg = _built_cfg(model, cfg)
     model.default_cfg = model.pretrained_cfg
-    return FeatureMaps(model, out_indices) if features_only else model
+    return FeatureMaps(model, out_indices, feature_cls) if features_only else model
 
 # %% ../nbs/04a_api.ipynb #86a60053
 def count_params(model: nn.Module, trainable_only: bool = True) -> int:

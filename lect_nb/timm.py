@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 from torch import nn
-from .api import create_model, list_models
+from .api import create_model, list_models, pretrained_tags
 from .models import LeCTStage
 
 # %% auto #0
@@ -27,10 +27,15 @@ def timm_entrypoint(name: str, # a name from `list_models()`
                     timm_name: str | None = None, # the name in timm's registry (default: `name`)
                    ) -> Callable[..., nn.Module]:
     "A timm model entrypoint building our `name` with `create_model`."
-    def build(pretrained: bool = False, pretrained_cfg: dict | None = None,
+    def build(pretrained: bool = False, pretrained_cfg: dict | str | None = None,
               pretrained_cfg_overlay: dict | None = None, cache_dir=None, **kwargs) -> nn.Module:
         from timm.layers import register_notrace_module
-        model = create_model(name, pretrained=pretrained, **kwargs)
+        tag = pretrained_cfg if isinstance(pretrained_cfg, str) else ""    # "name.tag": the tag
+        if tag or hasattr(pretrained_cfg, "to_dict"):                     # timm's PretrainedCfg
+            pretrained_cfg = None if tag else pretrained_cfg.to_dict()
+        place = {k: kwargs.pop(k) for k in ("device", "dtype") if k in kwargs}
+        model = create_model(f"{name}.{tag}" if tag else name, pretrained=pretrained, **kwargs)
+        if place: model.to(**place)
         target = getattr(model, "model", model)          # a `FeatureMaps` keeps the model inside
         for leaf in _stage_classes(target): register_notrace_module(leaf)  # torch.fx leaves
         for extra in (pretrained_cfg, pretrained_cfg_overlay):
@@ -45,26 +50,45 @@ def timm_entrypoint(name: str, # a name from `list_models()`
     return build
 
 # %% ../nbs/05b_timm.ipynb #31621113
+def _timm_cfgs(name: str, # one of our models
+               tname: str, # its name in timm's registry
+              ) -> dict[str, dict]:
+    "timm's pretrained cfgs of `name`: `tname` (its default size) and `tname.tag` per shipped tag."
+    from dataclasses import fields
+    from timm.models import PretrainedCfg
+    keys = {f.name for f in fields(PretrainedCfg)} - {"architecture", "tag"}
+    full = {tname: name, **{f"{tname}.{t.partition('.')[2]}": t for t in pretrained_tags(name)}}
+    # built (without weights) for the keys only the model knows: first_conv, pool_size, min_input_size
+    cfgs = {k: create_model(n).pretrained_cfg for k, n in full.items()}
+    return {k: {kk: v for kk, v in cfg.items() if kk in keys} for k, cfg in cfgs.items()}
+
+
 def register_timm_models(pattern: str = "*", # which of our models (shell-style, as `list_models`)
                          prefix: str = "", # put before each name in timm's registry, e.g. "lectnb_"
                         ) -> list[str]:
-    "Add our models to timm's registry (idempotent); the names they have there."
+    "Add our models and their configurations to timm's registry (idempotent); their names there."
     import timm
     from timm.layers import register_notrace_module
-    from timm.models import register_model as timm_register_model
+    from timm.models import register_model as timm_register_model, generate_default_cfgs
     from timm.models._registry import _model_entrypoints
     module = sys.modules[__name__]
-    names = []
+    names, new = [], []
     for name in list_models(pattern):
         tname = prefix + name
         known = _model_entrypoints.get(tname)
         if known is not None and getattr(known, "__module__", None) != __name__:
             raise ValueError(f"timm already has a model named {tname!r}; register ours with a "
                              f"prefix, e.g. register_timm_models(prefix='lectnb_')")
-        if known is None:
+        if known is None: new.append((name, tname))
+        names.append(tname)
+    cfgs = {k: v for name, tname in new for k, v in _timm_cfgs(name, tname).items()}
+    module.default_cfgs = generate_default_cfgs(cfgs)  # what timm's register_model reads, briefly
+    try:
+        for name, tname in new:
             fn = timm_entrypoint(name, tname)
             setattr(module, tname, fn)                    # timm lists it in this module's __all__
             timm_register_model(fn)
-        names.append(tname)
+    finally:
+        del module.default_cfgs
     register_notrace_module(LeCTStage)             # timm's torch.fx feature extraction: one call
     return names

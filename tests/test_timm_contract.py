@@ -115,7 +115,8 @@ def test_contract(name):
         torch.testing.assert_close(m(x), feats, rtol=0, atol=0)
         f = build(name, features_only=True, out_indices=(-2, -1))
         assert [t.shape[1] for t in f(x)] == [i["num_chs"] for i in m.feature_info[n - 2:]]
-        assert [i["index"] for i in f.feature_info] == [n - 2, n - 1]
+        assert f.feature_info.get("index") == [n - 2, n - 1] and f.out_indices == (n - 2, n - 1)
+        assert f.feature_info.channels() == [i["num_chs"] for i in m.feature_info[n - 2:]] and len(f.feature_info) == n
     with pytest.raises(ValueError, match="out of range"):
         m.forward_intermediates(x, indices=[n])
     with pytest.raises(ValueError, match="output_fmt"):
@@ -215,3 +216,32 @@ def test_fx_feature_extraction_survives_a_notebook_redefining_the_models():
     """)
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_unregister_model_undoes_register_model():
+    "A temporary registration leaves nothing behind; unknown names are a clear error."
+    from lect_nb.api import register_model, unregister_model, _DEFAULT_CFGS
+    fn = register_model("_temporary", input_size=(1, 8, 8))(lambda **kw: nn.Identity())
+    assert "_temporary" in list_models() and model_default_cfg("_temporary")["input_size"] == (1, 8, 8)
+    assert unregister_model("_temporary") is fn
+    assert "_temporary" not in list_models() and "_temporary" not in _DEFAULT_CFGS
+    with pytest.raises(ValueError, match="unknown model '_temporary'"):
+        create_model("_temporary")
+    with pytest.raises(ValueError, match="no model named '_temporary' is registered"):
+        unregister_model("_temporary")
+
+
+def test_size_errors_name_the_sizes_a_model_accepts():
+    m = create_model("lect", num_classes=3).eval()                      # built for 224x224
+    with pytest.raises(ValueError, match=r"lect: image size 128x128 is not a multiple of 224: built for 224x224, "
+                                         r"it accepts heights and widths that are multiples of 224.*"
+                                         r"img_size=\(128, 128\)"):
+        m(torch.randn(1, 3, 128, 128))
+    m = create_model("lect", num_classes=3, img_size=128).eval()       # pooling ratios for 128x128 maps
+    assert m.pretrained_cfg["min_input_size"] == (3, 32, 32)
+    with torch.no_grad():
+        assert m(torch.randn(1, 3, 32, 32)).shape == m(torch.randn(1, 3, 128, 128)).shape == (1, 3)
+    v3 = create_model("lect_v3", num_classes=3, img_size=32)
+    with pytest.raises(ValueError, match=r"only supports 32x32 inputs, got 64x64; .*img_size=\(64, 64\)"):
+        v3(torch.randn(1, 3, 64, 64))
+    assert v3.pretrained_cfg["fixed_input_size"] and v3.pretrained_cfg["min_input_size"] == (3, 32, 32)
