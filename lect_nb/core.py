@@ -85,12 +85,12 @@ def check_image_input(x: torch.Tensor, # the batch given to the model
         raise ValueError(f"{name}: expected {in_chans} input channels, got {C} "
                          f"(input shape {tuple(x.shape)})")
     built = "" if built_for is None else f"built for {built_for[0]}x{built_for[1]}, "
-    rebuild = "" if built_for is None else f"; for {H}x{W} images build it with img_size=({H}, {W})"
+    hint = "" if built_for is None else f"; for {H}x{W} images build it with img_size=({H}, {W})"
     if fixed_size is not None and (H, W) != tuple(fixed_size):
         raise ValueError(f"{name}: this model only supports {fixed_size[0]}x{fixed_size[1]} "
-                         f"inputs, got {H}x{W}{rebuild}")
+                         f"inputs, got {H}x{W}{hint}")
     if H % multiple or W % multiple or H == 0 or W == 0:
         near = lambda s: max(multiple, round(s / multiple) * multiple)
         raise ValueError(f"{name}: image size {H}x{W} is not a multiple of {multiple}: {built}it "
                          f"accepts heights and widths that are multiples of {multiple} (its "
-                         f"strides and pooling), e.g. {near(H)}x{near(W)}{rebuild}")
+                         f"strides and pooling), e.g. {near(H)}x{near(W)}{hint}")
