@@ -178,18 +178,19 @@ class FeatureInfo:
         "The same entries with other `out_indices`."
         return FeatureInfo(self.info, out_indices)
 
+    def _pick(self, f, idx):
+        "`f` of each chosen entry (idx None), of entry `idx`, or of each entry in the list `idx`."
+        if idx is None: idx = self.out_indices
+        if isinstance(idx, (list, tuple)): return [f(self.info[i]) for i in idx]
+        return f(self.info[idx])
+
     def get(self, key: str, idx: int | list[int] | None = None):
         "`key` of each chosen entry (idx None), of entry `idx`, or of each entry in the list `idx`."
-        if idx is None: return [self.info[i][key] for i in self.out_indices]
-        if isinstance(idx, (list, tuple)): return [self.info[i][key] for i in idx]
-        return self.info[idx][key]
+        return self._pick(lambda f: f[key], idx)
 
     def get_dicts(self, keys: list[str] | None = None, idx: int | list[int] | None = None):
         "The entries (restricted to `keys`), chosen as in `get`."
-        pick = lambda f: dict(f) if keys is None else {k: f[k] for k in keys}
-        if idx is None: return [pick(self.info[i]) for i in self.out_indices]
-        if isinstance(idx, (list, tuple)): return [pick(self.info[i]) for i in idx]
-        return pick(self.info[idx])
+        return self._pick(lambda f: dict(f) if keys is None else {k: f[k] for k in keys}, idx)
 
     def channels(self, idx=None):
         "Channels of the maps (`num_chs`), chosen as in `get`."
