@@ -13,7 +13,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['PLAN', 'STUDY_MODELS', 'stratified_indices', 'write_idx', 'make_subset', 'train_command', 'study_row', 'main',
-           'load_rows', 'summarize_rows', 'fashion_table', 'plot_study']
+           'load_rows', 'summarize_rows', 'fashion_table', 'cpu_names', 'plot_study']
 
 # %% ../../nbs/10a_fashion_study.ipynb #fa000006
 # model:seed in the order they are run: cheapest and most informative first
@@ -125,6 +125,16 @@ def _rewrite_rows(plan, a, data, work, results, study_cmd) -> int:
     return 0
 
 
+def _study_command(a, p) -> str:
+    # the command that writes the rows (a run is added with --runs); folders named when not the defaults
+    where = []
+    for dest in ("results", "work_dir"):
+        if (v := getattr(a, dest)) != p.get_default(dest): where += ["--" + dest.replace("_", "-"), v]
+    return "python scripts/fashion_study.py " + shlex.join(
+        ["--per-class", str(a.per_class), "--subset-seed", str(a.subset_seed), "--epochs",
+         str(a.epochs), "--batch-size", str(a.batch_size), "--threads", str(a.threads)] + where)
+
+
 def main(argv=None) -> int:
     "Run the study's plan (or the runs named), one `lect-train` process per run; write one row each."
     import argparse
@@ -155,14 +165,13 @@ def main(argv=None) -> int:
         plan.append((model, int(seed)))
     work, results = Path(a.work_dir), Path(a.results)
     data = work / f"data-{a.per_class}pc-s{a.subset_seed}"
-    study_cmd = "python scripts/fashion_study.py " + shlex.join(
-        ["--per-class", str(a.per_class), "--subset-seed", str(a.subset_seed), "--epochs",
-         str(a.epochs), "--batch-size", str(a.batch_size), "--threads", str(a.threads)])
+    study_cmd = _study_command(a, p)
     if not a.dry_run:
         make_subset(a.data_dir, data, a.per_class, a.subset_seed)
         results.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
     if a.rewrite_rows: return _rewrite_rows(plan, a, data, work, results, study_cmd)
+    if a.dry_run: print(f"# rows written by: {study_cmd} --runs MODEL:SEED")
     failed = 0
     for model, seed in plan:
         row_file = results / f"{model}-s{seed}.json"
@@ -221,6 +230,12 @@ def fashion_table(
                      + ("" if s is None else f"{s['wall_s']:.0f}") + " |")
     return "\n".join(lines)
 
+# %% ../../nbs/10a_fashion_study.ipynb #fa000124
+def cpu_names(rows: list[dict], model: str) -> str:
+    "The CPUs `model`'s rows ran on, short: 'Xeon', 'EPYC' or the name's first word."
+    short = lambda c: next((k for k in ("Xeon", "EPYC") if k in c), c.split()[0])
+    return "/".join(sorted({short(r["cpu"]) for r in rows if r["model"] == model}))
+
 # %% ../../nbs/10a_fashion_study.ipynb #fa000021
 def plot_study(rows: list[dict]):
     "Test accuracy per epoch of every run (left) and each model's wall time and images/s (right)."
@@ -235,11 +250,13 @@ def plot_study(rows: list[dict]):
     ax.set_xlabel("epoch"); ax.set_ylabel("test accuracy %"); ax.grid(alpha=.3)
     ax.legend(fontsize=7); ax.set_title("Fashion-MNIST 32x32, 10,000 training images", fontsize=9)
     summ = [(n, summarize_rows(rows, n)) for n in names]
-    bx.bar([n for n, _ in summ], [s["wall_s"] / 60 for _, s in summ], color=[colors[n] for n in names])
+    mixed = len({r["cpu"] for r in rows}) > 1  # runs from more than one kind of machine: name each
+    ticks = [f"{n}\n{cpu_names(rows, n)}" if mixed else n for n in names]
+    bx.bar(ticks, [s["wall_s"] / 60 for _, s in summ], color=[colors[n] for n in names])
     bx.set_ylabel("wall time per run (min)"); bx.tick_params(axis="x", labelrotation=35, labelsize=8)
     cx = bx.twinx()
-    cx.plot([n for n, _ in summ], [s["images_per_s"] for _, s in summ], "ko", label="train img/s")
+    cx.plot(ticks, [s["images_per_s"] for _, s in summ], "ko", label="train img/s")
     cx.set_ylabel("training images/s (median epoch)"); cx.legend(fontsize=7, loc="upper left")
-    bx.set_title("cost of one run (1 thread)", fontsize=9)
+    bx.set_title("cost of one run (1 thread" + ("; CPU under each name)" if mixed else ")"), fontsize=9)
     fig.tight_layout()
     return fig
