@@ -99,3 +99,25 @@ def test_checkers_catch_what_they_look_for():
     assert [n for _, _, n in _positional_calls(ast.parse("f(1, 2, 3, 4, 5, 6, 7)"))] == [7]
     exempt = "f(1, 2, 3, 4, 5, 6, a=7)\nlib.k(1, 2, 3, 4, 5, 6, 7, 8)\nload_kernels().k(1, 2, 3, 4, 5, 6, 7)\nFn.apply(1, 2, 3, 4, 5, 6, 7)"
     assert list(_positional_calls(ast.parse(exempt))) == []
+
+
+# Downloads never belong in the repository: a wheel or an archive committed by accident bloats every clone
+# and hides what the project really depends on (data travels in ignored folders, see data/README.md).
+DOWNLOAD_SUFFIXES = (".whl", ".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tar.xz", ".7z", ".rar")
+
+def downloads_in(paths: list[str]) -> list[str]:
+    "The paths among `paths` that name a wheel or an archive."
+    return [p for p in paths if p.lower().endswith(DOWNLOAD_SUFFIXES)]
+
+def test_no_wheel_or_archive_is_tracked():
+    import subprocess
+    r = subprocess.run(["git", "ls-files"], cwd=PKG.parent, capture_output=True, text=True)
+    if r.returncode != 0: pytest.skip("not a git checkout")
+    tracked = r.stdout.splitlines()
+    assert "pyproject.toml" in tracked   # the listing is real
+    assert downloads_in(tracked) == [], f"wheels or archives are tracked: {downloads_in(tracked)}"
+
+def test_download_check_finds_archives():
+    paths = ["README.md", "pandoc-2.4.tar.gz", "ply-3.11-py2.py3-none-any.whl", "nbs/00_core.ipynb",
+             "lect_nb/assets/lect_cifar.fashion_mnist.npz", "data/x.ZIP"]
+    assert downloads_in(paths) == ["pandoc-2.4.tar.gz", "ply-3.11-py2.py3-none-any.whl", "data/x.ZIP"]
