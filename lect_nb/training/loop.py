@@ -19,9 +19,10 @@ from ..api import ImageClassifier
 from ..core import check_image_input
 
 # %% auto #0
-__all__ = ['CONV_BASELINES', 'AMP_DTYPES', 'default_lr', 'TinyNet', 'param_groups', 'cosine_lr', 'CosineFactor', 'make_optimizer',
-           'make_scheduler', 'autocast_for', 'make_scaler', 'DistInfo', 'init_distributed', 'all_reduce_sum',
-           'ShardSampler', 'Progress', 'NonFiniteError', 'agree_on_step', 'train_one_epoch', 'evaluate', 'plot_curves']
+__all__ = ['CONV_BASELINES', 'FUSED_DEVICES', 'AMP_DTYPES', 'default_lr', 'TinyNet', 'param_groups', 'cosine_lr', 'CosineFactor',
+           'make_optimizer', 'make_scheduler', 'autocast_for', 'make_scaler', 'DistInfo', 'init_distributed',
+           'all_reduce_sum', 'ShardSampler', 'Progress', 'NonFiniteError', 'agree_on_step', 'train_one_epoch',
+           'evaluate', 'plot_curves']
 
 # %% ../../nbs/09_train.ipynb #a1415a9b
 CONV_BASELINES = ("resnet", "convnext")
@@ -91,12 +92,17 @@ class CosineFactor:
         return cosine_lr(epoch, 1., self.epochs, self.warmup_epochs, self.min_factor)
 
 # %% ../../nbs/09_train.ipynb #14fb0433
-def make_optimizer(model: nn.Module, # the model (unwrapped)
+FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")   # where PyTorch has a fused AdamW kernel
+
+def make_optimizer(model: nn.Module, # the model (unwrapped), on its device
                    lr: float, # peak learning rate
                    weight_decay: float = 0.05, # AdamW decay for weights
                   ) -> torch.optim.AdamW:
-    "AdamW over `param_groups(model, weight_decay)`."
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
+    ("AdamW over `param_groups(model, weight_decay)`, fused where PyTorch has the kernel: one "
+     "kernel per step, and a step the device itself can skip (`train_one_epoch`).")
+    devices = {p.device.type for p in model.parameters()}
+    fused = bool(devices) and devices <= set(FUSED_DEVICES)
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, fused=fused or None)
 
 # %% ../../nbs/09_train.ipynb #71501a56
 def make_scheduler(optimizer: torch.optim.Optimizer, # the optimizer
@@ -146,13 +152,16 @@ class DistInfo:
 # %% ../../nbs/09_train.ipynb #bcec88eb
 def init_distributed(device: torch.device, # cuda -> NCCL, cpu -> gloo
                     ) -> DistInfo:
-    ("Join the torchrun process group if `WORLD_SIZE > 1` in the environment; "
-     "otherwise a one-process `DistInfo`.")
+    ("Join the torchrun process group if `WORLD_SIZE > 1` in the environment, a CUDA process on its "
+     "own GPU (`LOCAL_RANK`, set before the group starts); otherwise a one-process `DistInfo`.")
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world <= 1: return DistInfo()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if device.type == "cuda":   # else NCCL and every tensor made without a device land on GPU 0
+        torch.cuda.set_device(local_rank if device.index is None else device.index)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
 
 # %% ../../nbs/09_train.ipynb #c4048944
 def all_reduce_sum(t: torch.Tensor, di: DistInfo) -> torch.Tensor:
@@ -173,20 +182,23 @@ class ShardSampler(Sampler):
 
 # %% ../../nbs/09_train.ipynb #57f4b1aa
 def _in_notebook() -> bool:
-    from fastprogress.fastprogress import IN_NOTEBOOK
+    "True in a Jupyter kernel where fastprogress is installed; without fastprogress: plain lines."
+    try: from fastprogress.fastprogress import IN_NOTEBOOK   # optional: imported only here
+    except ImportError: return False
     return bool(IN_NOTEBOOK)
 
 class Progress:
-    ("Progress display: fastprogress bars and a live loss plot in notebooks, a plain text line in "
-     "terminals.")
+    ("Progress display: fastprogress bars and a live loss plot in notebooks, a line rewritten in "
+     "place in a terminal, and whole lines (one per logging point and epoch) in a file or pipe.")
     def __init__(self, epochs: int, # total epochs of the run
                  enabled: bool = True, # False on ranks other than 0
                  notebook: bool | None = None, # None: detect
-                 stream=None, # where the terminal line goes (default stdout)
+                 stream=None, # where the text goes (default stdout)
                 ):
         self.epochs, self.enabled = epochs, enabled
         self.notebook = _in_notebook() if notebook is None else notebook
         self.stream = stream or sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.mb, self.train_pts, self.test_pts, self.step_no = None, [], [], 0
     def epoch_iter(self, start: int):
         ("Iterate over the epochs `start .. epochs-1` (through a fastprogress master bar in "
@@ -204,34 +216,38 @@ class Progress:
             from fastprogress.fastprogress import progress_bar
             return progress_bar(loader, parent=self.mb)
         return loader
-    def step(self, i: int, loss: torch.Tensor, n_seen: int):
-        "Report batch `i` (0-based) and its loss; `n_seen` images so far this epoch."
+    def step(self, i: int, # batch index in this epoch's loader, from 0
+             n_seen: int, # images so far this epoch
+             loss: float | None = None, # mean loss since the last logging point; None between them
+            ):
+        "Report batch `i`; `loss` is given only at logging points (reading it waits for the GPU)."
         self.step_no += 1
         if not self.enabled: return
         last = i == self.n - 1
-        if i % 10 == 0 or last:
-            self.train_pts.append((self.step_no, loss.item()))  # .item() waits for the GPU
+        if loss is not None: self.train_pts.append((self.step_no, loss))
         if self.mb is not None:
-            self.mb.child.comment = f"loss {self.train_pts[-1][1]:.3f}"
-            if i % 50 == 0 or last: self._graph()
+            if loss is not None: self.mb.child.comment = f"loss {loss:.3f}"; self._graph()
             return
         now = time.time()
-        tty = getattr(self.stream, "isatty", lambda: False)()
-        if (tty and now - self.last > 0.5) or (not tty and now - self.last > 10) or last:
-            self.last = now
-            line = (f"epoch {self.epoch + 1}/{self.epochs}  step {i + 1}/{self.n}  "
-                    f"loss {self.train_pts[-1][1]:.4f}  "
-                    f"{n_seen / max(now - self.t0, 1e-9):.0f} img/s")
-            if tty: self.stream.write("\r" + line + ("\r" + " " * len(line) + "\r" if last else ""))
-            elif not last: self.stream.write(line + "\n")
-            self.stream.flush()
+        if self.tty and (now - self.last > 0.5 or loss is not None or last): self._live(i, n_seen, now, last)
+        elif not self.tty and loss is not None and not last:   # the epoch's line follows the last step
+            self.stream.write(self._line(i, n_seen, now) + "\n"); self.stream.flush()
+    def _line(self, i, n_seen, now):
+        shown = f"  loss {self.train_pts[-1][1]:.4f}" if self.train_pts else ""
+        return (f"epoch {self.epoch + 1}/{self.epochs}  step {i + 1}/{self.n}{shown}  "
+                f"{n_seen / max(now - self.t0, 1e-9):.0f} img/s")
+    def _live(self, i, n_seen, now, last):
+        "The terminal's line, rewritten in place; cleared after the epoch's last step."
+        self.last, line = now, self._line(i, n_seen, now)
+        self.stream.write("\r" + line + ("\r" + " " * len(line) + "\r" if last else ""))
+        self.stream.flush()
     def _graph(self):
         graphs = [[[p[0] for p in self.train_pts], [p[1] for p in self.train_pts]]]
         if self.test_pts:
             graphs.append([[p[0] for p in self.test_pts], [p[1] for p in self.test_pts]])
         self.mb.update_graph(graphs)
     def epoch_end(self, m: dict):
-        "Show the epoch's metrics."
+        "Show the epoch's metrics: one whole line."
         if not self.enabled: return
         line = (f"epoch {m['epoch']}/{self.epochs}  "
                 f"train_loss {m['train_loss']:.4f}  train_acc {m['train_acc']:.2%}  "
@@ -254,9 +270,9 @@ def _to_device(x, y, device, channels_last):
     return x, y.to(device, non_blocking=True)
 
 def _batch_sums(loss_sum: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    "(summed loss, correct, images) of one batch, float64 on the batch's device."
-    return torch.stack([loss_sum.double(), (logits.argmax(1) == y).sum().double(),
-                        torch.tensor(len(y), dtype=torch.float64, device=y.device)])
+    "(summed loss, correct, images) of one batch, float64 on the batch's device (no host value)."
+    n = torch.ones_like(y, dtype=torch.float64).sum()
+    return torch.stack([loss_sum.double(), (logits.argmax(1) == y).sum().double(), n])
 
 def _backward_and_clip(loss, model, optimizer, scaler, clip_grad) -> torch.Tensor:
     "Backward through the (possibly disabled) scaler, unscale, clip; the total gradient norm."
@@ -266,29 +282,76 @@ def _backward_and_clip(loss, model, optimizer, scaler, clip_grad) -> torch.Tenso
     # the norm is measured anyway (inf: measure only); fp16 overflow is the scaler's job
     return nn.utils.clip_grad_norm_(model.parameters(), clip_grad or math.inf)
 
+def _step_or_skip(optimizer, scaler, bad: torch.Tensor):
+    ("`optimizer.step()`, skipped on the device when `bad` (a 0/1 tensor) is 1: a fused AdamW takes "
+     "`found_inf` as it does from a GradScaler; another optimizer needs a host read.")
+    if scaler.is_enabled():   # fp16: the scaler skips steps with inf/NaN gradients itself
+        scaler.step(optimizer); scaler.update(); return
+    if getattr(optimizer, "_step_supports_amp_scaling", False):   # fused: no host read
+        optimizer.grad_scale, optimizer.found_inf = None, bad.float()
+        try: optimizer.step()
+        finally: del optimizer.grad_scale, optimizer.found_inf
+    elif not bad.item(): optimizer.step()   # waits for the device: not a fused optimizer
+
 # %% ../../nbs/09_train.ipynb #b87f8565
-def agree_on_step(bad: torch.Tensor, # this process's step is non-finite (a bool tensor)
+def agree_on_step(bad: torch.Tensor, # this process's non-finite steps since the last check (a count or bool tensor)
                   want_stop: bool, # this process was asked to stop (an interrupt)
                   di: DistInfo = DistInfo(), # process group position
                  ) -> tuple[bool, bool]: # (any process bad, any process stopping)
-    ("The stop/NaN protocol: every process reports its two flags in one all-reduce, so all of them "
-     "skip, raise or stop at the same step and stay in step.")
-    flags = torch.stack([bad.double(), torch.tensor(float(want_stop), dtype=torch.float64,
-                                                    device=bad.device)])
+    ("The stop/NaN protocol at a check point: every process reports its two flags in one "
+     "all-reduce, so all of them raise or stop at the same step and stay in step.")
+    flags = torch.stack([bad.double().reshape(()), torch.full((), float(want_stop), dtype=torch.float64,
+                                                              device=bad.device)])
     any_bad, any_stop = (all_reduce_sum(flags, di) > 0).tolist()
     return any_bad, any_stop
 
 # %% ../../nbs/09_train.ipynb #d213a226
-def _refuse_step(loss, gnorm, on_nan: str, where: str):
-    "A non-finite step: raise `NonFiniteError` (`on_nan='stop'`) or warn that it is skipped."
-    what = f"non-finite loss ({loss.item():g}) or gradient norm ({gnorm.item():g}) at {where}"
-    if on_nan == "stop":
-        raise NonFiniteError(f"{what}; stopped (pass --on-nan skip to skip such steps)")
-    print(f"lect-train: warning: skipped step with {what}", file=sys.stderr, flush=True)
+class _Watch:
+    ("What the loop keeps on the device between two logging points, read in one transfer at each: "
+     "the interval's sums of good steps, and its non-finite steps (count, and the first one's step, "
+     "loss and gradient norm).")
+    def __init__(self, device: torch.device):
+        self.win = torch.zeros(3, dtype=torch.float64, device=device)
+        self.bad = torch.zeros(4, dtype=torch.float64, device=device)
+    def add(self, step: int, sums: torch.Tensor, bad: torch.Tensor, loss, gnorm):
+        "Add step `step` (1-based): its batch `sums` if `bad` (0/1) is 0, else it to the record."
+        first = (bad > 0) & (self.bad[0] == 0)
+        at = torch.stack([torch.full_like(bad, step), loss.double(), gnorm.double()])
+        self.bad[1:] = torch.where(first, at, self.bad[1:])
+        self.bad[0] += bad
+        self.win += torch.where(bad > 0, 0., sums)
+    def read(self) -> list[float]:
+        "(loss * n, correct, n, non-finite steps, first's step, loss, norm); starts a new interval."
+        vals = torch.cat([self.win, self.bad]).tolist()   # the one wait for the device
+        self.win.zero_(); self.bad.zero_()
+        return vals
+
+def _nonfinite(loss, gnorm, scaler, di: DistInfo) -> torch.Tensor:
+    ("1. if this step's loss (without fp16's scaler, also its gradient norm) is not finite on any "
+     "process, else 0.; a float64 scalar on the device, the same on every process.")
+    ok = torch.isfinite(loss)
+    if not scaler.is_enabled(): ok = ok & torch.isfinite(gnorm)
+    return all_reduce_sum((~ok).double(), di).clamp(max=1.)   # no host read, even with DDP
+
+def _check(watch: _Watch, sums: torch.Tensor, *, step: int, n_steps: int, epoch: int,
+           on_nan: str) -> tuple[float | None, int]:
+    ("A logging point: fold the interval into the epoch's `sums`, read the interval, raise "
+     "`NonFiniteError` or warn about its non-finite steps; (mean loss or None, steps skipped).")
+    sums += watch.win
+    loss_sum, _, n, n_bad, first, bad_loss, bad_norm = watch.read()
+    if n_bad:
+        what = (f"non-finite loss ({bad_loss:g}) or gradient norm ({bad_norm:g}) at epoch "
+                f"{epoch + 1}, step {first:.0f}/{n_steps}"
+                + (f" ({n_bad:.0f} such steps in steps {first:.0f}-{step})" if n_bad > 1 else ""))
+        if on_nan == "stop":
+            raise NonFiniteError(f"{what}; stopped (pass --on-nan skip to skip such steps)")
+        steps = "step" if n_bad == 1 else f"{n_bad:.0f} steps"
+        print(f"lect-train: warning: skipped {steps} with {what}", file=sys.stderr, flush=True)
+    return (loss_sum / n if n else None), int(n_bad)
 
 def train_one_epoch(model: nn.Module, # the model to train (possibly DDP/compiled)
                     loader: DataLoader, # this process's batches
-                    optimizer: torch.optim.Optimizer, # AdamW
+                    optimizer: torch.optim.Optimizer, # AdamW (fused: skipped steps never wait)
                     device: torch.device, # where to compute
                     *,
                     scaler: torch.amp.GradScaler | None = None, # for fp16
@@ -303,16 +366,18 @@ def train_one_epoch(model: nn.Module, # the model to train (possibly DDP/compile
                     stop=None, # callable; True after a step: return early (`stopped_at`)
                     start_step: int = 0, # steps of this epoch already done (resuming in an epoch)
                     sums: torch.Tensor | None = None, # their (loss * n, correct, n) sums
+                    log_every: int = 50, # steps between logging points, the only host reads
                    ) -> dict: # {"loss", "acc", "sums", "skipped", "stopped_at": steps done or None}
     ("Train for one pass over `loader`; loss and accuracy are averaged over every image of every "
-     "process.")
+     "process. Values are read from the device only every `log_every` steps and at the end.")
     if on_nan not in ("stop", "skip"):
         raise ValueError(f"on_nan must be 'stop' or 'skip', got {on_nan!r}")
+    if log_every < 1: raise ValueError(f"log_every must be >= 1, got {log_every!r}")
     model.train()
     scaler = scaler or make_scaler(device, "none")
     sums = (torch.zeros(3, dtype=torch.float64, device=device) if sums is None
             else sums.to(device, torch.float64).clone())
-    batches = progress.batches(loader, epoch) if progress else loader
+    watch, batches = _Watch(device), progress.batches(loader, epoch) if progress else loader
     n_steps, skipped, stopped_at = start_step + len(loader), 0, None
     for i, (x, y) in enumerate(batches, start_step):
         x, y = _to_device(x, y, device, channels_last)
@@ -320,23 +385,23 @@ def train_one_epoch(model: nn.Module, # the model to train (possibly DDP/compile
             logits = model(x)                                                           # forward
             loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)   # loss
         gnorm = _backward_and_clip(loss, model, optimizer, scaler, clip_grad)   # backward, clip
-        ok = torch.isfinite(loss.detach())
-        if not scaler.is_enabled(): ok = ok & torch.isfinite(gnorm)
-        bad, want_stop = agree_on_step(~ok, bool(stop()) if stop else False, di)
-        if bad:
-            _refuse_step(loss, gnorm, on_nan, f"epoch {epoch + 1}, step {i + 1}/{n_steps}")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler.is_enabled(): scaler.update()
-            skipped += 1
-        else:
-            scaler.step(optimizer); scaler.update()                                      # step
-            with torch.no_grad(): sums += _batch_sums(loss.detach().double() * len(y), logits, y)
-        if progress: progress.step(i - start_step, loss.detach(), (i - start_step + 1) * len(y))
+        bad = _nonfinite(loss.detach(), gnorm, scaler, di)          # on the device, every process
+        _step_or_skip(optimizer, scaler, bad)                                  # step (or skip it)
+        with torch.no_grad(): watch.add(i + 1, _batch_sums(loss.detach() * len(y), logits, y),
+                                        bad, loss.detach(), gnorm)
+        k, shown = i - start_step + 1, None   # steps done in this call
+        due = k % log_every == 0 or i + 1 == n_steps
+        want_stop = bool(stop()) if stop and (due or not di.enabled) else False   # a host flag
+        if di.enabled and due: want_stop = agree_on_step(watch.bad[0], want_stop, di)[1]
+        if due or want_stop:
+            shown, n_bad = _check(watch, sums, step=i + 1, n_steps=n_steps, epoch=epoch,
+                                  on_nan=on_nan)
+            skipped += n_bad
+        if progress: progress.step(k - 1, k * len(y), shown)
         if want_stop and i + 1 < n_steps: stopped_at = i + 1; break
     all_reduce_sum(sums, di)   # over processes: a checkpoint of rank 0 holds the whole job's
-    n = sums[2].item()
-    return {"loss": (sums[0] / n).item() if n else math.nan,
-            "acc": (sums[1] / n).item() if n else math.nan,
+    loss_sum, correct, n = sums.tolist()
+    return {"loss": loss_sum / n if n else math.nan, "acc": correct / n if n else math.nan,
             "sums": sums, "skipped": skipped, "stopped_at": stopped_at, "steps": n_steps}
 
 # %% ../../nbs/09_train.ipynb #376d2791
