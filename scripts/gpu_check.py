@@ -3,7 +3,9 @@
     python scripts/gpu_check.py --device cuda --out gpu_check.json
 
 For every LeCT model it checks, on `--device`:
-- fused attention == paper-literal attention (float32, eval, same weights), max |diff| <= 1e-5;
+- fused attention == paper-literal attention (float32 without TF32, eval, same weights): max |diff| relative to
+  the largest logit <= 1e-4 (a fixed 1e-5 fails on CUDA: 1.48e-5 measured for lect_cifar on an H200; a wrong
+  attention gives differences of the logits' own size);
 - a float32 training step: finite loss, a finite gradient for every parameter;
 - the same step with tensors rebuilt in backward (the speed layer's `rebuild` part) and stored: max |grad diff| <= 1e-4;
 - bf16 autocast (and fp16 with a GradScaler on CUDA): forward + backward, finite gradients;
@@ -18,7 +20,13 @@ import torch.nn.functional as F
 from lect_nb.api import create_model, list_models
 from lect_nb.speed.fast import accelerate
 
+REL_TOL = 1e-4   # fused vs paper-literal attention, relative to the largest logit
+
 def _max_diff(a, b): return (a.float() - b.float()).abs().max().item()
+
+def _rel_diff(a, b):
+    "max |a - b| over max |b|: the difference in units of the output's own size."
+    return _max_diff(a, b) / max(b.float().abs().max().item(), 1e-30)
 
 def _finite_grads(m):
     "Names of parameters whose gradient is missing or not finite."
@@ -38,6 +46,7 @@ def check_model(name: str, device: str, backend: str, compile_: bool) -> dict:
         m.set_attn_impl("fused")
         cl = m(x.contiguous(memory_format=torch.channels_last))
     r["fused_vs_reference"] = _max_diff(fused, ref)
+    r["fused_vs_reference_rel"] = _rel_diff(fused, ref)
     r["channels_last_vs_contiguous"] = _max_diff(cl, fused)
     m.train()
     loss = F.cross_entropy(m(x), y); loss.backward()
@@ -64,7 +73,7 @@ def check_model(name: str, device: str, backend: str, compile_: bool) -> dict:
         cm = torch.compile(m, backend=backend, fullgraph=True)
         with torch.no_grad(): out = cm(x)
         r["compile_s"], r["compiled_vs_eager"] = time.perf_counter() - t, _max_diff(out, eager)
-    r["ok"] = (r["fused_vs_reference"] <= 1e-5 and r["channels_last_vs_contiguous"] <= 1e-4
+    r["ok"] = (r["fused_vs_reference_rel"] <= REL_TOL and r["channels_last_vs_contiguous"] <= 1e-4
                and r["rebuild_vs_stored"] <= 1e-4     # (CUDA's interpolation backward adds atomically)
                and all(not r[f"{t}_bad_grads"] and math.isfinite(r[f"{t}_loss"]) for t in ["fp32"] + [a for a, _ in amps])
                and (not compile_ or r["compiled_vs_eager"] <= 1e-3))
@@ -85,10 +94,14 @@ def main(argv=None):
                name=torch.cuda.get_device_name(0) if a.device.startswith("cuda") else "cpu")
     print(json.dumps(env), flush=True)
     rows = [env]
+    from lect_nb.training.runs import backend_flags, set_backend_flags, set_precision
+    saved = backend_flags()
+    set_precision(False, False)   # full float32: TF32 convolutions would be measured, not the attention
     for n in models:
         try: r = check_model(n, a.device, a.backend, not a.no_compile)
         except Exception as e: r = dict(check="model", model=n, ok=False, error=f"{type(e).__name__}: {e}", tb=traceback.format_exc()[-2000:])
         print(json.dumps(r), flush=True); rows.append(r)
+    set_backend_flags(saved)
     if a.out:
         with open(a.out, "w") as f: json.dump(rows, f, indent=1)
     return 0 if all(r.get("ok", True) for r in rows) else 1

@@ -1,81 +1,74 @@
 #!/usr/bin/env bash
-# The GPU measurements of notebook 13a_gpu, in one run of at most 8 minutes on one GPU, without internet:
-#   1. scripts/gpu_check.py (correctness of the GPU code paths, no compile: the sweep compiles)
-#   2. lect-sweep speed (batch x fp32/bf16 x compile mode x channels_last; lect@224, resnet, lect_cifar@32)
-#   3. a timed 1-epoch lect-train of lect at 224 on Fashion-MNIST (CUDA defaults, transforms on the GPU)
-#   4. lect-sweep table2 (Table 2's models on Fashion-MNIST at 32x32), as far as the time left allows
-# Everything goes to nbs/results/gpu_<date>/ (log.txt holds each step's output and exit status).
+# The GPU measurements of notebook 13a_gpu, one command of at most 10 minutes on one GPU, without network:
 #
-# usage: scripts/gpu_run.sh [--dry-run] [--out DIR] [--fashion-dir DIR]
-#   --fashion-dir  the four .gz idx files of Fashion-MNIST (default: data/fashion-mnist, then Debian's
-#                  /usr/share/datasets/fashion-mnist)
-#   --dry-run      the same steps, tiny, on the CPU (a few models, a few images, the eager compile backend);
-#                  without --fashion-dir it writes a small idx directory from the embedded sample
+#   python3 scripts/prepare_gpu_data.py        # once, where Debian's dataset-fashion-mnist is installed
+#   OUT=/path/to/results bash scripts/gpu_run.sh   # on the GPU machine, with data/fashion-mnist carried along
+#
+# Needs only python3, PyTorch 2.11+, torchvision and numpy (fastprogress is optional). A preflight stops in
+# seconds naming what is missing. Then steps, each with its own time limit, each writing its rows to
+# $OUT/rows.jsonl as they exist and rebuilding $OUT/summary.json after it ends (scripts/gpu_steps.py):
+#   check     fused vs paper-literal attention and the training paths of every LeCT model (relative tolerance)
+#   bench     lect at 224, batch 64 and 128: fp32 / TF32 / bf16 x contiguous / channels_last, eager:
+#             model-only and full lect-train images/s (augmentation on the GPU), peak memory
+#   resume    SIGTERM after 20 s, --resume, compared with an uninterrupted run
+#   epoch     one epoch of lect-train on the full Fashion-MNIST at 224 in bf16: images/s, accuracy
+#   profile   torch.profiler table of one training step
+#   compiled  each compiled point in its own process, with the time that is left
+# At the end $OUT holds summary.json, rows.jsonl, log.txt and results.tar.gz (the rest, no checkpoints).
+#
+# usage: OUT=DIR bash scripts/gpu_run.sh [--dry-run]
+#   --dry-run  the same steps on the CPU at tiny sizes (the eager compile backend), in a minute or two; the tests run it
 set -u
 cd "$(dirname "$0")/.." || exit 2
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-DRY=0; OUT=""; FASHION=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --dry-run) DRY=1 ;;
-    --out) OUT="$2"; shift ;;
-    --fashion-dir) FASHION="$2"; shift ;;
-    *) echo "gpu_run.sh: unknown argument $1" >&2; exit 2 ;;
+DRY=""
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) DRY="--dry-run" ;;
+    *) echo "gpu_run.sh: unknown argument $arg (usage: OUT=DIR bash scripts/gpu_run.sh [--dry-run])" >&2; exit 2 ;;
   esac
-  shift
 done
-START=$(date +%s)
-TOTAL=470                                   # seconds for all steps (8 minutes, less start-up margin)
-OUT=${OUT:-nbs/results/gpu_$(date -u +%Y%m%d-%H%M)}
+[ -n "${OUT:-}" ] || { echo "gpu_run.sh: set OUT to the results folder: OUT=DIR bash scripts/gpu_run.sh" >&2; exit 2; }
+for tool in timeout tar; do
+  command -v $tool >/dev/null || { echo "gpu_run.sh: missing: the $tool command" >&2; exit 2; }
+done
+PY=${PYTHON:-python3}
+command -v "$PY" >/dev/null || { echo "gpu_run.sh: missing: $PY (set PYTHON to the interpreter)" >&2; exit 2; }
 mkdir -p "$OUT" || exit 2
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_run.XXXXXX") || exit 2
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 LOG="$OUT/log.txt"
-PY=${PYTHON:-python}
-SWEEP=("$PY" -c "import sys; from lect_nb.studies.gpu import main; sys.exit(main())")      # lect-sweep
-TRAIN=("$PY" -c "import sys; from lect_nb.training.cli import main; sys.exit(main())")      # lect-train
-if [ -z "$FASHION" ]; then
-  for d in data/fashion-mnist /usr/share/datasets/fashion-mnist; do
-    [ -f "$d/train-images-idx3-ubyte.gz" ] && { FASHION=$d; break; }
-  done
-fi
-if [ -z "$FASHION" ] && [ $DRY = 1 ]; then
-  FASHION="$OUT/fashion-mnist-sample"
-  $PY -c "from lect_nb.studies.gpu import write_fashion_idx; write_fashion_idx('$FASHION', 128, 64)" || exit 2
-fi
-[ -n "$FASHION" ] || { echo "gpu_run.sh: no Fashion-MNIST idx files; give --fashion-dir" | tee -a "$LOG" >&2; }
+START=$(date +%s)
+TOTAL=${GPU_RUN_SECONDS:-540}          # all steps; packing follows (the machine allows 600)
+S=("$PY" scripts/gpu_steps.py --out "$OUT" --work "$WORK" $DRY)
 
 left() { echo $(( TOTAL - ($(date +%s) - START) )); }
-step() {   # step NAME SECONDS CMD...: run CMD with a time limit, its output and status in the log
+step() {   # step NAME LIMIT ARGS...: gpu_steps.py ARGS with a time limit; status row and summary after it
   local name=$1 limit=$2; shift 2
   local l; l=$(left)
   [ "$limit" -gt "$l" ] && limit=$l
-  if [ "$limit" -le 5 ]; then echo "=== $name: not run (time budget)" | tee -a "$LOG"; return; fi
-  echo "=== $name ($(date -u +%H:%M:%S), limit ${limit}s): $*" | tee -a "$LOG"
-  local t0; t0=$(date +%s)
-  timeout --kill-after=10 "$limit" "$@" >>"$LOG" 2>&1
-  echo "rc=$? seconds=$(( $(date +%s) - t0 ))" | tee -a "$LOG"
+  if [ "$limit" -le 10 ]; then echo "=== $name: not run (time budget)" | tee -a "$LOG"; return; fi
+  echo "=== $name ($(date -u +%H:%M:%S), limit ${limit}s)" | tee -a "$LOG"
+  local t0 rc; t0=$(date +%s)
+  timeout --kill-after=10 "$limit" "${S[@]}" "$@" >>"$LOG" 2>&1; rc=$?
+  echo "rc=$rc seconds=$(( $(date +%s) - t0 ))" | tee -a "$LOG"
+  "${S[@]}" summary "$name:$rc:$(( $(date +%s) - t0 ))" >/dev/null 2>>"$LOG"
 }
 
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || echo "no nvidia-smi";
-  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } >>"$LOG" 2>&1
-
-if [ $DRY = 1 ]; then
-  step gpu_check 120 $PY scripts/gpu_check.py --device cpu --models lect_cifar --no-compile \
-       --out "$OUT/gpu_check.json"
-  step sweep 120 "${SWEEP[@]}" speed --device cpu --out "$OUT" --models lect_cifar:32 resnet:32 \
-       --batches 2 --compile-batches 2 --precisions fp32 --compile-modes default --backend eager \
-       --steps 1 --warmup 1 --budget 60
-  step train224 120 "${TRAIN[@]}" --model lect_cifar --dataset fashion_mnist --data-dir "$FASHION" \
-       --img-size 64 --epochs 1 --batch-size 16 --limit-train 32 --limit-val 16 --device cpu \
-       --gpu-augment on --out "$OUT/train224"
-  step table2 240 "${SWEEP[@]}" table2 --data-dir "$FASHION" --out "$OUT/fashion_table2.json" \
-       --models resnet lect_v3 --epochs 1 --batch-size 16 --limit-train 16 --limit-val 16 --device cpu
+"${S[@]}" preflight 2>&1 | tee -a "$LOG"
+[ "${PIPESTATUS[0]}" = 0 ] || { echo "gpu_run.sh: preflight failed; nothing was run" >&2; exit 2; }
+"${S[@]}" summary >/dev/null
+if [ -n "$DRY" ]; then
+  step check 60 check; step bench 120 bench; step resume 120 resume; step epoch 60 epoch
+  step profile 60 profile; step compiled:fp32:2:default 120 compiled fp32:2:default
 else
-  step gpu_check 75 $PY scripts/gpu_check.py --device cuda --no-compile --out "$OUT/gpu_check.json"
-  step sweep 230 "${SWEEP[@]}" speed --device cuda --out "$OUT" --budget 190
-  step train224 100 "${TRAIN[@]}" --model lect --dataset fashion_mnist --data-dir "$FASHION" \
-       --img-size 224 --epochs 1 --device cuda --workers 4 --out "$OUT/train224"
-  T2=$(( $(left) - 15 ))
-  step table2 "$(left)" "${SWEEP[@]}" table2 --data-dir "$FASHION" --out "$OUT/fashion_table2.json" \
-       --epochs 2 --device cuda --budget "$T2"
+  step check 60 check; step bench 170 bench; step resume 90 resume; step epoch 100 epoch
+  step profile 40 profile
+  for p in bf16:64:default bf16:64:reduce-overhead bf16:128:default fp32:64:default; do
+    step "compiled:$p" 150 compiled "$p"
+  done
 fi
-echo "=== done in $(( $(date +%s) - START ))s; results in $OUT" | tee -a "$LOG"
+echo "=== done in $(( $(date +%s) - START ))s; packing" | tee -a "$LOG"
+tar -czf "$OUT/results.tar.gz" --exclude='*.pt' -C "$WORK" . 2>>"$LOG"
+rm -rf "$WORK"
+"${S[@]}" summary >/dev/null
+echo "results in $OUT: $(ls "$OUT" | tr '\n' ' ')"

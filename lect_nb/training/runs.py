@@ -28,8 +28,9 @@ from .loop import (AMP_DTYPES, DistInfo, Progress, ShardSampler, autocast_for,
 # %% auto #0
 __all__ = ['RUN_FILES', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'restore_checkpoint',
            'resolve_device', 'check_config', 'check_model_input', 'check_out_dir', 'device_defaults', 'sample_seed',
-           'SeededDataset', 'EpochSampler', 'Interrupts', 'TrainingInterrupted', 'set_deterministic', 'follow_schedule',
-           'split_train_val', 'run', 'TrainConfig', 'DEVICE_DEFAULTS', 'IN_MEMORY_DATASETS']
+           'SeededDataset', 'EpochSampler', 'Interrupts', 'TrainingInterrupted', 'set_deterministic', 'backend_flags',
+           'set_backend_flags', 'set_precision', 'follow_schedule', 'split_train_val', 'run', 'TrainConfig',
+           'DEVICE_DEFAULTS', 'IN_MEMORY_DATASETS']
 
 # %% ../../nbs/09b_runs.ipynb #4324ed19
 _all_ = ["TrainConfig", "DEVICE_DEFAULTS", "IN_MEMORY_DATASETS"]   # defined in lect_nb.training.settings
@@ -44,12 +45,21 @@ def rng_state() -> dict:
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 # %% ../../nbs/09b_runs.ipynb #35e73f79
-def set_rng_state(s: dict):
-    "Restore what `rng_state` returned."
-    random.setstate(s["python"]); torch.set_rng_state(s["torch"])
+def _cpu_bytes(t) -> torch.Tensor:
+    "A generator state as the setters take it: a uint8 tensor on the CPU, wherever it was loaded."
+    return torch.as_tensor(t).to("cpu", torch.uint8)
+
+def set_rng_state(s: dict, # what `rng_state` returned (loaded anywhere)
+                  cuda: bool | None = None, # restore the CUDA generators (None: if CUDA is available)
+                 ):
+    ("Restore what `rng_state` returned: CPU states as CPU byte tensors, the CUDA generators through "
+     "`torch.cuda.set_rng_state`, one per device this process sees, only when `cuda`.")
+    random.setstate(s["python"]); torch.set_rng_state(_cpu_bytes(s["torch"]))
     name, keys, pos, has_gauss, cached = s["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if s["cuda"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
+    if cuda is None: cuda = torch.cuda.is_available()
+    for i, st in enumerate(s["cuda"][:torch.cuda.device_count()] if cuda else []):
+        torch.cuda.set_rng_state(_cpu_bytes(st), i)
 
 # %% ../../nbs/09b_runs.ipynb #003f25b1
 def save_checkpoint(path: str | Path, # destination
@@ -326,6 +336,34 @@ def set_deterministic(warn_only: bool = True, # ops without a deterministic kern
     torch.backends.cudnn.deterministic = True
     torch.use_deterministic_algorithms(True, warn_only=warn_only)
 
+# %% ../../nbs/09b_runs.ipynb #5e7c1a90
+def _fp32_switches() -> list:
+    ("(object, attribute, TF32 value, full-float32 value) of the switches for float32 matrix products "
+     "and convolutions: `fp32_precision` where torch has it, else the older `allow_tf32`.")
+    b = torch.backends
+    if hasattr(b.cuda.matmul, "fp32_precision") and hasattr(b.cudnn, "conv"):
+        return [(b.cuda.matmul, "fp32_precision", "tf32", "ieee"),
+                (b.cudnn.conv, "fp32_precision", "tf32", "ieee")]
+    return [(b.cuda.matmul, "allow_tf32", True, False), (b.cudnn, "allow_tf32", True, False)]
+
+def backend_flags() -> list:
+    "The process's TF32 and cuDNN-benchmark switches now, as (object, attribute, value) triples."
+    return ([(o, a, getattr(o, a)) for o, a, _, _ in _fp32_switches()]
+            + [(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)])
+
+def set_backend_flags(flags: list, # what `backend_flags` returned
+                     ):
+    "Put the switches back as `backend_flags` found them."
+    for o, a, v in flags: setattr(o, a, v)
+
+def set_precision(tf32: bool, # TF32 tensor cores for float32 matrix products and convolutions
+                  cudnn_benchmark: bool, # cuDNN times its algorithms and keeps the fastest
+                 ):
+    ("A run's precision, chosen, not inherited: TF32 on or off for both float32 matrix products and "
+     "convolutions (PyTorch's defaults differ between them), and cuDNN's benchmark mode.")
+    for o, a, on, off in _fp32_switches(): setattr(o, a, on if tf32 else off)
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+
 # %% ../../nbs/09b_runs.ipynb #09b19014
 def follow_schedule(sched: torch.optim.lr_scheduler.LambdaLR, # restored from a checkpoint
                     epochs: int, # the run's length from now on
@@ -376,9 +414,10 @@ def _seed_worker(worker_id: int):
     s = torch.initial_seed() % 2**32
     np.random.seed(s); random.seed(s)
 
-def _default_out(cfg: TrainConfig, di: DistInfo) -> str:
+def _default_out(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> str:
     stamp = [datetime.now().strftime("%Y%m%d-%H%M%S")]
-    if di.enabled: dist.broadcast_object_list(stamp, src=0)  # every process must agree on the name
+    if di.enabled:  # every process must agree on the name; NCCL sends it from this process's GPU
+        dist.broadcast_object_list(stamp, src=0, device=dev if dev.type == "cuda" else None)
     return str(Path("runs") / f"{cfg.model}-{cfg.dataset}-{stamp[0]}")
 
 def _resume_command(out: Path, di: DistInfo) -> str:
@@ -406,7 +445,7 @@ def _settle_config(cfg: TrainConfig, *, out: Path, dev: torch.device, di: DistIn
      "sessions), checked and decided for the device; and whether `lr` is the model's default.")
     if cfg.resume:
         check_out_dir(out, True)
-        keep = {k: getattr(cfg, k) for k in ("device", "workers", "plain")}   # plain: the same function
+        keep = {k: getattr(cfg, k) for k in ("device", "workers", "plain", "log_every")}   # plain: the same function
         if cfg.epochs is not None: keep["epochs"] = cfg.epochs
         cfg = TrainConfig(**{**_read_saved_config(out), **keep, "out": str(out), "resume": True})
     lr_is_default = cfg.lr is None
@@ -481,8 +520,10 @@ def _loaders(cfg: TrainConfig, *, splits: dict, info, dev: torch.device, di: Dis
                   worker_init_fn=_seed_worker, persistent_workers=cfg.workers > 0, generator=gen)
         ev = lambda ds: DataLoader(ds, max(per_proc, 128),
                                    sampler=ShardSampler(len(ds), di.rank, di.world), **kw)
+        # equal batches (static shapes: one compiled graph, a CUDA graph): the last partial batch
+        # of an epoch is dropped, other images in each epoch's shuffle; kept if it is the only one
         batches = (DataLoader(SeededDataset(splits["train"], cfg.seed), per_proc, sampler=sampler,
-                              **kw), ev(splits["test"]),
+                              drop_last=len(sampler) >= per_proc, **kw), ev(splits["test"]),
                    ev(splits["val"]) if splits["val"] is not None else None)
     train, test, val = batches
     return _Loaders(train=train, sampler=sampler, gen=gen, per_proc=per_proc, test=test, val=val)
@@ -513,8 +554,16 @@ def _wrapped(cfg: TrainConfig, model: nn.Module, *, dev: torch.device, di: DistI
     if di.enabled:
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    if cfg.compile: train_model = torch.compile(train_model)
-    return train_model, torch.compile(model) if cfg.compile else model
+    if not cfg.compile: return train_model, model
+    return _compiled(cfg, train_model), _compiled(cfg, model)
+
+def _compiled(cfg: TrainConfig, model: nn.Module) -> nn.Module:
+    "`model` in `torch.compile` with the run's backend and mode; a backend torch does not know is refused."
+    if cfg.compile_backend not in torch.compiler.list_backends(exclude_tags=()):
+        _fail(f"unknown compile backend {cfg.compile_backend!r}; known: "
+              f"{', '.join(torch.compiler.list_backends(exclude_tags=()))}")
+    kw = {} if cfg.compile_mode == "default" else {"mode": cfg.compile_mode}
+    return torch.compile(model, backend=cfg.compile_backend, **kw)
 
 @dataclass
 class _History:
@@ -532,7 +581,7 @@ def _resume(cfg: TrainConfig, parts: _Parts, *, out: Path, dev: torch.device,
     "A new run's empty history, or a resumed run's from its last.pt, loaded into `parts`."
     if not cfg.resume: return _History(saved_epochs=cfg.epochs)
     ck_path = out / "last.pt"
-    ck = load_checkpoint(ck_path, map_location=dev)
+    ck = load_checkpoint(ck_path)   # on the CPU: each state goes to its place below
     restore_checkpoint(ck, ck_path, cfg.model, model=parts.model, optimizer=parts.opt,
                        scheduler=parts.sched, scaler=parts.scaler)
     h = _History(epoch=ck["epoch"], step=ck.get("step", 0),   # step > 0: saved inside an epoch
@@ -540,7 +589,7 @@ def _resume(cfg: TrainConfig, parts: _Parts, *, out: Path, dev: torch.device,
                  metrics=list(ck["metrics"]), saved_epochs=ck["config"].get("epochs", cfg.epochs))
     follow_schedule(sched=parts.sched, epochs=cfg.epochs, saved_epochs=h.saved_epochs,
                     done=h.epoch, step=h.step)   # an extended run: the new schedule
-    set_rng_state(ck["rng"])
+    set_rng_state(ck["rng"], cuda=dev.type == "cuda")
     return h
 
 # %% ../../nbs/09b_runs.ipynb #d1b53faf
@@ -615,7 +664,8 @@ def _epoch(cfg: TrainConfig, parts: _Parts, history: _History, *, epoch: int, lo
     tr = train_one_epoch(parts.train_model, loaders.train, parts.opt, dev, scaler=parts.scaler,
                          amp=cfg.amp, clip_grad=cfg.clip_grad, label_smoothing=cfg.label_smoothing,
                          channels_last=cfg.channels_last, di=di, progress=bar, epoch=epoch,
-                         on_nan=cfg.on_nan, stop=stop, start_step=skip, sums=sums0)
+                         on_nan=cfg.on_nan, stop=stop, start_step=skip, sums=sums0,
+                         log_every=cfg.log_every)
     if tr["stopped_at"] is not None:  # an interrupt inside the epoch: save where we are, leave
         if di.main:
             save_checkpoint(out / "last.pt", _state(cfg, parts, history, epoch,
@@ -655,8 +705,9 @@ def _result(cfg: TrainConfig, history: _History, *, out: Path, seconds: float, s
 def _run(cfg: TrainConfig, *, dev: torch.device, di: DistInfo, show: bool, t_start: float,
          stop: Interrupts, cli: bool) -> dict:
     "A run, step by step: settings, data, model, loaders, optimiser, resume, start line, epochs."
-    out = Path(cfg.out or _default_out(cfg, di))
+    out = Path(cfg.out or _default_out(cfg, di, dev))
     cfg, lr_is_default = _settle_config(cfg, out=out, dev=dev, di=di, cli=cli)
+    set_precision(cfg.tf32, cfg.cudnn_benchmark and not cfg.deterministic)   # `run` restores them
     # --- everything below until the first write may still fail; nothing is on disk yet
     train_ds, test_ds, val_ds, info = _datasets(cfg, cli=cli)
     model = _build_model(cfg, info)
@@ -696,9 +747,10 @@ def run(cfg: TrainConfig, # the settings
      "the metrics.")
     t_start = time.time()
     dev = resolve_device(cfg.device, DistInfo(local_rank=int(os.environ.get("LOCAL_RANK", 0))))
-    di = init_distributed(dev)
+    di, saved = init_distributed(dev), backend_flags()   # the process's switches, restored after
     try:
         with Interrupts() as stop:
             return _run(cfg, dev=dev, di=di, show=progress, t_start=t_start, stop=stop, cli=cli)
     finally:
+        set_backend_flags(saved)
         if di.enabled and dist.is_initialized(): dist.destroy_process_group()

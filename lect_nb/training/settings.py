@@ -84,6 +84,19 @@ class TrainConfig:
     compile: bool | None = setting(
         None, "wrap the model in torch.compile", _per_device("compile"), switch="both",
         no_doc="run the model eagerly, whatever the device's default")
+    compile_mode: str = setting(
+        "default", "the torch.compile mode when `compile` is on: default, reduce-overhead (CUDA "
+        "graphs), max-autotune, max-autotune-no-cudagraphs",
+        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
+    compile_backend: str = setting(
+        "inductor", "the torch.compile backend when `compile` is on (aot_eager: compiled graphs "
+        "without generated code, as the CPU tests use)", metavar="NAME")
+    tf32: bool = setting(
+        False, "CUDA: TF32 tensor cores for float32 matrix products and convolutions (set for the "
+        "run, restored after it); off: full float32", switch="on")
+    cudnn_benchmark: bool = setting(
+        False, "CUDA: let cuDNN time its convolution algorithms on the first batches and keep the "
+        "fastest (set for the run, restored after it)", switch="on")
     gpu_augment: str = setting(
         "auto", "on: transform (pad, crop, flip, RandAugment, resize) whole batches on the device; "
         "off: each image in PIL", "on for CUDA with a dataset held in memory, off otherwise",
@@ -106,6 +119,10 @@ class TrainConfig:
         "best.pt is chosen on the test split as in the report", check="fraction", metavar="F")
     on_nan: str = setting("stop", "a NaN/Inf loss or gradient norm: stop the run, or skip the step "
                           "and go on", choices=("stop", "skip"))
+    log_every: int = setting(
+        50, "steps between logging points, the only times a step reads values back from the device: "
+        "the loss shown (a line in a log file), the `on_nan` check and, with several processes, the "
+        "stop agreement", check="positive_int", metavar="N")
     deterministic: bool = setting(
         False, "CUDA: deterministic cuDNN/cuBLAS kernels and torch.use_deterministic_algorithms "
         "(warn_only); slower", switch="on")
