@@ -24,3 +24,12 @@ def test_gpu_check_reports_failures():
     r = gc.check_model("lect_cifar", "cpu", "eager", compile_=False)
     assert r["ok"] and "compiled_vs_eager" not in r
     assert gc._finite_grads(__import__("torch").nn.Linear(2, 2)) == ["weight", "bias"]   # no gradient yet: reported
+
+def test_gpu_check_tolerance_is_relative():
+    "The H200's 1.48e-5 on lect_cifar passes on logits of size ~1; the same difference on logits of 1e-3 does not."
+    import torch
+    gc = _load()
+    ref = torch.tensor([1.0, -0.5, 0.25])
+    assert gc._rel_diff(ref + torch.tensor([1.48e-5, 0, 0]), ref) <= gc.REL_TOL
+    assert gc._rel_diff(1e-3 * ref + torch.tensor([1.48e-5, 0, 0]), 1e-3 * ref) > gc.REL_TOL
+    assert gc._rel_diff(100 * ref, 100 * ref) == 0.

@@ -126,17 +126,38 @@ def test_table2_models_build_at_32_with_one_channel(name):
     m = create_model(name, num_classes=10, img_size=32, in_chans=1).eval()
     with torch.no_grad(): assert m(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
 
+SUMMARY_KEYS = {"environment", "steps", "check", "bench", "compiled", "resume", "epoch", "profile"}
+
 def test_gpu_run_dry_run(tmp_path):
-    fm = write_fashion_idx(tmp_path / "fm", 64, 32)
+    "scripts/gpu_run.sh --dry-run: every step on the CPU; OUT ends with at most 8 files, a summary and a tarball."
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run(["bash", str(ROOT / "scripts/gpu_run.sh"), "--dry-run", "--out", str(out), "--fashion-dir", str(fm)],
-                       capture_output=True, text=True, timeout=600, env=env)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OUT": str(out), "TMPDIR": str(tmp_path)}
+    r = subprocess.run(["bash", str(ROOT / "scripts/gpu_run.sh"), "--dry-run"], capture_output=True, text=True,
+                       timeout=1500, env=env)
     log = (out / "log.txt").read_text()
-    assert r.returncode == 0 and log.count("rc=0") == 4, log[-3000:]
-    sweep = json.loads((out / "sweep.json").read_text())
-    assert {row["status"] for row in sweep["rows"]} == {"ok"} and (out / "sweep_lect_cifar_32.png").is_file()
-    rec = json.loads((out / "train224" / "metrics.jsonl").read_text())
-    assert rec["train_images_per_s"] > 0
-    table = json.loads((out / "fashion_table2.json").read_text())
-    assert [t["model"] for t in table] == ["resnet", "lect_v3"] and all(t["status"] == "ok" for t in table)
+    assert r.returncode == 0, log[-3000:]
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["log.txt", "results.tar.gz", "rows.jsonl", "summary.json"] and all(p.is_file() for p in out.iterdir())
+    s = json.loads((out / "summary.json").read_text())
+    assert set(s) == SUMMARY_KEYS and s["environment"]["dry_run"] is True
+    assert [(st["name"], st["rc"]) for st in s["steps"]] == [
+        ("check", 0), ("bench", 0), ("resume", 0), ("epoch", 0), ("profile", 0), ("compiled:fp32:2:default", 0)], log[-3000:]
+    assert all(c["ok"] for c in s["check"]) and [c["model"] for c in s["check"]] == ["lect_cifar"]
+    assert [(b["precision"], b["channels_last"], b["status"]) for b in s["bench"]] == [("fp32", False, "ok"), ("bf16", True, "ok")]
+    assert all(b["model_images_per_s"] > 0 and b["lect_train_images_per_s"] > 0 for b in s["bench"] + s["compiled"])
+    assert s["compiled"][0]["compile"] == "default" and s["compiled"][0]["status"] == "ok"
+    assert s["resume"]["interrupted"] and s["resume"]["identical"] and s["resume"]["epochs"] == 3
+    assert s["epoch"]["rc"] == 0 and 0 <= s["epoch"]["test_acc"] <= 1 and s["profile"]["top"]
+    names = subprocess.run(["tar", "tzf", str(out / "results.tar.gz")], capture_output=True, text=True).stdout.split()
+    assert "./profile.txt" in names and not [n for n in names if n.endswith(".pt")]
+    assert not list(tmp_path.glob("gpu_run.*"))        # the scratch folder is gone
+
+def test_gpu_run_preflight_names_what_is_missing(tmp_path):
+    "On a machine without CUDA (and, here, without data/fashion-mnist when it is not prepared) it stops in seconds."
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OUT": str(tmp_path / "out")}
+    r = subprocess.run(["bash", str(ROOT / "scripts/gpu_run.sh")], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 2 and "missing: a CUDA device" in r.stderr and "nothing was run" in r.stderr, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["log.txt"]
+    r = subprocess.run(["bash", str(ROOT / "scripts/gpu_run.sh")], capture_output=True, text=True, timeout=60,
+                       env={**env, "OUT": ""})
+    assert r.returncode == 2 and "set OUT" in r.stderr

@@ -140,3 +140,16 @@ def test_log_file_gets_whole_lines_every_log_every_steps():
     assert "\r" not in s.getvalue() and lines[-1] == ""
     assert [l.split("  ")[1] for l in lines[:-2]] == ["step 2/7", "step 4/7", "step 6/7"]
     assert all("loss " in l and l.endswith("img/s") for l in lines[:-2]) and lines[-2].startswith("epoch 1/1  train_loss")
+
+def test_fastprogress_is_optional(monkeypatch):
+    "Without fastprogress (the GPU machines have none) a notebook gets the plain lines; with it, its bars."
+    import sys
+    from lect_nb.training import loop
+    monkeypatch.setitem(sys.modules, "fastprogress", None)            # `import fastprogress...` now fails
+    monkeypatch.setitem(sys.modules, "fastprogress.fastprogress", None)
+    assert loop._in_notebook() is False
+    s = File()
+    p = Progress(1, stream=s)
+    assert p.notebook is False and list(p.epoch_iter(0)) == [0]
+    for i in p.batches(range(2), 0): p.step(i, 4 * (i + 1), loss=2.0)
+    assert s.getvalue().startswith("epoch 1/1  step 1/2  loss 2.0000")
