@@ -89,7 +89,7 @@ def test_precision_switches_set_for_the_run_recorded_and_restored(tmp_path, monk
     on = [v for _, _, v, _ in runs._fp32_switches()] + [True]
     assert during == [on] and runs.backend_flags() == before
     cfg = json.loads((out / "config.json").read_text())
-    assert (cfg["tf32"], cfg["cudnn_benchmark"], cfg["compile_mode"], cfg["log_every"]) == (True, True, "default", 50)
+    assert (cfg["tf32"], cfg["cudnn_benchmark"], cfg["compile_mode"], cfg["log_every"]) == (True, True, None, 50)
 
 def test_compile_with_a_mode_and_backend_on_the_cpu(tmp_path, monkeypatch):
     compiled, real = [], torch.compile

@@ -562,7 +562,7 @@ def _compiled(cfg: TrainConfig, model: nn.Module) -> nn.Module:
     if cfg.compile_backend not in torch.compiler.list_backends(exclude_tags=()):
         _fail(f"unknown compile backend {cfg.compile_backend!r}; known: "
               f"{', '.join(torch.compiler.list_backends(exclude_tags=()))}")
-    kw = {} if cfg.compile_mode == "default" else {"mode": cfg.compile_mode}
+    kw = {} if cfg.compile_mode in (None, "default") else {"mode": cfg.compile_mode}
     return torch.compile(model, backend=cfg.compile_backend, **kw)
 
 @dataclass

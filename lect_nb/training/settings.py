@@ -84,9 +84,9 @@ class TrainConfig:
     compile: bool | None = setting(
         None, "wrap the model in torch.compile", _per_device("compile"), switch="both",
         no_doc="run the model eagerly, whatever the device's default")
-    compile_mode: str = setting(
-        "default", "the torch.compile mode when `compile` is on: default, reduce-overhead (CUDA "
-        "graphs), max-autotune, max-autotune-no-cudagraphs",
+    compile_mode: str | None = setting(
+        None, "the torch.compile mode when `compile` is on: reduce-overhead (CUDA graphs), "
+        "max-autotune, max-autotune-no-cudagraphs", "torch.compile's own mode",
         choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
     compile_backend: str = setting(
         "inductor", "the torch.compile backend when `compile` is on (aot_eager: compiled graphs "
