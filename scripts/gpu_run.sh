@@ -64,8 +64,8 @@ if [ -n "$DRY" ]; then
   step check 150 check; step bench 200 bench; step resume 300 resume; step epoch 150 epoch
   step profile 150 profile; step compiled:fp32:2:default 240 compiled fp32:2:default
 else
-  step check 60 check; step bench 170 bench; step resume 90 resume; step epoch 100 epoch
-  step profile 40 profile
+  step check 50 check; step bench 140 bench; step resume 110 resume; step epoch 90 epoch
+  step profile 30 profile                     # about 120 s are left for the compiled points
   for p in bf16:64:default bf16:64:reduce-overhead bf16:128:default fp32:64:default; do
     step "compiled:$p" 150 compiled "$p"
   done

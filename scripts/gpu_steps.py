@@ -193,8 +193,8 @@ def resume(a) -> int:
     common = ["--dataset", "fashion_mnist", "--data-dir", str(data), "--device", dev, "--deterministic", "--seed", "0"]
     common += (["--model", "lect_cifar", "--epochs", "3", "--batch-size", "16", "--limit-train", "32",
                 "--limit-val", "16"] if a.dry_run else
-               ["--model", "lect_cifar", "--epochs", "2", "--batch-size", "128", "--limit-train", "30720",
-                "--limit-val", "2048"])
+               ["--model", "lect_cifar", "--epochs", "3", "--batch-size", "128", "--limit-train", "46080",
+                "--limit-val", "2048"])   # long enough that 20 s fall inside it on a fast GPU
     t0, proc = time.time(), subprocess.Popen(lect_train(common + ["--out", str(work / "a")]))
     metrics = work / "a" / "metrics.jsonl"
     while proc.poll() is None and time.time() - t0 < (120 if a.dry_run else 20):

@@ -229,7 +229,8 @@ class Progress:
             if loss is not None: self.mb.child.comment = f"loss {loss:.3f}"; self._graph()
             return
         now = time.time()
-        if self.tty and (now - self.last > 0.5 or loss is not None or last): self._live(i, n_seen, now, last)
+        if self.tty and (now - self.last > 0.5 or loss is not None or last):
+            self._live(i, n_seen, now, last)
         elif not self.tty and loss is not None and not last:   # the epoch's line follows the last step
             self.stream.write(self._line(i, n_seen, now) + "\n"); self.stream.flush()
     def _line(self, i, n_seen, now):
@@ -294,14 +295,14 @@ def _step_or_skip(optimizer, scaler, bad: torch.Tensor):
     elif not bad.item(): optimizer.step()   # waits for the device: not a fused optimizer
 
 # %% ../../nbs/09_train.ipynb #b87f8565
-def agree_on_step(bad: torch.Tensor, # this process's non-finite steps since the last check (a count or bool tensor)
+def agree_on_step(bad: torch.Tensor, # non-finite steps here since the last check (count/bool)
                   want_stop: bool, # this process was asked to stop (an interrupt)
                   di: DistInfo = DistInfo(), # process group position
                  ) -> tuple[bool, bool]: # (any process bad, any process stopping)
     ("The stop/NaN protocol at a check point: every process reports its two flags in one "
      "all-reduce, so all of them raise or stop at the same step and stay in step.")
-    flags = torch.stack([bad.double().reshape(()), torch.full((), float(want_stop), dtype=torch.float64,
-                                                              device=bad.device)])
+    stop = torch.full((), float(want_stop), dtype=torch.float64, device=bad.device)
+    flags = torch.stack([bad.double().reshape(()), stop])
     any_bad, any_stop = (all_reduce_sum(flags, di) > 0).tolist()
     return any_bad, any_stop
 

@@ -351,11 +351,13 @@ def backend_flags() -> list:
     return ([(o, a, getattr(o, a)) for o, a, _, _ in _fp32_switches()]
             + [(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)])
 
+# %% ../../nbs/09b_runs.ipynb #2a50ab30
 def set_backend_flags(flags: list, # what `backend_flags` returned
                      ):
     "Put the switches back as `backend_flags` found them."
     for o, a, v in flags: setattr(o, a, v)
 
+# %% ../../nbs/09b_runs.ipynb #9c2b4da0
 def set_precision(tf32: bool, # TF32 tensor cores for float32 matrix products and convolutions
                   cudnn_benchmark: bool, # cuDNN times its algorithms and keeps the fastest
                  ):
@@ -445,7 +447,8 @@ def _settle_config(cfg: TrainConfig, *, out: Path, dev: torch.device, di: DistIn
      "sessions), checked and decided for the device; and whether `lr` is the model's default.")
     if cfg.resume:
         check_out_dir(out, True)
-        keep = {k: getattr(cfg, k) for k in ("device", "workers", "plain", "log_every")}   # plain: the same function
+        keep = {k: getattr(cfg, k) for k in ("device", "workers", "plain",
+                                             "log_every")}   # plain: the same function
         if cfg.epochs is not None: keep["epochs"] = cfg.epochs
         cfg = TrainConfig(**{**_read_saved_config(out), **keep, "out": str(out), "resume": True})
     lr_is_default = cfg.lr is None
@@ -558,7 +561,8 @@ def _wrapped(cfg: TrainConfig, model: nn.Module, *, dev: torch.device, di: DistI
     return _compiled(cfg, train_model), _compiled(cfg, model)
 
 def _compiled(cfg: TrainConfig, model: nn.Module) -> nn.Module:
-    "`model` in `torch.compile` with the run's backend and mode; a backend torch does not know is refused."
+    ("`model` in `torch.compile` with the run's backend and mode; a backend torch does not know is "
+     "refused.")
     if cfg.compile_backend not in torch.compiler.list_backends(exclude_tags=()):
         _fail(f"unknown compile backend {cfg.compile_backend!r}; known: "
               f"{', '.join(torch.compiler.list_backends(exclude_tags=()))}")
