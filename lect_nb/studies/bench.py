@@ -12,15 +12,14 @@ import torch.nn.functional as F
 from ..api import create_model, list_models
 from ..speed.fast import accelerate
 from ..training.settings import SPEC_OPTIONS
-from .commands import bench_main as main   # the console script: parses before torch loads
 
 # %% auto #0
 __all__ = ['OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'parse_spec', 'build', 'make_step', 'time_interleaved', 'model_step',
            'peak_train_memory_mb', 'ab_processes', 'run_benchmark', 'lemsa_layer_memory', 'op_category',
-           'profile_breakdown', 'bench_command', 'SPEC_OPTIONS', 'main']
+           'profile_breakdown', 'bench_command', 'SPEC_OPTIONS']
 
 # %% ../../nbs/13_benchmark.ipynb #e6984bec
-_all_ = ["SPEC_OPTIONS", "main"]   # defined in lect_nb.training.settings and lect_nb.training.cli
+_all_ = ["SPEC_OPTIONS"]   # defined in lect_nb.training.settings
 
 # %% ../../nbs/13_benchmark.ipynb #e445dc63
 # SPEC_OPTIONS, the option names and what each means, is in lect_nb.training.settings (notebook
@@ -331,7 +330,7 @@ def profile_breakdown(spec: str, # model spec, e.g. "lect" or "lect@nodrop"
                 device=device, total_ms=sum(ms.values()), ms=ms)
 
 # %% ../../nbs/13_benchmark.ipynb #ba6f00db
-def bench_command(a, # the arguments, parsed by `lect_nb.training.cli.bench_parser`
+def bench_command(a, # the arguments, parsed by `lect_nb.studies.commands.bench_parser`
                  ) -> int: # exit status
     "What `lect-bench` does with its parsed arguments: the rows, one JSON object per line."
     def check(flag, specs):

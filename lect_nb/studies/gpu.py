@@ -19,16 +19,15 @@ from ..baselines.related import *   # registers every baseline family
 from .fashion_study import write_idx
 from .reproduce import PAPER_TABLE2 as _REPORT_TABLE2
 from ..training.settings import COMPILE_MODES, PRECISION_NAMES, SWEEP_MODELS, TABLE2_MODELS, plural
-from .commands import sweep_main as main   # the console script: parses before torch loads
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'CIFAR100_RECIPE', 'PAPER_COLUMNS', 'SweepPoint', 'sweep_plan', 'wall_timer', 'measure_point',
            'run_sweep', 'projected_recipe_minutes', 'best_settings', 'summarize', 'plot_sweep', 'write_atomic_json',
            'fashion_table', 'table2_markdown', 'write_fashion_idx', 'sweep_command', 'COMPILE_MODES', 'SWEEP_MODELS',
-           'TABLE2_MODELS', 'main']
+           'TABLE2_MODELS']
 
 # %% ../../nbs/13a_gpu.ipynb #91250b11
-_all_ = ["COMPILE_MODES", "SWEEP_MODELS", "TABLE2_MODELS", "main"]   # from training.settings, .cli
+_all_ = ["COMPILE_MODES", "SWEEP_MODELS", "TABLE2_MODELS"]   # from training.settings
 
 # %% ../../nbs/13a_gpu.ipynb #3edd7718
 # COMPILE_MODES ("none", then the torch.compile modes), SWEEP_MODELS ((name, side) pairs) and
@@ -373,7 +372,7 @@ def write_fashion_idx(root: str | Path, # directory to write the four .gz IDX fi
     return root
 
 # %% ../../nbs/13a_gpu.ipynb #a28ad4cf
-def sweep_command(a, # the arguments, parsed by `lect_nb.training.cli.sweep_parser`
+def sweep_command(a, # the arguments, parsed by `lect_nb.studies.commands.sweep_parser`
                   command: str = "lect-sweep", # the command line, recorded with the rows
                  ) -> int: # exit status
     "What `lect-sweep` does with its parsed arguments: `speed` (the GPU sweep) or `table2`."
