@@ -161,3 +161,39 @@ def test_download_check_finds_archives():
     paths = ["README.md", "pandoc-2.4.tar.gz", "ply-3.11-py2.py3-none-any.whl", "nbs/00_core.ipynb",
              "lect_nb/assets/lect_cifar.fashion_mnist.npz", "data/x.ZIP"]
     assert downloads_in(paths) == ["pandoc-2.4.tar.gz", "ply-3.11-py2.py3-none-any.whl", "data/x.ZIP"]
+
+
+# timm is used through its public API only (`timm.list_models`, `timm.models.is_model`, `register_model`, ...):
+# a private name (`timm.models._registry`, `_model_entrypoints`) may change in any timm release.
+def _private(name: str) -> bool: return any(p.startswith("_") and not p.endswith("__") for p in name.split("."))
+
+def timm_privates(tree: ast.AST) -> list[str]:
+    "The private timm names `tree` imports or reads (`from timm.models._registry import x`, `timm._x`)."
+    found, bound = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "timm":
+            found += [node.module] if _private(node.module) else []
+            found += [f"{node.module}.{a.name}" for a in node.names if _private(a.name)]
+            bound.update(a.asname or a.name for a in node.names)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "timm":
+                    found += [a.name] if _private(a.name) else []
+                    bound.add(a.asname or "timm")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            root = node.value
+            while isinstance(root, ast.Attribute): root = root.value
+            if isinstance(root, ast.Name) and root.id in bound: found.append(ast.unparse(node))
+    return found
+
+def test_no_private_timm_name():
+    found = [f"{mod}: {n}" for f, mod in _modules() for n in timm_privates(ast.parse(f.read_text()))]
+    assert not found, "private timm names:\n" + "\n".join(found)
+
+def test_private_timm_checker_finds_them():
+    code = ("import timm\nfrom timm.models._registry import _model_entrypoints\nfrom timm.models import _helpers, is_model\n"
+            "import timm.models._builder as b\ntimm.models._registry.x\nis_model.__name__\ntimm.list_models()\n"
+            "obj._private")
+    assert timm_privates(ast.parse(code)) == ["timm.models._registry", "timm.models._registry._model_entrypoints",
+                                              "timm.models._helpers", "timm.models._builder", "timm.models._registry"]
