@@ -69,7 +69,8 @@ def register_timm_models(pattern: str = "*", # which of our models (shell-style,
     "Add our models and their configurations to timm's registry (idempotent); their names there."
     import timm
     from timm.layers import register_notrace_module
-    from timm.models import register_model as timm_register_model, generate_default_cfgs, is_model, model_entrypoint
+    from timm.models import register_model as timm_register_model, generate_default_cfgs
+    from timm.models import is_model, model_entrypoint
     module = sys.modules[__name__]
     names, new = [], []
     for name in list_models(pattern):

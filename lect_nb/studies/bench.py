@@ -82,7 +82,7 @@ def time_interleaved(steps: dict, # name -> step closure
         for f in steps.values(): f()
     times = {k: [] for k in steps}
     for _ in range(repeats):
-        for k, f in steps.items(): times[k] += step_seconds(f, 1, device)   # notebook 09d's timer
+        for k, f in steps.items(): times[k] += step_seconds(f, 1, device)   # notebook 09e's timer
     return {k: statistics.median(v) for k, v in times.items()}
 
 # %% ../../nbs/13_benchmark.ipynb #e445dc63_4
@@ -106,7 +106,7 @@ def peak_train_memory_mb(spec: str, img_size: int, batch: int, device="cpu",
     "Extra peak memory (MB) of two training steps over the model-and-batch baseline."
     if torch.device(device).type == "cuda":
         step = model_step(spec, img_size, batch, device)
-        return peak_mb(lambda: (step(), step()), device)      # CUDA's allocator peak (notebook 09d)
+        return peak_mb(lambda: (step(), step()), device)      # CUDA's allocator peak (notebook 09e)
     code = ("import torch, json; from lect_nb.studies.bench import _measure_rss_child; "
             f"print(json.dumps(_measure_rss_child({spec!r}, {img_size}, {batch}, {threads!r})))")
     return statistics.median(_child_json(code) for _ in range(max(1, runs)))
@@ -115,7 +115,7 @@ def _measure_rss_child(spec, img_size, batch, threads):
     if threads: torch.set_num_threads(threads)
     torch.manual_seed(0)
     step = model_step(spec, img_size, batch)
-    return peak_mb(lambda: (step(), step()))                    # the process's VmHWM (notebook 09d)
+    return peak_mb(lambda: (step(), step()))                    # the process's VmHWM (notebook 09e)
 
 # %% ../../nbs/13_benchmark.ipynb #a3cfbd1d_1
 def ab_processes(spec_a: str, spec_b: str, # the two model specs compared

@@ -8,7 +8,8 @@ Docs: https://lect-nb.github.io/lect_nb/commands.html.md"""
 from __future__ import annotations
 import argparse, sys
 from ..training.cli import _count, _positive, _positive_int
-from ..training.settings import COMPILE_MODES, PRECISION_NAMES, SPEC_OPTIONS, SWEEP_MODELS, TABLE2_MODELS
+from ..training.settings import (COMPILE_MODES, PRECISION_NAMES, SPEC_OPTIONS, SWEEP_MODELS,
+                                       TABLE2_MODELS)
 
 # %% auto #0
 __all__ = ['bench_parser', 'sweep_parser', 'bench_main', 'sweep_main']
