@@ -97,7 +97,7 @@ def model_speed(dev, sz, *, batch, precision, cl, compile_mode="none", backend="
     "Model-only training images/s (random input, fused AdamW), and peak memory in MiB on CUDA."
     import torch, torch.nn.functional as F
     from lect_nb.api import create_model
-    from lect_nb.studies.gpu import wall_timer
+    from lect_nb.training.measure import step_seconds
     from lect_nb.training.loop import make_optimizer
     torch.manual_seed(0)
     m = create_model(sz["model"], num_classes=10, img_size=sz["size"], in_chans=1).to(dev)
@@ -117,7 +117,7 @@ def model_speed(dev, sz, *, batch, precision, cl, compile_mode="none", backend="
     first = time.perf_counter() - t
     cuda = dev.startswith("cuda")
     if cuda: torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-    times = sorted(wall_timer(step, steps, dev))
+    times = sorted(step_seconds(step, steps, dev))
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     return dict(model_images_per_s=batch / times[len(times) // 2], warmup_s=round(first, 2), peak_mib=peak)
 
