@@ -853,10 +853,17 @@ _HOST_READS = ("tolist", "numpy", "item", "__bool__", "__int__", "__float__", "_
 class OpCounter:
     """Counts, inside a `with` block, the aten calls made (`ops`, by name) and the host
     synchronisations: values read back (`.item()`, `bool(t)`, `.tolist()`, `.numpy()`...) and
-    copies from a device to the host (`syncs`, by kind)."""
+    copies from a device to the host (`syncs`, by kind). Setting `phase` to a name also counts them
+    under that name in `phases` (name -> (ops, syncs)) until it changes; None counts them only in all."""
     def __init__(self):
         self.ops, self.syncs, self._reading = Counter(), Counter(), 0
+        self.phase, self.phases = None, {}
         self._modes = (_CountReads(self), _CountOps(self))
+    def add(self, kind: str, name: str):
+        "Count one aten call (`kind` 'ops') or host sync ('syncs') named `name`."
+        getattr(self, kind)[name] += 1
+        if self.phase is not None:
+            self.phases.setdefault(self.phase, (Counter(), Counter()))[kind == "syncs"][name] += 1
     def __enter__(self):
         for m in self._modes: m.__enter__()
         return self
@@ -877,7 +884,7 @@ class _CountReads(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
         if name not in _HOST_READS: return func(*args, **(kwargs or {}))
-        self.c.syncs[name.strip("_")] += 1; self.c._reading += 1
+        self.c.add("syncs", name.strip("_")); self.c._reading += 1
         try: return func(*args, **(kwargs or {}))
         finally: self.c._reading -= 1
 
@@ -887,11 +894,11 @@ class _CountOps(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         name = func.overloadpacket.__name__
-        self.c.ops[name] += 1
+        self.c.add("ops", name)
         if not self.c._reading:
-            if name == "_local_scalar_dense": self.c.syncs["item"] += 1
+            if name == "_local_scalar_dense": self.c.add("syncs", "item")
             elif name in ("_to_copy", "copy_") and isinstance(out, torch.Tensor):
                 src = args[0] if name == "_to_copy" else args[1]
                 if out.device.type == "cpu" and src.device.type != "cpu":
-                    self.c.syncs["to_host"] += 1
+                    self.c.add("syncs", "to_host")
         return out
