@@ -609,7 +609,8 @@ def randaugment_tables(size: tuple[int, int], # (H, W) of the images RandAugment
     t = dict(grids=torch.stack(grids), luts=torch.cat(luts).float(),
              blend=torch.tensor(blend).view(-1, 4, 1, 1, 1), sharp=torch.stack(sharp)[:, None],
              kinds=torch.tensor(kinds).view(-1, 2, 1, 1, 1), blur=blur.expand(channels, 1, 3, 3),
-             autocontrast=_autocontrast_table(), gray=torch.tensor([0.2989, 0.587, 0.114]).view(1, 3, 1, 1))
+             autocontrast=_autocontrast_table(),
+             gray=torch.tensor([0.2989, 0.587, 0.114]).view(1, 3, 1, 1))
     return {k: v.to(device) for k, v in t.items()}
 
 # %% ../../nbs/08_data.ipynb #a7e1c006
