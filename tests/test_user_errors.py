@@ -131,6 +131,30 @@ def test_run_stopped_after_a_checkpoint_says_how_to_resume(tmp_path, capsys):
     FailsAt.at = 0
     assert call(["--out", out, "--resume"], capsys)[0] == 0 and len(records(out)) == 2
 
+def _killed(out: Path):
+    "What a run killed before its first checkpoint (SIGKILL: nothing could be removed) leaves."
+    for f in ("last.pt", "best.pt", "curves.png"): (out / f).unlink()
+    (out / "metrics.jsonl").write_text("")
+
+def test_folder_of_a_killed_run_restarts(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = TINY + ["--epochs", "1", "--out", out]
+    assert call(args, capsys)[0] == 0
+    _killed(out)
+    before = snapshot(tmp_path)
+    again = f"lect-train --config {out / 'config.json'} --out {out}"
+    code, _, err = call(["--out", out, "--resume"], capsys)
+    assert code == 2 and err == (f"lect-train: error: nothing to resume: {out} holds a run that stopped before its "
+                                 f"first checkpoint (no last.pt); start it again with: {again}\n")
+    code, _, err = call(TINY + ["--epochs", "2", "--out", out], capsys)          # another run there: refused
+    assert code == 2 and err == (f"lect-train: error: {out} holds another run that stopped before its first "
+                                 f"checkpoint (config.json, no last.pt); start that one again with: {again}, or "
+                                 "choose another --out\n")
+    assert snapshot(tmp_path) == before
+    assert call(again.split()[1:], capsys)[0] == 0 and len(records(out)) == 1   # the command the message gives
+    _killed(out)
+    assert call(args, capsys)[0] == 0 and len(records(out)) == 1                # the same command
+
 # ------------------------------------------------ rows 3 and 5: ImageFolder errors before training
 def _folder(root: Path, splits=("train", "val"), n=4):
     from PIL import Image

@@ -125,7 +125,7 @@ def build_parser(typed: bool = False, # set only the options typed: see `add_opt
         **(dict(default=argparse.SUPPRESS) if typed else {}))
     return p
 
-# %% ../../nbs/09c_cli.ipynb #cf50e3b1
+# %% ../../nbs/09c_cli.ipynb #clicf002
 def settings_from(given: dict, # the options typed, as `build_parser(typed=True)` parses them
                  ) -> tuple[TrainConfig, str]: # the settings, and the note the start line ends with
     ("The settings of a run: the options typed, over a recorded config (`--config`) or checked "
@@ -152,6 +152,7 @@ def settings_from(given: dict, # the options typed, as `build_parser(typed=True)
                if k in RESUME_MAY_CHANGE]
     return TrainConfig(**given), "given on resume: " + ", ".join(changed) if changed else ""
 
+# %% ../../nbs/09c_cli.ipynb #cf50e3b1
 def _error(e: BaseException, code: int = 2) -> int:
     "Print `e` as one `lect-train: error:` line (and each note added to it as a line); return `code`."
     print(f"lect-train: error: {e}", file=sys.stderr, flush=True)

@@ -432,6 +432,34 @@ def _image_folder(d: Path, split: str, bad_images: str, transform):
     ds.targets = [s[1] for s in ds.samples]
     return ds, tuple((split, p, why) for p, why in bad)
 
+
+def _image_folders(root: Path, img_size, augment: bool, bad_images: str, info: DatasetInfo):
+    "(train, test, info) of the ImageFolder tree in `root`, every split checked first."
+    if img_size is None:
+        raise ValueError("imagefolder: give img_size (an ImageFolder tree has no native size)")
+    val_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
+    if not (root / "train").is_dir() or val_dir is None:
+        raise FileNotFoundError(
+            f"imagefolder: expected {root}/train/<class>/ and {root}/val/<class>/ (or test/)"
+        )
+    size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    info = replace(info, native_size=size[0])  # augment (crop/flip) at the model's size
+    rgb = lambda im: im.convert("RGB")
+    tf = lambda train: T.Compose(
+        [rgb, T.Resize(size, antialias=True), build_transforms(info, None, train, augment)]
+    )
+    (tr, bad_tr), (te, bad_te) = (
+        _image_folder(root / "train", "train", bad_images, tf(True)),
+        _image_folder(val_dir, val_dir.name, bad_images, tf(False)),
+    )
+    if tr.classes != te.classes:
+        raise ValueError(
+            f"imagefolder: train classes {tr.classes} != {val_dir.name} classes {te.classes}"
+        )
+    left_out = bad_tr + bad_te
+    return tr, te, replace(info, num_classes=len(tr.classes), classes=tuple(tr.classes), left_out=left_out)
+
+
 # %% ../../nbs/08_data.ipynb #b8ffaa01
 DEFAULT_DATA_DIR = "data"
 
@@ -460,30 +488,7 @@ def build_datasets(
         raise FileNotFoundError(f"data directory not found: {data_dir}")
     root = Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
     if name == "imagefolder":
-        if img_size is None:
-            raise ValueError("imagefolder: give img_size (an ImageFolder tree has no native size)")
-        val_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
-        if not (root / "train").is_dir() or val_dir is None:
-            raise FileNotFoundError(
-                f"imagefolder: expected {root}/train/<class>/ and {root}/val/<class>/ (or test/)"
-            )
-        size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        info = replace(info, native_size=size[0])  # augment (crop/flip) at the model's size
-        rgb = lambda im: im.convert("RGB")
-        tf = lambda train: T.Compose(
-            [rgb, T.Resize(size, antialias=True), build_transforms(info, None, train, augment)]
-        )
-        (tr, bad_tr), (te, bad_te) = (
-            _image_folder(root / "train", "train", bad_images, tf(True)),
-            _image_folder(val_dir, val_dir.name, bad_images, tf(False)),
-        )
-        if tr.classes != te.classes:
-            raise ValueError(
-                f"imagefolder: train classes {tr.classes} != {val_dir.name} classes {te.classes}"
-            )
-        info = replace(
-            info, num_classes=len(tr.classes), classes=tuple(tr.classes), left_out=bad_tr + bad_te
-        )
+        tr, te, info = _image_folders(root, img_size, augment, bad_images, info)
         return _limit(tr, limit_train), _limit(te, limit_val), info
     tf_train, tf_eval = build_transforms(info, img_size, True, augment), build_transforms(
         info, img_size, False

@@ -210,16 +210,35 @@ def check_model_input(model: nn.Module, # a freshly built model
     finally: model.train(was)
 
 # %% ../../nbs/09b_runs.ipynb #44e41115
+def _unstarted(out: Path) -> dict | None:
+    ("The recorded settings of the run in `out` if it stopped before its first checkpoint without "
+     "removing its files (killed): config.json and an empty metrics.jsonl only; else None.")
+    if {f for f in RUN_FILES if (out / f).exists()} != {"config.json", "metrics.jsonl"}: return None
+    if (out / "metrics.jsonl").stat().st_size: return None
+    try: return json.loads((out / "config.json").read_text())
+    except (ValueError, UnicodeDecodeError): return None
+
 def check_out_dir(out: str | Path, # the run directory
                   resume: bool, # continuing a run?
+                  config: dict | None = None, # the new run's settings: `out` may hold the same run, unstarted
                  ):
-    "Refuse a directory that already holds a run (unless resuming) and a resume without `last.pt`."
+    ("Refuse a directory that already holds a run (unless resuming, or it holds the same run stopped "
+     "before its first checkpoint) and a resume without `last.pt`.")
     out = Path(out)
     if out.exists() and not out.is_dir(): _fail(f"--out {out} exists and is not a directory")
     held = [f for f in RUN_FILES if (out / f).exists()]
+    unstarted = _unstarted(out) if held else None
+    again = (f"lect-train --config {shlex.quote(str(out / 'config.json'))} "
+             f"--out {shlex.quote(str(out))}")
     if resume and not (out / "last.pt").is_file():
+        if unstarted is not None:
+            raise FileNotFoundError(f"nothing to resume: {out} holds a run that stopped before its first "
+                                    f"checkpoint (no last.pt); start it again with: {again}")
         raise FileNotFoundError(f"nothing to resume: {out / 'last.pt'} not found")
-    if held and not resume:
+    if held and not resume and (unstarted is None or unstarted != config):
+        if unstarted is not None:
+            _fail(f"{out} holds another run that stopped before its first checkpoint (config.json, no "
+                  f"last.pt); start that one again with: {again}, or choose another --out")
         _fail(f"{out} already holds a run ({', '.join(held)}); "
               "pass --resume to continue it or choose another --out")
 
@@ -679,7 +698,7 @@ def _run(cfg: TrainConfig, *, dev: torch.device, di: DistInfo, show: bool, t_sta
     # --- everything below until the first write may still fail; nothing is on disk yet
     train_ds, test_ds, val_ds, info = _datasets(cfg, cli=cli)
     model = _build_model(cfg, info)
-    if not cfg.resume: check_out_dir(out, False)
+    if not cfg.resume: check_out_dir(out, False, asdict(cfg))
     splits = dict(train=train_ds, test=test_ds, val=val_ds)
     loaders = _loaders(cfg, splits=splits, info=info, dev=dev, di=di, cli=cli)
     opt, sched, scaler = _optimiser(cfg, model, dev=dev)
