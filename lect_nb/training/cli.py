@@ -110,7 +110,8 @@ examples:
 # %% ../../nbs/09c_cli.ipynb #a976023b
 def build_parser(typed: bool = False, # set only the options typed: see `add_option`
                 ) -> argparse.ArgumentParser:
-    "The `lect-train` argument parser: one option per `TrainConfig` field, documented by the field, and `--config`."
+    ("The `lect-train` argument parser: one option per `TrainConfig` field, documented by the "
+     "field, and `--config`.")
     p = argparse.ArgumentParser(
         prog="lect-train", epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a model with the LeCT report's recipe (AdamW, cosine schedule, "
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None, # arguments (default: sys.argv[1:])
         from lect_nb.training.runs import TrainingInterrupted, run   # torch, once the arguments are good
         from lect_nb.training.loop import NonFiniteError
         try: run(cfg, cli=True, note=note)
-        except TrainingInterrupted as e: return e.exit_code   # the checkpoint is saved, the command printed
+        except TrainingInterrupted as e: return e.exit_code   # saved, the resume command printed
         except NonFiniteError as e: return _error(e, 1)
         except (ValueError, FileNotFoundError) as e: return _error(e)
     except KeyboardInterrupt as e:   # a second Ctrl-C (the first stops after the step): at once

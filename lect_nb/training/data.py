@@ -395,7 +395,8 @@ def check_image_folder(
     d: Path,  # one split of an ImageFolder tree: a folder per class
     split: str,  # its name in messages: train, val or test
 ) -> list[tuple[str, str]]:  # (file, why) for each image PIL cannot read
-    "Check a split of an ImageFolder tree before training: `ValueError` naming an empty class folder; the unreadable images."
+    """Check a split of an ImageFolder tree before training: `ValueError` naming an empty class
+    folder; the unreadable images."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, is_image_file
     classes = sorted(p for p in d.iterdir() if p.is_dir())
     if not classes:
@@ -457,7 +458,8 @@ def _image_folders(root: Path, img_size, augment: bool, bad_images: str, info: D
             f"imagefolder: train classes {tr.classes} != {val_dir.name} classes {te.classes}"
         )
     left_out = bad_tr + bad_te
-    return tr, te, replace(info, num_classes=len(tr.classes), classes=tuple(tr.classes), left_out=left_out)
+    info = replace(info, num_classes=len(tr.classes), classes=tuple(tr.classes), left_out=left_out)
+    return tr, te, info
 
 
 # %% ../../nbs/08_data.ipynb #b8ffaa01

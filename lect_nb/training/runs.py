@@ -220,7 +220,7 @@ def _unstarted(out: Path) -> dict | None:
 
 def check_out_dir(out: str | Path, # the run directory
                   resume: bool, # continuing a run?
-                  config: dict | None = None, # the new run's settings: `out` may hold the same run, unstarted
+                  config: dict | None = None, # the new run's: `out` may hold the same run, unstarted
                  ):
     ("Refuse a directory that already holds a run (unless resuming, or it holds the same run stopped "
      "before its first checkpoint) and a resume without `last.pt`.")
@@ -232,8 +232,8 @@ def check_out_dir(out: str | Path, # the run directory
              f"--out {shlex.quote(str(out))}")
     if resume and not (out / "last.pt").is_file():
         if unstarted is not None:
-            raise FileNotFoundError(f"nothing to resume: {out} holds a run that stopped before its first "
-                                    f"checkpoint (no last.pt); start it again with: {again}")
+            raise FileNotFoundError(f"nothing to resume: {out} holds a run that stopped before its "
+                                    f"first checkpoint (no last.pt); start it again with: {again}")
         raise FileNotFoundError(f"nothing to resume: {out / 'last.pt'} not found")
     if held and not resume and (unstarted is None or unstarted != config):
         if unstarted is not None:
@@ -743,6 +743,7 @@ def run(cfg: TrainConfig, # the settings
     di = init_distributed(dev)
     try:
         with Interrupts() as stop:
-            return _run(cfg, dev=dev, di=di, show=progress, t_start=t_start, stop=stop, cli=cli, note=note)
+            return _run(cfg, dev=dev, di=di, show=progress, t_start=t_start, stop=stop, cli=cli,
+                        note=note)
     finally:
         if di.enabled and dist.is_initialized(): dist.destroy_process_group()

@@ -130,7 +130,8 @@ _TYPE_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "boo
                "None": "null"}
 
 def _fits(f, v) -> bool:
-    "Whether the JSON value `v` has a type field `f` allows (bools are not numbers) and is one of its choices."
+    ("Whether the JSON value `v` has a type field `f` allows (bools are not numbers) and is one of "
+     "its choices.")
     kinds = [k.strip() for k in f.type.split("|")]
     if isinstance(v, bool) and "bool" not in kinds: return False
     if not isinstance(v, tuple(t for k in kinds for t in _JSON_TYPES[k])): return False
@@ -139,14 +140,16 @@ def _fits(f, v) -> bool:
 def read_config(path: str | Path, # a run directory's config.json
                 what: str, # how messages name it: "--config runs/X/config.json"
                ) -> dict: # the recorded settings, keys checked
-    "The settings recorded in `path`, each key a `TrainConfig` field with a value it takes; `ValueError` naming the key or the JSON problem."
+    ("The settings recorded in `path`, each key a `TrainConfig` field with a value it takes; "
+     "`ValueError` naming the key or the JSON problem.")
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"{what}: {path} not found")
     try: saved = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"{what}: {path} is not valid JSON: {e}") from e
     if not isinstance(saved, dict):
-        raise ValueError(f"{what}: {path} holds a JSON {type(saved).__name__}, not an object of settings")
+        raise ValueError(f"{what}: {path} holds a JSON {type(saved).__name__}, "
+                         "not an object of settings")
     known = {f.name: f for f in fields(TrainConfig)}
     for k, v in saved.items():
         if k not in known:
@@ -171,12 +174,14 @@ def as_typed(k: str, # a field
     if isinstance(v, bool): return flag if v else "--no-" + flag[2:]
     return f"{flag} {0 if v is None and k == 'clip_grad' else v}"
 
+# %% ../../nbs/09a_settings.ipynb #cfg0a05b
 def check_resume(recorded: dict, # the run's config.json
                  given: dict, # the settings given with `resume`: typed options, or non-default fields
                  out: str, # the run directory, for the message
                  cli: bool = True, # name settings as `lect-train` options
                 ):
-    "Refuse, in one line naming each, the settings in `given` that differ from `recorded` and may not change on resume."
+    ("Refuse, in one line naming each, the settings in `given` that differ from `recorded` and may "
+     "not change on resume.")
     defaults = {f.name: f.default for f in fields(TrainConfig)}
     bad = [f"{as_typed(k, v, cli)} (recorded {recorded.get(k, defaults[k])!r})"
            for k, v in given.items()
