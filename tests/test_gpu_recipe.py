@@ -161,3 +161,20 @@ def test_gpu_run_preflight_names_what_is_missing(tmp_path):
     r = subprocess.run(["bash", str(ROOT / "scripts/gpu_run.sh")], capture_output=True, text=True, timeout=60,
                        env={**env, "OUT": ""})
     assert r.returncode == 2 and "set OUT" in r.stderr
+
+def test_device_draws_are_the_numpy_draws():
+    "The codes drawn on the device are the NumPy reference's crop, flip, ops and signs, packed."
+    bt, idx = BatchTransform(INFO, None, seed=9), np.arange(1000)
+    prm, codes = bt.params(4, idx), bt.codes(4, torch.from_numpy(idx)).numpy()
+    np.testing.assert_array_equal(codes[:, 0], (prm["top"] * 9 + prm["left"]) * 2 + ~prm["flip"])
+    np.testing.assert_array_equal(codes[:, 1:], 2 * prm["ops"] + ~prm["negative"])
+
+def test_training_batches_have_one_shape_and_few_aten_calls():
+    from lect_nb.training.data import OpCounter
+    x = _x(150)
+    db = DeviceBatches(x, torch.zeros(150, dtype=torch.int64), range(150), 64, BatchTransform(INFO, 224),
+                       drop_last=True)
+    it = iter(db); next(it)
+    with OpCounter() as c: x1, _ = next(it)
+    assert len(db) == 2 and x1.shape == (64, 1, 224, 224)
+    assert c.total <= 100 and c.host_syncs == 0, (c.total, dict(c.syncs))

@@ -97,11 +97,13 @@ FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")   # where PyTorch has a fused Adam
 def make_optimizer(model: nn.Module, # the model (unwrapped), on its device
                    lr: float, # peak learning rate
                    weight_decay: float = 0.05, # AdamW decay for weights
+                   fused: bool | None = None, # one fused kernel for all parameters; None: where it exists
                   ) -> torch.optim.AdamW:
     ("AdamW over `param_groups(model, weight_decay)`, fused where PyTorch has the kernel: one "
      "kernel per step, and a step the device itself can skip (`train_one_epoch`).")
-    devices = {p.device.type for p in model.parameters()}
-    fused = bool(devices) and devices <= set(FUSED_DEVICES)
+    if fused is None:
+        devices = {p.device.type for p in model.parameters()}
+        fused = bool(devices) and devices <= set(FUSED_DEVICES)
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, fused=fused or None)
 
 # %% ../../nbs/09_train.ipynb #71501a56
