@@ -14,7 +14,7 @@ from test_train import register_tiny
 register_tiny()
 torch.set_num_threads(1)
 TINY = ["--model", "tiny_bn", "--batch-size", "32", "--limit-train", "64", "--limit-val", "32", "--device", "cpu"]
-ONLY = "only --epochs, --device, --workers, --plain, --data-dir may be given with it"
+ONLY = "only --epochs, --device, --workers, --plain, --data-dir, --log-every may be given with it"
 
 def snapshot(d: Path) -> dict:
     "Every file under `d` with its bytes: proves that nothing was written or changed."
