@@ -97,7 +97,7 @@ FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")   # where PyTorch has a fused Adam
 def make_optimizer(model: nn.Module, # the model (unwrapped), on its device
                    lr: float, # peak learning rate
                    weight_decay: float = 0.05, # AdamW decay for weights
-                   fused: bool | None = None, # one fused kernel for all parameters; None: where it exists
+                   fused: bool | None = None, # one kernel for all parameters; None: where it exists
                   ) -> torch.optim.AdamW:
     ("AdamW over `param_groups(model, weight_decay)`, fused where PyTorch has the kernel: one "
      "kernel per step, and a step the device itself can skip (`train_one_epoch`).")
