@@ -94,6 +94,8 @@ examples:
   lect-train --model lect --dataset cifar100 --img-size 224 --amp bf16
   lect-train --out RUN --resume                continue a stopped run
   lect-train --out RUN --resume --epochs 8     extend a finished run (the new cosine length)
+  lect-train --pretrained lect_cifar.fashion_mnist --dataset imagefolder --data-dir DIR --img-size 32
+                                               fine-tune the shipped weights on your images
   torchrun --nproc_per_node=4 $(which lect-train) --model lect --dataset cifar100 --img-size 224
 """
 
