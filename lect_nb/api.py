@@ -363,7 +363,7 @@ def adapt_input_conv(weight: torch.Tensor, # a first convolution's weight (out, 
     return weight.repeat(1, -(-in_chans // c), 1, 1)[:, :in_chans] * (c / in_chans)
 
 def _fit_pretrained(sd: dict, model: nn.Module, classifier: str, first_conv: str) -> list[str]:
-    "Fit the shipped `sd` to `model` in place: the first conv adapted, a new classifier kept; what changed."
+    "Fit the shipped `sd` to `model` in place (first conv adapted, a new classifier kept); return notes."
     own, notes = model.state_dict(), []
     conv = f"{first_conv or getattr(model, 'first_conv', '')}.weight"
     if conv in sd and conv in own and sd[conv].shape[1] != own[conv].shape[1]:
@@ -377,6 +377,7 @@ def _fit_pretrained(sd: dict, model: nn.Module, classifier: str, first_conv: str
         for k in head: del sd[k]
     return notes
 
+# %% ../nbs/04a_api.ipynb #7e1a0007
 def load_pretrained(model: nn.Module, name: str, tag: str) -> nn.Module:
     """Load the shipped weights `name.tag` into `model` (stored in float16, loaded as float32); with
     other classes the classifier stays new, with other channels the first conv is adapted (a warning)."""

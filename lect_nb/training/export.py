@@ -67,7 +67,8 @@ def to_onnx(model: nn.Module | str, # a model, or a registered name (built by `c
                          f"attention needs >= 14), got {opset!r}")
     _need("onnx", "onnxscript")
     if isinstance(model, str): model = create_model(model, img_size=img_size, in_chans=in_chans)
-    name, path, was_training = getattr(model, "model_name", type(model).__name__), Path(path), model.training
+    name = getattr(model, "model_name", type(model).__name__)
+    path, was_training = Path(path), model.training
     x = _example_input(model, img_size, in_chans)
     model.eval()
     try:
