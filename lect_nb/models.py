@@ -305,9 +305,9 @@ def _builder(name):
     build.__doc__ = f"Build `{name}` (see `LECT_CONFIGS`)."
     return build
 
-_DEFAULT_CFGS = {n: dict(input_size=(3, 32, 32)) for n in LECT_CONFIGS if n.endswith("_cifar")}
+_CIFAR_INPUT = {n: dict(input_size=(3, 32, 32)) for n in LECT_CONFIGS if n.endswith("_cifar")}
 for _name in LECT_CONFIGS:
-    register_model(_name, **_DEFAULT_CFGS.get(_name, {}))(_builder(_name))
+    register_model(_name, **_CIFAR_INPUT.get(_name, {}))(_builder(_name))
 
 # %% ../nbs/05_lect.ipynb #9b3e51c0
 def inert_parameters(model: nn.Module, # a LeCT model

@@ -7,20 +7,23 @@ Docs: https://lect-nb.github.io/lect_nb/benchmark.html.md"""
 # %% ../../nbs/13_benchmark.ipynb #365ced72
 from __future__ import annotations
 import contextlib, json, logging, os, statistics, subprocess, sys, tempfile, time
+from collections import Counter
 import torch
 import torch.nn.functional as F
 from ..api import create_model, list_models
 from ..speed.fast import accelerate
+from ..training.data import BatchTransform, DeviceBatches, OpCounter, dataset_info
+from ..training.loop import make_optimizer, train_one_epoch
+from ..training.measure import peak_mb, peak_since, start_peak, step_seconds, synchronize
 from ..training.settings import SPEC_OPTIONS
-from .commands import bench_main as main   # the console script: parses before torch loads
 
 # %% auto #0
-__all__ = ['OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'parse_spec', 'build', 'make_step', 'time_interleaved', 'model_step',
-           'peak_train_memory_mb', 'ab_processes', 'run_benchmark', 'lemsa_layer_memory', 'op_category',
-           'profile_breakdown', 'bench_command', 'SPEC_OPTIONS', 'main']
+__all__ = ['OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'COUNT_DATASETS', 'parse_spec', 'build', 'make_step',
+           'time_interleaved', 'model_step', 'peak_train_memory_mb', 'ab_processes', 'run_benchmark',
+           'lemsa_layer_memory', 'op_category', 'profile_breakdown', 'bench_command', 'count_ops', 'SPEC_OPTIONS']
 
 # %% ../../nbs/13_benchmark.ipynb #e6984bec
-_all_ = ["SPEC_OPTIONS", "main"]   # defined in lect_nb.training.settings and lect_nb.training.cli
+_all_ = ["SPEC_OPTIONS"]   # defined in lect_nb.training.settings
 
 # %% ../../nbs/13_benchmark.ipynb #e445dc63
 # SPEC_OPTIONS, the option names and what each means, is in lect_nb.training.settings (notebook
@@ -57,9 +60,6 @@ def build(spec: str, img_size: int, num_classes: int = 100, device="cpu"):
     return m
 
 # %% ../../nbs/13_benchmark.ipynb #e445dc63_2
-def _sync(device):
-    if torch.device(device).type == "cuda": torch.cuda.synchronize()
-
 def make_step(model, x, y, amp_dtype=None, train=True):
     "A closure running one training step (or one inference pass)."
     dev = x.device.type
@@ -84,15 +84,8 @@ def time_interleaved(steps: dict, # name -> step closure
     for _ in range(warmup):
         for f in steps.values(): f()
     times = {k: [] for k in steps}
-    cuda = torch.device(device).type == "cuda"
     for _ in range(repeats):
-        for k, f in steps.items():
-            if cuda:
-                s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                s.record(); f(); e.record(); torch.cuda.synchronize()
-                times[k].append(s.elapsed_time(e) / 1e3)
-            else:
-                t = time.perf_counter(); f(); times[k].append(time.perf_counter() - t)
+        for k, f in steps.items(): times[k] += step_seconds(f, 1, device)   # notebook 09e's timer
     return {k: statistics.median(v) for k, v in times.items()}
 
 # %% ../../nbs/13_benchmark.ipynb #e445dc63_4
@@ -104,19 +97,6 @@ def model_step(spec: str, img_size: int, batch: int, device="cpu", train: bool =
     return make_step(m, x, y, train=train)
 
 # %% ../../nbs/13_benchmark.ipynb #a3cfbd1d
-def _proc_status_mb(key: str) -> float:
-    "A memory field of /proc/self/status (VmRSS: current, VmHWM: peak), in MB."
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"): return int(line.split()[1]) / 1024
-    raise KeyError(key)
-
-def _start_peak() -> float:
-    "Reset the peak-RSS mark (Linux: write 5 to clear_refs) and return the current RSS in MB."
-    with open("/proc/self/clear_refs", "w") as f: f.write("5")
-    return _proc_status_mb("VmRSS")
-
-def _rss_peak_since(base: float) -> float: return _proc_status_mb("VmHWM") - base
-
 def _child_json(code: str):
     "Run `code` in a fresh Python process; the JSON object its last output line holds."
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -128,10 +108,8 @@ def peak_train_memory_mb(spec: str, img_size: int, batch: int, device="cpu",
                         ) -> float:
     "Extra peak memory (MB) of two training steps over the model-and-batch baseline."
     if torch.device(device).type == "cuda":
-        step = model_step(spec, img_size, batch, device); torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated(); torch.cuda.reset_peak_memory_stats()
-        step(); step(); torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
+        step = model_step(spec, img_size, batch, device)
+        return peak_mb(lambda: (step(), step()), device)      # CUDA's allocator peak (notebook 09e)
     code = ("import torch, json; from lect_nb.studies.bench import _measure_rss_child; "
             f"print(json.dumps(_measure_rss_child({spec!r}, {img_size}, {batch}, {threads!r})))")
     return statistics.median(_child_json(code) for _ in range(max(1, runs)))
@@ -140,9 +118,7 @@ def _measure_rss_child(spec, img_size, batch, threads):
     if threads: torch.set_num_threads(threads)
     torch.manual_seed(0)
     step = model_step(spec, img_size, batch)
-    base = _start_peak()
-    step(); step()
-    return _rss_peak_since(base)
+    return peak_mb(lambda: (step(), step()))                    # the process's VmHWM (notebook 09e)
 
 # %% ../../nbs/13_benchmark.ipynb #a3cfbd1d_1
 def ab_processes(spec_a: str, spec_b: str, # the two model specs compared
@@ -169,16 +145,12 @@ def _ab_child(spec, img_size, batch, steps, threads):
     m = build(spec, img_size)
     x, y = torch.randn(batch, 3, img_size, img_size), torch.randint(0, 100, (batch,))
     train, infer = make_step(m, x, y, train=True), None
-    base = _start_peak()
+    base = start_peak()
     train()                                                 # warm-up (and the peak memory of a step)
-    ts = []
-    for _ in range(steps):
-        t = time.perf_counter(); train(); ts.append(time.perf_counter() - t)
-    peak = _rss_peak_since(base)
+    ts = step_seconds(train, steps)
+    peak = peak_since(base)
     infer = make_step(m, x, y, train=False); infer()
-    ti = []
-    for _ in range(steps):
-        t = time.perf_counter(); infer(); ti.append(time.perf_counter() - t)
+    ti = step_seconds(infer, steps)
     return dict(train_s=statistics.median(ts), infer_s=statistics.median(ti), peak_mb=peak)
 
 # %% ../../nbs/13_benchmark.ipynb #285c0b0d
@@ -244,10 +216,10 @@ def _lemsa_child(impl, img_size, batch):
     H = img_size // 4; K = H // 4                        # stage 1 with the paper's 4x4 pooled grid
     a = LocallyEnhancedAttention(64, 2, K, attn_impl=impl).train()
     x = torch.randn(batch, H * H, 64, requires_grad=True)
-    base = _start_peak()
+    base = start_peak()
     a(x, (H, H)).sum().backward()
     n = (H // K) ** 2
-    return dict(peak_mb=_rss_peak_since(base), map=f"{H}x{H}", K=K,
+    return dict(peak_mb=peak_since(base), map=f"{H}x{H}", K=K,
                 attn_map_mb=batch * 2 * n * H * H * 4 / 2**20)
 
 # %% ../../nbs/13_benchmark.ipynb #cd2754ec
@@ -315,12 +287,12 @@ def profile_breakdown(spec: str, # model spec, e.g. "lect" or "lect@nodrop"
     for _ in range(2): step()
     cuda = torch.device(device).type == "cuda"
     if not cuda: os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # (its CUDA probing, silenced)
-    _sync(device)
+    synchronize(device)
     prof = profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []))
     with _stderr_without("External init callback must run in same thread"): prof.start()
     try:
         for _ in range(steps): step()
-        _sync(device)
+        synchronize(device)
     finally: prof.stop()
     ms = dict.fromkeys([*OP_CATEGORIES, KERNELS, OTHER, FRAMEWORK], 0.)
     for ev in prof.key_averages():
@@ -331,7 +303,7 @@ def profile_breakdown(spec: str, # model spec, e.g. "lect" or "lect@nodrop"
                 device=device, total_ms=sum(ms.values()), ms=ms)
 
 # %% ../../nbs/13_benchmark.ipynb #ba6f00db
-def bench_command(a, # the arguments, parsed by `lect_nb.training.cli.bench_parser`
+def bench_command(a, # the arguments, parsed by `lect_nb.studies.commands.bench_parser`
                  ) -> int: # exit status
     "What `lect-bench` does with its parsed arguments: the rows, one JSON object per line."
     def check(flag, specs):
@@ -339,6 +311,13 @@ def bench_command(a, # the arguments, parsed by `lect_nb.training.cli.bench_pars
             try: parse_spec(spec)
             except ValueError as e: raise ValueError(f"{flag}: {e}") from None
     try:
+        if a.count_ops:
+            bad = [m for m in a.models if m not in list_models()]
+            if bad: raise ValueError(f"--models: unknown model(s) {bad} for --count-ops")
+            for m in a.models:
+                print(json.dumps(count_ops(m, a.img_size, a.batch, a.count_ops,
+                                           warmup=max(1, a.warmup))), flush=True)
+            return 0
         if a.ab:
             check("--ab", a.ab)
             print(json.dumps(ab_processes(*a.ab, a.img_size, a.batch, a.pairs,
@@ -365,3 +344,61 @@ def bench_command(a, # the arguments, parsed by `lect_nb.training.cli.bench_pars
         mem = lemsa_layer_memory(448, a.batch, a.device)
         print(json.dumps(dict(mode="lemsa_layer_memory", **mem)))
     return 0
+
+# %% ../../nbs/13_benchmark.ipynb #b3c0a002
+COUNT_DATASETS = ("fashion_mnist", "cifar10", "cifar100", "stl10")   # held in memory as uint8
+
+class _Phases:
+    """Labels what a training step does while an `OpCounter` counts: the batch (augmentation), the
+    model's forward and backward, the optimizer's step, the rest; nothing before `start`."""
+    def __init__(self, counter, loader, model, optimizer, start: int):
+        self.c, self.loader, self.start = counter, loader, start
+        model.register_forward_pre_hook(lambda *a: self._to("forward_backward"))
+        step = optimizer.step   # (its hooks would leave its profiler marks outside the phase)
+        def counted_step(*args, **kwargs):
+            self._to("optimizer")
+            try: return step(*args, **kwargs)
+            finally: self._to("other")
+        optimizer.step = counted_step
+    def _to(self, phase):
+        if self.c.phase is not None: self.c.phase = phase
+    def __len__(self): return len(self.loader)
+    def __iter__(self):
+        for i, batch in enumerate(self.loader):   # (the batch is made inside `enumerate`'s next)
+            self.c.phase = "other" if i >= self.start else None
+            yield batch
+            if i + 1 >= self.start: self.c.phase = "augmentation"
+        self.c.phase = None                       # the epoch's end is not a step's
+
+def count_ops(model: str, # a registered model name
+              img_size: int = 224, batch: int = 64,
+              dataset: str = "fashion_mnist", # the stored shape of its images (`COUNT_DATASETS`)
+              steps: int = 3, # counted steps, after `warmup`
+              warmup: int = 2, # uncounted steps first (the first makes the augmentation's tables)
+              seed: int = 0) -> dict:
+    """Aten calls per step of `lect-train`'s step on the CPU (`train_one_epoch` over `DeviceBatches`,
+    AdamW as on CUDA: fused), by phase, and the host synchronisations per step."""
+    if dataset not in COUNT_DATASETS:
+        raise ValueError(f"--count-ops: dataset must be one of {', '.join(COUNT_DATASETS)}, "
+                         f"got {dataset!r}")
+    torch.manual_seed(seed)
+    info = dataset_info(dataset)
+    side = info.native_size - 2 * info.base_pad
+    n = batch * (warmup + steps)
+    images = torch.randint(0, 256, (n, info.in_chans, side, side), dtype=torch.uint8)
+    labels = torch.randint(0, info.num_classes, (n,))
+    loader = DeviceBatches(images, labels, [(0, i) for i in range(n)], batch,
+                           BatchTransform(info, img_size, seed=seed), drop_last=True)
+    m = create_model(model, num_classes=info.num_classes, img_size=img_size, in_chans=info.in_chans)
+    opt = make_optimizer(m, 1e-4, fused=True)
+    with OpCounter() as c:
+        train_one_epoch(m, _Phases(c, loader, m, opt, warmup), opt, torch.device("cpu"))
+    per = lambda cnt: round(sum(cnt.values()) / steps, 2)
+    ops = {p: per(c.phases.get(p, ({},))[0]) for p in
+           ("augmentation", "forward_backward", "optimizer", "other")}
+    syncs = Counter()
+    for _, s in c.phases.values(): syncs.update(s)
+    return dict(mode="count_ops", model=model, img_size=img_size, batch=batch, dataset=dataset,
+                steps=steps, aten_calls_per_step=ops, host_syncs_per_step=per(syncs),
+                host_syncs_by_kind={k: v / steps for k, v in sorted(syncs.items())},
+                optimizer="AdamW (fused)")

@@ -488,7 +488,9 @@ def _device_batches(cfg: TrainConfig, *, splits: dict, info, sampler, per_proc: 
     bt = lambda train: BatchTransform(info, cfg.img_size, train, cfg.augment, cfg.seed)
     ev = lambda k: DeviceBatches(*held[k], ShardSampler(len(splits[k]), di.rank, di.world),
                                  max(per_proc, 128), bt(False), dev)
-    return (DeviceBatches(*held["train"], sampler, per_proc, bt(True), dev), ev("test"),
+    # every training batch one shape (drop_last), unless the split is smaller than one batch
+    return (DeviceBatches(*held["train"], sampler, per_proc, bt(True), dev,
+                          drop_last=len(sampler) >= per_proc), ev("test"),
             ev("val") if "val" in held else None)
 
 def _loaders(cfg: TrainConfig, *, splits: dict, info, dev: torch.device, di: DistInfo,
