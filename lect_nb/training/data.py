@@ -21,9 +21,9 @@ from torchvision import transforms as T
 __all__ = ['FASHION_CLASSES', 'FASHION_MEAN', 'FASHION_STD', 'DATASETS', 'FASHION_FILES', 'SAMPLE_FILE', 'TORCHVISION_DATASETS',
            'DEFAULT_DATA_DIR', 'RANDAUG_OPS', 'DatasetInfo', 'dataset_info', 'read_idx', 'load_fashion_dir',
            'load_sample', 'ArrayDataset', 'build_transforms', 'DatasetFilesError', 'DatasetFiles', 'dataset_files',
-           'build_datasets', 'randaugment_magnitudes', 'apply_randaugment_op', 'batch_uniforms', 'randaugment_codes',
-           'randaugment_tables', 'randaugment_slot', 'crop_flip_grids', 'BatchTransform', 'held_images',
-           'DeviceBatches', 'OpCounter']
+           'check_image_folder', 'build_datasets', 'randaugment_magnitudes', 'apply_randaugment_op', 'batch_uniforms',
+           'randaugment_codes', 'randaugment_tables', 'randaugment_slot', 'crop_flip_grids', 'BatchTransform',
+           'held_images', 'DeviceBatches', 'OpCounter']
 
 # %% ../../nbs/08_data.ipynb #49e863c1
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class DatasetInfo:
     base_pad: int = 0 # zero padding applied first, in train and eval (Fashion-MNIST: 28 -> 32)
     default_epochs: int = 60 # the paper's epochs for this dataset (our choice for `sample`)
     classes: tuple = () # class names, when known
+    left_out: tuple = () # (split, file, why) of each unreadable image left out (`bad_images="skip"`)
 
 # %% ../../nbs/08_data.ipynb #abcd547a
 FASHION_CLASSES = (
@@ -390,6 +391,78 @@ def _torchvision_datasets(info: DatasetInfo, root: Path, tf_train, tf_eval, down
                                     f"{y.max()}, expected 0 to {info.num_classes - 1}")
     return tr, te, classes
 
+# %% ../../nbs/08_data.ipynb #imgf0002
+def check_image_folder(
+    d: Path,  # one split of an ImageFolder tree: a folder per class
+    split: str,  # its name in messages: train, val or test
+) -> list[tuple[str, str]]:  # (file, why) for each image PIL cannot read
+    """Check a split of an ImageFolder tree before training: `ValueError` naming an empty class
+    folder; the unreadable images."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, is_image_file
+    classes = sorted(p for p in d.iterdir() if p.is_dir())
+    if not classes:
+        raise ValueError(f"imagefolder: the {split} split {d} has no class folders ({d}/<class>/*.png)")
+    bad = []
+    for c in classes:
+        files = sorted(p for p in c.rglob("*") if p.is_file() and is_image_file(str(p)))
+        if not files:
+            raise ValueError(
+                f"imagefolder: the {split} class folder {c} holds no image "
+                f"({' '.join(IMG_EXTENSIONS)}); add images or remove the folder"
+            )
+        for p in files:
+            try:
+                with Image.open(p) as im:
+                    im.verify()
+            except Exception as e:  # PIL raises several kinds: OSError, SyntaxError, ValueError...
+                bad.append((str(p), _one_line(e)))
+    return bad
+
+
+def _image_folder(d: Path, split: str, bad_images: str, transform):
+    "The ImageFolder of split `d`, checked first; its unreadable images raise or are left out."
+    bad = check_image_folder(d, split)
+    if bad and bad_images != "skip":
+        raise ValueError(
+            f"imagefolder: {len(bad)} image{'s' * (len(bad) > 1)} in the {split} split cannot be "
+            f"read, the first {bad[0][0]} ({bad[0][1]}); remove {'them' if len(bad) > 1 else 'it'} "
+            "or leave them out with bad_images='skip' (lect-train: --bad-images skip)"
+        )
+    ds = torchvision.datasets.ImageFolder(d, transform=transform)
+    drop = {p for p, _ in bad}
+    ds.samples = ds.imgs = [s for s in ds.samples if s[0] not in drop]
+    ds.targets = [s[1] for s in ds.samples]
+    return ds, tuple((split, p, why) for p, why in bad)
+
+
+def _image_folders(root: Path, img_size, augment: bool, bad_images: str, info: DatasetInfo):
+    "(train, test, info) of the ImageFolder tree in `root`, every split checked first."
+    if img_size is None:
+        raise ValueError("imagefolder: give img_size (an ImageFolder tree has no native size)")
+    val_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
+    if not (root / "train").is_dir() or val_dir is None:
+        raise FileNotFoundError(
+            f"imagefolder: expected {root}/train/<class>/ and {root}/val/<class>/ (or test/)"
+        )
+    size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    info = replace(info, native_size=size[0])  # augment (crop/flip) at the model's size
+    rgb = lambda im: im.convert("RGB")
+    tf = lambda train: T.Compose(
+        [rgb, T.Resize(size, antialias=True), build_transforms(info, None, train, augment)]
+    )
+    (tr, bad_tr), (te, bad_te) = (
+        _image_folder(root / "train", "train", bad_images, tf(True)),
+        _image_folder(val_dir, val_dir.name, bad_images, tf(False)),
+    )
+    if tr.classes != te.classes:
+        raise ValueError(
+            f"imagefolder: train classes {tr.classes} != {val_dir.name} classes {te.classes}"
+        )
+    left_out = bad_tr + bad_te
+    info = replace(info, num_classes=len(tr.classes), classes=tuple(tr.classes), left_out=left_out)
+    return tr, te, info
+
+
 # %% ../../nbs/08_data.ipynb #b8ffaa01
 DEFAULT_DATA_DIR = "data"
 
@@ -406,6 +479,7 @@ def build_datasets(
     download: bool = True,  # let torchvision download (or unpack) a missing dataset
     limit_train: int | None = None,  # keep only the first N training images
     limit_val: int | None = None,  # keep only the first N test images
+    bad_images: str = "stop",  # an unreadable ImageFolder image: "stop" (ValueError) or "skip" it
 ) -> tuple[Dataset, Dataset, DatasetInfo]:
     """Training and test datasets for `name`, with the paper's transforms, and the dataset's
     `DatasetInfo`."""
@@ -417,28 +491,7 @@ def build_datasets(
         raise FileNotFoundError(f"data directory not found: {data_dir}")
     root = Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
     if name == "imagefolder":
-        if img_size is None:
-            raise ValueError("imagefolder: give img_size (an ImageFolder tree has no native size)")
-        val_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
-        if not (root / "train").is_dir() or val_dir is None:
-            raise FileNotFoundError(
-                f"imagefolder: expected {root}/train/<class>/ and {root}/val/<class>/ (or test/)"
-            )
-        size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        info = replace(info, native_size=size[0])  # augment (crop/flip) at the model's size
-        rgb = lambda im: im.convert("RGB")
-        mk = lambda d, train: torchvision.datasets.ImageFolder(
-            d,
-            transform=T.Compose(
-                [rgb, T.Resize(size, antialias=True), build_transforms(info, None, train, augment)]
-            ),
-        )
-        tr, te = mk(root / "train", True), mk(val_dir, False)
-        if tr.classes != te.classes:
-            raise ValueError(
-                f"imagefolder: train classes {tr.classes} != {val_dir.name} classes {te.classes}"
-            )
-        info = replace(info, num_classes=len(tr.classes), classes=tuple(tr.classes))
+        tr, te, info = _image_folders(root, img_size, augment, bad_images, info)
         return _limit(tr, limit_train), _limit(te, limit_val), info
     tf_train, tf_eval = build_transforms(info, img_size, True, augment), build_transforms(
         info, img_size, False
