@@ -230,7 +230,8 @@ class LeCT(ImageClassifier):
     def check_input(self, x):
         "A `ValueError` unless `x` has `in_chans` channels, sides a multiple of `input_multiple`."
         check_image_input(x, self.in_chans, self.input_multiple, self.fixed_img_size,
-                          name=self.model_name, built_for=self.img_size)
+                          name=self.model_name, built_for=self.img_size,
+                          build_multiple=math.prod(self.cfg.strides))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         "Last stage's normalised map `(B, C, H/16, W/16)`."
