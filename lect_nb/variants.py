@@ -163,7 +163,8 @@ class LeMSAVariant(LocallyEnhancedAttention):
         q, k = self.pool_heads(t1), self.pool_heads(t2)                 # (B, heads, n, d)
         v = pooled_heads(tokens_to_map(v, hw), K, self.num_heads)      # (B, heads, n, d)
         impl = "reference" if self.store_attn else self.attn_impl
-        o, attn = pooled_values_attention(q, k, v, self.scale, self.attn_drop, self.training, impl)
+        o, attn = pooled_values_attention(q, k, v, self.scale, attn_drop=self.attn_drop,
+                                          training=self.training, impl=impl)
         if self.store_attn: self.last_attn = attn.detach()
         return tokens_to_map(merge_heads(o), (hw[0] // K, hw[1] // K))
 
