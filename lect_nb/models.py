@@ -271,7 +271,8 @@ def cifar_input(name: str) -> dict: # a registered name
     "`register_model`'s default input size for `name`: 32x32 for the `_cifar` models, else none."
     return dict(input_size=(3, 32, 32)) if name.endswith("_cifar") else {}
 
-for _name, _cfg in LECT_CONFIGS.items(): register_model(_name, **cifar_input(_name))(lect_builder(_name, _cfg))
+for _name, _cfg in LECT_CONFIGS.items():
+    register_model(_name, **cifar_input(_name))(lect_builder(_name, _cfg))
 
 # %% ../nbs/05_lect.ipynb #9b3e51c0
 def inert_parameters(model: nn.Module, # a LeCT model

@@ -70,12 +70,12 @@ def register_timm_models(pattern: str = "*", # which of our models (shell-style,
     import timm
     from timm.layers import register_notrace_module
     from timm.models import register_model as timm_register_model, generate_default_cfgs
-    from timm.models._registry import _model_entrypoints
+    from timm.models import is_model, model_entrypoint
     module = sys.modules[__name__]
     names, new = [], []
     for name in list_models(pattern):
         tname = prefix + name
-        known = _model_entrypoints.get(tname)
+        known = model_entrypoint(tname) if is_model(tname) else None
         if known is not None and getattr(known, "__module__", None) != __name__:
             raise ValueError(f"timm already has a model named {tname!r}; register ours with a "
                              f"prefix, e.g. register_timm_models(prefix='lectnb_')")

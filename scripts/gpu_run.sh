@@ -30,7 +30,7 @@ OUT=${OUT:-nbs/results/gpu_$(date -u +%Y%m%d-%H%M)}
 mkdir -p "$OUT" || exit 2
 LOG="$OUT/log.txt"
 PY=${PYTHON:-python}
-SWEEP=("$PY" -c "import sys; from lect_nb.studies.gpu import main; sys.exit(main())")      # lect-sweep
+SWEEP=("$PY" -c "import sys; from lect_nb.studies.commands import sweep_main; sys.exit(sweep_main())")   # lect-sweep
 TRAIN=("$PY" -c "import sys; from lect_nb.training.cli import main; sys.exit(main())")      # lect-train
 if [ -z "$FASHION" ]; then
   for d in data/fashion-mnist /usr/share/datasets/fashion-mnist; do

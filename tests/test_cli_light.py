@@ -58,10 +58,10 @@ def test_package_import_is_light():
 
 # ------------------------------------------------------------------------------- every option: help and default
 def _parsers() -> dict[str, argparse.ArgumentParser]:
-    sweep = cli.sweep_parser()
+    sweep = commands.sweep_parser()
     sub = next(a for a in sweep._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == {"speed", "table2"}
-    return {"lect-train": cli.build_parser(), "lect-bench": cli.bench_parser(),
+    return {"lect-train": cli.build_parser(), "lect-bench": commands.bench_parser(),
             "lect-sweep speed": sub.choices["speed"], "lect-sweep table2": sub.choices["table2"]}
 
 def _options():
@@ -156,7 +156,6 @@ def test_the_name_lists_match_their_tables():
     import lect_nb.studies.bench, lect_nb.studies.gpu, lect_nb.training.runs            # the old import paths: the same objects
     assert lect_nb.training.runs.TrainConfig is settings.TrainConfig and lect_nb.training.runs.DEVICE_DEFAULTS is settings.DEVICE_DEFAULTS
     assert lect_nb.studies.bench.SPEC_OPTIONS is settings.SPEC_OPTIONS and lect_nb.studies.gpu.TABLE2_MODELS is settings.TABLE2_MODELS
-    assert lect_nb.studies.bench.main is commands.bench_main and lect_nb.studies.gpu.main is commands.sweep_main
 
 # ---------------------------------------------------------------------------------------- "1 epoch", "2 epochs"
 def test_plural():

@@ -544,3 +544,19 @@ def test_deploy_workflow_cancels_and_links_to_its_own_repository():
     assert wf["concurrency"]["cancel-in-progress"] is True
     steps = " ".join(str(s.get("run", "")) for s in wf["jobs"]["build"]["steps"])
     assert "--set-project-urls" in steps and "GITHUB_REPOSITORY" in steps
+
+
+def _source_links(text: str) -> list[str]:
+    "The `[source](...)` links of show_doc entries in `text`."
+    return re.findall(r"\[source\]\(([^)\s]+)\)", text)
+
+def test_source_links_name_a_line():
+    """A show_doc entry of an object imported from another module gets `#LNone` from nbdev (its lookup
+    wants the short name); such an entry belongs to the notebook that defines the object."""
+    assert _source_links("[source](https://x/lect_nb/a.py#LNone){target=\"_blank\"} [source](https://x/b.py#L41)") == \
+        ["https://x/lect_nb/a.py#LNone", "https://x/b.py#L41"]
+    bad = [f"{nb.name}: {link}" for nb in sorted(NBS.glob("*.ipynb"))
+           for c in json.loads(nb.read_text())["cells"] for o in c.get("outputs", [])
+           for link in _source_links("".join(o.get("data", {}).get("text/markdown", "")))
+           if not re.search(r"#L\d+$", link)]
+    assert not bad, "source links without a line number:\n" + "\n".join(bad)

@@ -61,6 +61,46 @@ def test_layout_checker_finds_an_upward_import():
     assert found == {"lect_nb.training.runs", "lect_nb.studies.x"}
     assert _layer("lect_nb.training.runs") == "training" and _layer("lect_nb.models") == "lesson"
 
+def import_graph(sources: dict[str, tuple[str, bool]]) -> dict[str, set[str]]:
+    "Module -> the modules of `sources` it imports (module level and inside functions); `sources`: module -> (code, is package)."
+    return {mod: {i for i in _imports(ast.parse(code), mod, is_pkg) if i in sources and i != mod}
+            for mod, (code, is_pkg) in sources.items()}
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    "Every group of modules that import each other, directly or around a circle (Tarjan's strongly connected components)."
+    index, low, stack, on, out = {}, {}, [], set(), []
+    def visit(v):
+        index[v] = low[v] = len(index); stack.append(v); on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index: visit(w); low[v] = min(low[v], low[w])
+            elif w in on: low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop(); on.discard(w); group.append(w)
+                if w == v: break
+            if len(group) > 1: out.append(sorted(group))
+    for v in sorted(graph):
+        if v not in index: visit(v)
+    return out
+
+def test_no_import_cycle():
+    graph = import_graph({mod: (f.read_text(), f.name == "__init__.py") for f, mod in _modules()})
+    assert "lect_nb.studies.bench" in graph["lect_nb.studies.commands"]     # function-level imports count
+    assert import_cycles(graph) == [], f"modules importing each other in a circle: {import_cycles(graph)}"
+
+def test_cycle_checker_finds_a_cycle():
+    sources = {"lect_nb.studies.a": ("from .b import f", False),                      # module level
+               "lect_nb.studies.b": ("def f():\n    from lect_nb.studies.c import g", False),   # inside a function
+               "lect_nb.studies.c": ("import lect_nb.studies.a", False),
+               "lect_nb.studies.d": ("from .a import x", False)}                       # imports into the circle, not part of it
+    graph = import_graph(sources)
+    assert graph == {"lect_nb.studies.a": {"lect_nb.studies.b"}, "lect_nb.studies.b": {"lect_nb.studies.c"},
+                     "lect_nb.studies.c": {"lect_nb.studies.a"}, "lect_nb.studies.d": {"lect_nb.studies.a"}}
+    assert import_cycles(graph) == [["lect_nb.studies.a", "lect_nb.studies.b", "lect_nb.studies.c"]]
+    graph["lect_nb.studies.c"] = set()
+    assert import_cycles(graph) == []
+
 def _long_functions(tree):
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -121,3 +161,39 @@ def test_download_check_finds_archives():
     paths = ["README.md", "pandoc-2.4.tar.gz", "ply-3.11-py2.py3-none-any.whl", "nbs/00_core.ipynb",
              "lect_nb/assets/lect_cifar.fashion_mnist.npz", "data/x.ZIP"]
     assert downloads_in(paths) == ["pandoc-2.4.tar.gz", "ply-3.11-py2.py3-none-any.whl", "data/x.ZIP"]
+
+
+# timm is used through its public API only (`timm.list_models`, `timm.models.is_model`, `register_model`, ...):
+# a private name (`timm.models._registry`, `_model_entrypoints`) may change in any timm release.
+def _private(name: str) -> bool: return any(p.startswith("_") and not p.endswith("__") for p in name.split("."))
+
+def timm_privates(tree: ast.AST) -> list[str]:
+    "The private timm names `tree` imports or reads (`from timm.models._registry import x`, `timm._x`)."
+    found, bound = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "timm":
+            found += [node.module] if _private(node.module) else []
+            found += [f"{node.module}.{a.name}" for a in node.names if _private(a.name)]
+            bound.update(a.asname or a.name for a in node.names)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "timm":
+                    found += [a.name] if _private(a.name) else []
+                    bound.add(a.asname or "timm")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            root = node.value
+            while isinstance(root, ast.Attribute): root = root.value
+            if isinstance(root, ast.Name) and root.id in bound: found.append(ast.unparse(node))
+    return found
+
+def test_no_private_timm_name():
+    found = [f"{mod}: {n}" for f, mod in _modules() for n in timm_privates(ast.parse(f.read_text()))]
+    assert not found, "private timm names:\n" + "\n".join(found)
+
+def test_private_timm_checker_finds_them():
+    code = ("import timm\nfrom timm.models._registry import _model_entrypoints\nfrom timm.models import _helpers, is_model\n"
+            "import timm.models._builder as b\ntimm.models._registry.x\nis_model.__name__\ntimm.list_models()\n"
+            "obj._private")
+    assert timm_privates(ast.parse(code)) == ["timm.models._registry", "timm.models._registry._model_entrypoints",
+                                              "timm.models._helpers", "timm.models._builder", "timm.models._registry"]

@@ -1,4 +1,4 @@
-"""CvT, LocalViT and LESA, the related works the LeCT report names, at LeCT's 1.2M budget (one notebook and module each); here, a cost table (parameters and FLOPs at 224 and 32) of every registered model.
+"""CvT, LocalViT and LESA, the related works the LeCT report names, at LeCT's 1.2M budget (one notebook and module each); this module imports every baseline family, which registers them, and the cost table (parameters and FLOPs at 224 and 32) of every registered model is shown here.
 
 Docs: https://lect-nb.github.io/lect_nb/related.html.md"""
 
@@ -6,69 +6,10 @@ Docs: https://lect-nb.github.io/lect_nb/related.html.md"""
 
 # %% ../../nbs/07_related.ipynb #8e48b6d2
 from __future__ import annotations
-import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
-from torch.nn.attention import sdpa_kernel, SDPBackend
-from ..api import count_params, create_model, list_models
 
 # %% auto #0
-__all__ = ['PAPER_PARAMS', 'AUTHORS_CODE_PARAMS', 'count_flops', 'cost_table', 'format_table']
+__all__ = []
 
 # %% ../../nbs/07_related.ipynb #5db6004e
 # importing the family modules registers them
 from . import resnet, convnext, vit, ceit, alternet, cvt, localvit, lesa  # noqa: F401
-
-# %% ../../nbs/07_related.ipynb #cd8de67d
-# the report's Table 2 ("paper")
-PAPER_PARAMS = {"lect": "1.2M", "lect_v2": "1.1M", "lect_v3": "1.2M", "ceit": "1.2M",
-                "alternet": "9.5M", "resnet": "1.2M", "convnext": "1.2M", "vit": "1.7M"}
-# measured from the authors' classes
-AUTHORS_CODE_PARAMS = {"lect": 1_168_932, "lect_v3": 1_231_539, "lect_v2": 1_102_804,
-                       "convnext": 1_186_888, "vit": 1_720_036, "alternet": 9_507_103}
-
-def count_flops(model: nn.Module, # a model
-                img_size: tuple[int, int], # (H, W) of the one input image
-               ) -> int:
-    "FLOPs of one forward pass on one image (attention counted through the math backend)."
-    x = torch.randn(1, model.in_chans, *img_size)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
-        model(x)
-    model.train(was_training)
-    return fc.get_total_flops()
-
-# %% ../../nbs/07_related.ipynb #37453046
-def cost_table(names: list[str] | None = None, # models to include; default: every registered one
-               num_classes: int = 100, # classifier outputs
-              ) -> list[dict]:
-    "One row per model: params and GFLOPs at 224 and at 32 (small-image rule), paper counts beside."
-    rows = []
-    for name in names or list_models():
-        row = dict(model=name)
-        for size in (224, 32):
-            try:
-                torch.manual_seed(0)
-                m = create_model(name, num_classes=num_classes, img_size=size)
-                fixed = getattr(m, "fixed_img_size", None)
-                if fixed is not None and tuple(fixed) != (size, size):
-                    raise ValueError(f"fixed size {fixed}")
-                row[f"params@{size}"] = count_params(m)
-                row[f"GFLOPs@{size}"] = count_flops(m, (size, size)) / 1e9
-            except ValueError:
-                row[f"params@{size}"] = row[f"GFLOPs@{size}"] = None
-        row["paper"] = PAPER_PARAMS.get(name, "")
-        row["authors' code"] = AUTHORS_CODE_PARAMS.get(name)
-        rows.append(row)
-    return rows
-
-# %% ../../nbs/07_related.ipynb #ca5996ca
-def format_table(rows: list[dict]) -> str:
-    "Markdown table of `cost_table` rows."
-    cols = list(rows[0])
-    fmt = lambda v: ("-" if v is None else f"{v:,}" if isinstance(v, int)
-                     else f"{v:.3f}" if isinstance(v, float) else str(v))
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)

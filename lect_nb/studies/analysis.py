@@ -1,4 +1,4 @@
-"""Attention maps of a trained LeCT before and after key-axis upsampling, the cost of LeMSA, full attention and spatial-reduction attention as the image grows, and a Fourier look at what the conv skip and the attention path each carry.
+"""Attention maps of a trained LeCT before and after key-axis upsampling, the cost of LeMSA, full attention and spatial-reduction attention as the image grows, a Fourier look at what the conv skip and the attention path each carry, and the cost table of every registered model.
 
 Docs: https://lect-nb.github.io/lect_nb/analysis.html.md"""
 
@@ -13,13 +13,15 @@ from torch import nn
 import torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel, SDPBackend
 from torch.utils.flop_counter import FlopCounterMode
+from ..api import count_params, create_model, list_models
 from ..attention import LocallyEnhancedAttention
+from ..training.measure import peak_mb, step_seconds
 
 # %% auto #0
-__all__ = ['COST_LAYERS', 'COST_SIDES', 'lemsa_paths', 'capture_lemsa_inputs', 'model_lemsa_paths', 'load_trained',
-           'plot_query_attention', 'window_mass', 'TokensOnly', 'make_cost_layer', 'count_train_flops', 'measure_point',
-           'cost_sweep', 'fit_exponent', 'plot_cost', 'log_amplitude_profile', 'high_frequency_fraction',
-           'frequency_report']
+__all__ = ['COST_LAYERS', 'COST_SIDES', 'PAPER_PARAMS', 'AUTHORS_CODE_PARAMS', 'lemsa_paths', 'capture_lemsa_inputs',
+           'model_lemsa_paths', 'load_trained', 'plot_query_attention', 'window_mass', 'TokensOnly', 'make_cost_layer',
+           'count_train_flops', 'measure_point', 'cost_sweep', 'fit_exponent', 'plot_cost', 'log_amplitude_profile',
+           'high_frequency_fraction', 'frequency_report', 'count_flops', 'cost_table', 'format_table']
 
 # %% ../../nbs/12_analysis.ipynb #854a64bf
 @torch.no_grad()
@@ -244,43 +246,6 @@ def count_train_flops(
     return fc.get_total_flops()
 
 # %% ../../nbs/12_analysis.ipynb #0eab7006_1
-def _status_mb(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(key)
-
-
-def _peak_mb(step, dev, sync):
-    "Peak memory (MiB) that one `step()` adds: CUDA's allocator statistics, or the process's VmHWM."
-    sync()
-    if dev.type == "cuda":
-        base = torch.cuda.memory_allocated(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        step()
-        sync()
-        return (torch.cuda.max_memory_allocated(dev) - base) / 2**20
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current RSS
-    base = _status_mb("VmRSS")
-    step()
-    return _status_mb("VmHWM") - base
-
-
-def _step_times(step, repeats, sync):
-    "Seconds of each of `repeats` synchronised steps; a point slower than 5 s is timed once."
-    times = []
-    for i in range(repeats):
-        sync()
-        t = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t)
-        if times[0] > 5:
-            break
-    return times
-
-
 def measure_point(
     kind: str,  # one of `COST_LAYERS`
     side: int,  # map side
@@ -298,16 +263,15 @@ def measure_point(
     layer = make_cost_layer(kind, side, dim, heads).to(dev).train()
     x = torch.randn(batch, side * side, dim, device=dev, requires_grad=True)
     hw = (side, side)
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
 
     def step():
         layer(x, hw).sum().backward()
         layer.zero_grad(set_to_none=True)
         x.grad = None
 
-    peak = _peak_mb(step, dev, sync) if memory else None  # first, so nothing earlier inflates it
+    peak = peak_mb(step, dev) if memory else None  # first, so nothing earlier inflates it
     if not memory: step()  # warm-up
-    times = _step_times(step, repeats, sync)
+    times = step_seconds(step, repeats, dev, stop_after=5)  # a point slower than 5 s: timed once
     # FLOPs on the meta device: same count, no memory (the math backend would build the N x N map)
     meta = make_cost_layer(kind, side, dim, heads).to("meta").train()
     flops = count_train_flops(meta, torch.empty(batch, side * side, dim, device="meta"), hw)
@@ -468,3 +432,57 @@ def frequency_report(
             row[f"{path} profile"] = prof.tolist()
         rows.append(row)
     return rows
+
+# %% ../../nbs/12_analysis.ipynb #cd8de67d
+# the report's Table 2 ("paper")
+PAPER_PARAMS = {"lect": "1.2M", "lect_v2": "1.1M", "lect_v3": "1.2M", "ceit": "1.2M",
+                "alternet": "9.5M", "resnet": "1.2M", "convnext": "1.2M", "vit": "1.7M"}
+# measured from the authors' classes
+AUTHORS_CODE_PARAMS = {"lect": 1_168_932, "lect_v3": 1_231_539, "lect_v2": 1_102_804,
+                       "convnext": 1_186_888, "vit": 1_720_036, "alternet": 9_507_103}
+
+def count_flops(model: nn.Module, # a model
+                img_size: tuple[int, int], # (H, W) of the one input image
+               ) -> int:
+    "FLOPs of one forward pass on one image (attention counted through the math backend)."
+    x = torch.randn(1, model.in_chans, *img_size)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
+        model(x)
+    model.train(was_training)
+    return fc.get_total_flops()
+
+# %% ../../nbs/12_analysis.ipynb #37453046
+def cost_table(names: list[str] | None = None, # models to include; default: every registered one
+               num_classes: int = 100, # classifier outputs
+              ) -> list[dict]:
+    "One row per model: params and GFLOPs at 224 and at 32 (small-image rule), paper counts beside."
+    rows = []
+    for name in names or list_models():
+        row = dict(model=name)
+        for size in (224, 32):
+            try:
+                torch.manual_seed(0)
+                m = create_model(name, num_classes=num_classes, img_size=size)
+                fixed = getattr(m, "fixed_img_size", None)
+                if fixed is not None and tuple(fixed) != (size, size):
+                    raise ValueError(f"fixed size {fixed}")
+                row[f"params@{size}"] = count_params(m)
+                row[f"GFLOPs@{size}"] = count_flops(m, (size, size)) / 1e9
+            except ValueError:
+                row[f"params@{size}"] = row[f"GFLOPs@{size}"] = None
+        row["paper"] = PAPER_PARAMS.get(name, "")
+        row["authors' code"] = AUTHORS_CODE_PARAMS.get(name)
+        rows.append(row)
+    return rows
+
+# %% ../../nbs/12_analysis.ipynb #ca5996ca
+def format_table(rows: list[dict]) -> str:
+    "Markdown table of `cost_table` rows."
+    cols = list(rows[0])
+    fmt = lambda v: ("-" if v is None else f"{v:,}" if isinstance(v, int)
+                     else f"{v:.3f}" if isinstance(v, float) else str(v))
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)

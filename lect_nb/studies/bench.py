@@ -11,16 +11,16 @@ import torch
 import torch.nn.functional as F
 from ..api import create_model, list_models
 from ..speed.fast import accelerate
+from ..training.measure import peak_mb, peak_since, start_peak, step_seconds, synchronize
 from ..training.settings import SPEC_OPTIONS
-from .commands import bench_main as main   # the console script: parses before torch loads
 
 # %% auto #0
 __all__ = ['OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'parse_spec', 'build', 'make_step', 'time_interleaved', 'model_step',
            'peak_train_memory_mb', 'ab_processes', 'run_benchmark', 'lemsa_layer_memory', 'op_category',
-           'profile_breakdown', 'bench_command', 'SPEC_OPTIONS', 'main']
+           'profile_breakdown', 'bench_command', 'SPEC_OPTIONS']
 
 # %% ../../nbs/13_benchmark.ipynb #e6984bec
-_all_ = ["SPEC_OPTIONS", "main"]   # defined in lect_nb.training.settings and lect_nb.training.cli
+_all_ = ["SPEC_OPTIONS"]   # defined in lect_nb.training.settings
 
 # %% ../../nbs/13_benchmark.ipynb #e445dc63
 # SPEC_OPTIONS, the option names and what each means, is in lect_nb.training.settings (notebook
@@ -57,9 +57,6 @@ def build(spec: str, img_size: int, num_classes: int = 100, device="cpu"):
     return m
 
 # %% ../../nbs/13_benchmark.ipynb #e445dc63_2
-def _sync(device):
-    if torch.device(device).type == "cuda": torch.cuda.synchronize()
-
 def make_step(model, x, y, amp_dtype=None, train=True):
     "A closure running one training step (or one inference pass)."
     dev = x.device.type
@@ -84,15 +81,8 @@ def time_interleaved(steps: dict, # name -> step closure
     for _ in range(warmup):
         for f in steps.values(): f()
     times = {k: [] for k in steps}
-    cuda = torch.device(device).type == "cuda"
     for _ in range(repeats):
-        for k, f in steps.items():
-            if cuda:
-                s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                s.record(); f(); e.record(); torch.cuda.synchronize()
-                times[k].append(s.elapsed_time(e) / 1e3)
-            else:
-                t = time.perf_counter(); f(); times[k].append(time.perf_counter() - t)
+        for k, f in steps.items(): times[k] += step_seconds(f, 1, device)   # notebook 09e's timer
     return {k: statistics.median(v) for k, v in times.items()}
 
 # %% ../../nbs/13_benchmark.ipynb #e445dc63_4
@@ -104,19 +94,6 @@ def model_step(spec: str, img_size: int, batch: int, device="cpu", train: bool =
     return make_step(m, x, y, train=train)
 
 # %% ../../nbs/13_benchmark.ipynb #a3cfbd1d
-def _proc_status_mb(key: str) -> float:
-    "A memory field of /proc/self/status (VmRSS: current, VmHWM: peak), in MB."
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"): return int(line.split()[1]) / 1024
-    raise KeyError(key)
-
-def _start_peak() -> float:
-    "Reset the peak-RSS mark (Linux: write 5 to clear_refs) and return the current RSS in MB."
-    with open("/proc/self/clear_refs", "w") as f: f.write("5")
-    return _proc_status_mb("VmRSS")
-
-def _rss_peak_since(base: float) -> float: return _proc_status_mb("VmHWM") - base
-
 def _child_json(code: str):
     "Run `code` in a fresh Python process; the JSON object its last output line holds."
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -128,10 +105,8 @@ def peak_train_memory_mb(spec: str, img_size: int, batch: int, device="cpu",
                         ) -> float:
     "Extra peak memory (MB) of two training steps over the model-and-batch baseline."
     if torch.device(device).type == "cuda":
-        step = model_step(spec, img_size, batch, device); torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated(); torch.cuda.reset_peak_memory_stats()
-        step(); step(); torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
+        step = model_step(spec, img_size, batch, device)
+        return peak_mb(lambda: (step(), step()), device)      # CUDA's allocator peak (notebook 09e)
     code = ("import torch, json; from lect_nb.studies.bench import _measure_rss_child; "
             f"print(json.dumps(_measure_rss_child({spec!r}, {img_size}, {batch}, {threads!r})))")
     return statistics.median(_child_json(code) for _ in range(max(1, runs)))
@@ -140,9 +115,7 @@ def _measure_rss_child(spec, img_size, batch, threads):
     if threads: torch.set_num_threads(threads)
     torch.manual_seed(0)
     step = model_step(spec, img_size, batch)
-    base = _start_peak()
-    step(); step()
-    return _rss_peak_since(base)
+    return peak_mb(lambda: (step(), step()))                    # the process's VmHWM (notebook 09e)
 
 # %% ../../nbs/13_benchmark.ipynb #a3cfbd1d_1
 def ab_processes(spec_a: str, spec_b: str, # the two model specs compared
@@ -169,16 +142,12 @@ def _ab_child(spec, img_size, batch, steps, threads):
     m = build(spec, img_size)
     x, y = torch.randn(batch, 3, img_size, img_size), torch.randint(0, 100, (batch,))
     train, infer = make_step(m, x, y, train=True), None
-    base = _start_peak()
+    base = start_peak()
     train()                                                 # warm-up (and the peak memory of a step)
-    ts = []
-    for _ in range(steps):
-        t = time.perf_counter(); train(); ts.append(time.perf_counter() - t)
-    peak = _rss_peak_since(base)
+    ts = step_seconds(train, steps)
+    peak = peak_since(base)
     infer = make_step(m, x, y, train=False); infer()
-    ti = []
-    for _ in range(steps):
-        t = time.perf_counter(); infer(); ti.append(time.perf_counter() - t)
+    ti = step_seconds(infer, steps)
     return dict(train_s=statistics.median(ts), infer_s=statistics.median(ti), peak_mb=peak)
 
 # %% ../../nbs/13_benchmark.ipynb #285c0b0d
@@ -244,10 +213,10 @@ def _lemsa_child(impl, img_size, batch):
     H = img_size // 4; K = H // 4                        # stage 1 with the paper's 4x4 pooled grid
     a = LocallyEnhancedAttention(64, 2, K, attn_impl=impl).train()
     x = torch.randn(batch, H * H, 64, requires_grad=True)
-    base = _start_peak()
+    base = start_peak()
     a(x, (H, H)).sum().backward()
     n = (H // K) ** 2
-    return dict(peak_mb=_rss_peak_since(base), map=f"{H}x{H}", K=K,
+    return dict(peak_mb=peak_since(base), map=f"{H}x{H}", K=K,
                 attn_map_mb=batch * 2 * n * H * H * 4 / 2**20)
 
 # %% ../../nbs/13_benchmark.ipynb #cd2754ec
@@ -315,12 +284,12 @@ def profile_breakdown(spec: str, # model spec, e.g. "lect" or "lect@nodrop"
     for _ in range(2): step()
     cuda = torch.device(device).type == "cuda"
     if not cuda: os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # (its CUDA probing, silenced)
-    _sync(device)
+    synchronize(device)
     prof = profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []))
     with _stderr_without("External init callback must run in same thread"): prof.start()
     try:
         for _ in range(steps): step()
-        _sync(device)
+        synchronize(device)
     finally: prof.stop()
     ms = dict.fromkeys([*OP_CATEGORIES, KERNELS, OTHER, FRAMEWORK], 0.)
     for ev in prof.key_averages():
@@ -331,7 +300,7 @@ def profile_breakdown(spec: str, # model spec, e.g. "lect" or "lect@nodrop"
                 device=device, total_ms=sum(ms.values()), ms=ms)
 
 # %% ../../nbs/13_benchmark.ipynb #ba6f00db
-def bench_command(a, # the arguments, parsed by `lect_nb.training.cli.bench_parser`
+def bench_command(a, # the arguments, parsed by `lect_nb.studies.commands.bench_parser`
                  ) -> int: # exit status
     "What `lect-bench` does with its parsed arguments: the rows, one JSON object per line."
     def check(flag, specs):

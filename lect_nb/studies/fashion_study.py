@@ -12,13 +12,16 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['PLAN', 'STUDY_MODELS', 'stratified_indices', 'write_idx', 'make_subset', 'train_command', 'study_row', 'main',
-           'load_rows', 'summarize_rows', 'fashion_table', 'cpu_names', 'plot_study']
+__all__ = ['PLAN', 'FULL_PLAN', 'STUDY_MODELS', 'FULL_PER_CLASS', 'START_FILE', 'STUDIES', 'stratified_indices', 'write_idx',
+           'make_subset', 'train_command', 'source_commit', 'run_start', 'begin_run', 'study_row', 'main', 'load_rows',
+           'summarize_rows', 'fashion_table', 'cpu_names', 'plot_study']
 
 # %% ../../nbs/10a_fashion_study.ipynb #fa000006
 # model:seed in the order they are run: cheapest and most informative first
 PLAN = ["lect_cifar:0", "resnet:0", "vit:0", "ceit:0", "convnext:0", "lect_noskip_cifar:0",
         "lect_v2_cifar:0", "lect_v3_cifar:0", "lect_cifar:1", "resnet:1", "alternet:0"]
+# the full-data study (notebook 10b): LeCT against ResNet, two seeds each
+FULL_PLAN = ["lect_cifar:0", "resnet:0", "lect_cifar:1", "resnet:1"]
 # the report's rows (notebook 10's tables) and the models that stand for them at 32x32
 STUDY_MODELS = {"lect": "lect_cifar", "lect_v2": "lect_v2_cifar", "lect_v3": "lect_v3_cifar",
                 "ceit": "ceit", "alternet": "alternet", "resnet": "resnet", "convnext": "convnext",
@@ -81,6 +84,50 @@ def train_command(model: str, seed: int, data: str | Path, out: str | Path, epoc
             "--epochs", str(epochs), "--batch-size", str(batch_size), "--seed", str(seed),
             "--out", str(out)]
 
+# %% ../../nbs/10a_fashion_study.ipynb #fa000111
+FULL_PER_CLASS = 6000  # Fashion-MNIST has 6,000 training images of each class: all of them
+START_FILE = "study_start.json"  # in a run directory: the machine and commit the run started on
+
+def source_commit(repo: str | Path = ".") -> str | None:
+    "The commit checked out in `repo` (`-dirty` when `lect_nb/` has uncommitted changes), or None."
+    def git(*args):
+        r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else None
+    head = git("rev-parse", "--short=12", "HEAD")
+    if head is None: return None
+    return head + ("-dirty" if git("status", "--porcelain", "--", "lect_nb") else "")
+
+# %% ../../nbs/10a_fashion_study.ipynb #fa000111s1
+def run_start(run_dir: str | Path) -> dict:
+    "What `begin_run` recorded when the run in `run_dir` started ({} if nothing)."
+    f = Path(run_dir) / START_FILE
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+# %% ../../nbs/10a_fashion_study.ipynb #fa000111s2
+def begin_run(run_dir: str | Path, # the run directory of one study run
+              here: str, # this machine (`lect_nb.studies.reproduce.machine()`)
+              commit: str | None, # the source commit (`source_commit()`)
+             ) -> bool: # True: resume the run in `run_dir`; False: start it afresh
+    """Resume a run only on the machine it started on: a checkpoint resumes bit for bit only where
+    the arithmetic is the same. A run begun elsewhere is moved aside (kept) and started over."""
+    run_dir = Path(run_dir)
+    if (run_dir / "last.pt").exists():
+        started = run_start(run_dir).get("machine")
+        if started == here: return True
+        n = 1
+        while (aside := run_dir.with_name(f"{run_dir.name}.other-machine-{n}")).exists(): n += 1
+        run_dir.rename(aside)
+        print(f"{run_dir}: begun on {started or 'an unrecorded machine'}, this is {here}: "
+              f"moved to {aside.name}, starting over", flush=True)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        n = 1   # a folder without a checkpoint: a run that died before its first save
+        while (aside := run_dir.with_name(f"{run_dir.name}.unfinished-{n}")).exists(): n += 1
+        run_dir.rename(aside)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    (run_dir / START_FILE).write_text(json.dumps(dict(machine=here, commit=commit, started=when)))
+    return False
+
 # %% ../../nbs/10a_fashion_study.ipynb #fa000112
 def study_row(
     run_dir: str | Path,  # a finished `lect-train` run of the study
@@ -96,18 +143,20 @@ def study_row(
     m = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
     if len(m) != cfg["epochs"]:
         raise RuntimeError(f"{run_dir}: {len(m)} of {cfg['epochs']} epochs recorded")
+    start = run_start(run_dir)
     return dict(
         model=cfg["model"], dataset="fashion_mnist", seed=cfg["seed"], epochs=cfg["epochs"],
         train_images=10 * per_class, test_images=10_000,
-        subset=f"{per_class} training images per class, drawn with seed {subset_seed}",
+        subset=("the full training set" if per_class == FULL_PER_CLASS else
+                f"{per_class} training images per class, drawn with seed {subset_seed}"),
         batch_size=cfg["batch_size"], lr=cfg["lr"], img_size=32,
         test_acc=m[-1]["test_acc"], best_acc=max(r["test_acc"] for r in m),
-        curve=[dict(epoch=r["epoch"], test_acc=r["test_acc"], train_loss=round(r["train_loss"], 5))
-               for r in m],
+        curve=[dict(epoch=r["epoch"], test_acc=r["test_acc"], train_loss=round(r["train_loss"], 5),
+                    seconds=round(r["seconds"], 1)) for r in m],
         wall_s=round(sum(r["seconds"] for r in m), 1),
         train_images_per_s=round(float(np.median([r["train_images_per_s"] for r in m])), 1),
-        cpu=machine(), threads=threads, torch=version("torch"),
-        date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        cpu=start.get("machine") or machine(), threads=threads, torch=version("torch"),
+        commit=start.get("commit"), date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         command=f"OMP_NUM_THREADS={threads} " + shlex.join(command), study_command=study_command)
 
 # %% ../../nbs/10a_fashion_study.ipynb #fa000013
@@ -124,40 +173,75 @@ def _rewrite_rows(plan, a, data, work, results, study_cmd) -> int:
         print(f"{row_file}: rewritten")
     return 0
 
+# the two studies: what each flag means when it is not given
+STUDIES = {"small": dict(per_class=1000, epochs=8, runs=PLAN, results="nbs/results/fashion_study",
+                         work_dir="runs/fashion_study"),
+           "full": dict(per_class=FULL_PER_CLASS, epochs=30, runs=FULL_PLAN,
+                        results="nbs/results/fashion_full", work_dir="runs/fashion_full")}
 
-def _study_command(a, p) -> str:
+def _study_command(a) -> str:
     # the command that writes the rows (a run is added with --runs); folders named when not the defaults
     where = []
     for dest in ("results", "work_dir"):
-        if (v := getattr(a, dest)) != p.get_default(dest): where += ["--" + dest.replace("_", "-"), v]
+        if (v := getattr(a, dest)) != STUDIES[a.study][dest]: where += ["--" + dest.replace("_", "-"), v]
     return "python scripts/fashion_study.py " + shlex.join(
-        ["--per-class", str(a.per_class), "--subset-seed", str(a.subset_seed), "--epochs",
-         str(a.epochs), "--batch-size", str(a.batch_size), "--threads", str(a.threads)] + where)
+        (["--full"] if a.study == "full" else [])
+        + ["--per-class", str(a.per_class), "--subset-seed", str(a.subset_seed), "--epochs",
+           str(a.epochs), "--batch-size", str(a.batch_size), "--threads", str(a.threads)] + where)
 
-
-def main(argv=None) -> int:
-    "Run the study's plan (or the runs named), one `lect-train` process per run; write one row each."
+def _parser():
     import argparse
     p = argparse.ArgumentParser("fashion_study", description="Tables 2 and 3's models on a stratified "
-                                "Fashion-MNIST subset, one lect-train run and one JSON row each.")
+                                "Fashion-MNIST subset (or, with --full, LeCT and ResNet on the whole "
+                                "training set), one lect-train run and one JSON row each.")
+    p.add_argument("--full", dest="study", action="store_const", const="full", default="small",
+                   help="the full-data study: all 60,000 training images, 30 epochs, LeCT and ResNet "
+                   "with 2 seeds each, rows in nbs/results/fashion_full")
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist",
                    help="Fashion-MNIST's four .gz IDX files (default: %(default)s)")
-    p.add_argument("--per-class", type=int, default=1000,
-                   help="training images per class (default: 1000)")
+    p.add_argument("--per-class", type=int,
+                   help="training images per class (default: 1000; --full: 6000)")
     p.add_argument("--subset-seed", type=int, default=0, help="seed of the subset (default: 0)")
-    p.add_argument("--epochs", type=int, default=8, help="epochs of every run (default: 8)")
+    p.add_argument("--epochs", type=int, help="epochs of every run (default: 8; --full: 30)")
     p.add_argument("--batch-size", type=int, default=64, help="batch of every run (default: 64)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default: 1)")
-    p.add_argument("--runs", nargs="+", default=PLAN, metavar="MODEL:SEED",
-                   help="runs in order (default: the whole plan)")
-    p.add_argument("--results", default="nbs/results/fashion_study",
-                   help="directory of the JSON rows (default: %(default)s)")
-    p.add_argument("--work-dir", default="runs/fashion_study",
-                   help="subset and run directories, not tracked (default: %(default)s)")
+    p.add_argument("--runs", nargs="+", metavar="MODEL:SEED",
+                   help="runs in order (default: the whole plan of the study)")
+    p.add_argument("--results", help="directory of the JSON rows (default: nbs/results/fashion_study; "
+                   "--full: nbs/results/fashion_full)")
+    p.add_argument("--work-dir", help="subset and run directories, not tracked (default: "
+                   "runs/fashion_study; --full: runs/fashion_full)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--rewrite-rows", action="store_true",
                    help="rebuild the recorded rows from their run directories (keeps their dates)")
+    return p
+
+def _one_run(model, seed, a, *, data, work, results, study_cmd, env) -> bool:
+    "Train (or resume) one run and write its row; False if the run failed."
+    from lect_nb.studies.reproduce import machine
+    row_file, run_dir = results / f"{model}-s{seed}.json", work / f"{model}-s{seed}"
+    cmd = train_command(model, seed, data, run_dir, a.epochs, a.batch_size)
+    if a.dry_run: resume = (run_dir / "last.pt").exists()
+    else: resume = begin_run(run_dir, machine(), source_commit())  # the machine guard
+    go = cmd + ["--resume"] if resume else cmd
+    print(f"$ OMP_NUM_THREADS={a.threads} {shlex.join(go)}", flush=True)
+    if a.dry_run: return True
+    if subprocess.call(go, env=env) != 0:
+        print(f"fashion_study: {model} seed {seed} failed; the next runs go on", file=sys.stderr)
+        return False
+    row = study_row(run_dir, a.per_class, a.subset_seed, a.threads, cmd,
+                    f"{study_cmd} --runs {model}:{seed}")
+    tmp = row_file.with_name(f".{row_file.name}.tmp")
+    tmp.write_text(json.dumps(row, indent=1) + "\n"); os.replace(tmp, row_file)
+    print(f"{row_file}: test {100 * row['test_acc']:.2f}%", flush=True)
+    return True
+
+def main(argv=None) -> int:
+    "Run the study's plan (or the runs named), one `lect-train` process per run; write one row each."
+    p = _parser()
     a = p.parse_args(argv)
+    for k, v in STUDIES[a.study].items():
+        if getattr(a, k) is None: setattr(a, k, v)
     plan = []
     for spec in a.runs:
         model, _, seed = spec.partition(":")
@@ -165,7 +249,7 @@ def main(argv=None) -> int:
         plan.append((model, int(seed)))
     work, results = Path(a.work_dir), Path(a.results)
     data = work / f"data-{a.per_class}pc-s{a.subset_seed}"
-    study_cmd = _study_command(a, p)
+    study_cmd = _study_command(a)
     if not a.dry_run:
         make_subset(a.data_dir, data, a.per_class, a.subset_seed)
         results.mkdir(parents=True, exist_ok=True)
@@ -174,22 +258,11 @@ def main(argv=None) -> int:
     if a.dry_run: print(f"# rows written by: {study_cmd} --runs MODEL:SEED")
     failed = 0
     for model, seed in plan:
-        row_file = results / f"{model}-s{seed}.json"
-        if row_file.exists():
-            print(f"{row_file}: already recorded, skipped"); continue
-        run_dir = work / f"{model}-s{seed}"
-        cmd = train_command(model, seed, data, run_dir, a.epochs, a.batch_size)
-        go = cmd + ["--resume"] if (run_dir / "last.pt").exists() else cmd
-        print(f"$ OMP_NUM_THREADS={a.threads} {shlex.join(go)}", flush=True)
-        if a.dry_run: continue
-        if subprocess.call(go, env=env) != 0:
-            print(f"fashion_study: {model} seed {seed} failed; the next runs go on", file=sys.stderr)
-            failed += 1; continue
-        row = study_row(run_dir, a.per_class, a.subset_seed, a.threads, cmd,
-                        f"{study_cmd} --runs {model}:{seed}")
-        tmp = row_file.with_name(f".{row_file.name}.tmp")
-        tmp.write_text(json.dumps(row, indent=1) + "\n"); os.replace(tmp, row_file)
-        print(f"{row_file}: test {100 * row['test_acc']:.2f}%", flush=True)
+        if (results / f"{model}-s{seed}.json").exists():
+            print(f"{results / f'{model}-s{seed}.json'}: already recorded, skipped"); continue
+        ok = _one_run(model, seed, a, data=data, work=work, results=results, study_cmd=study_cmd,
+                      env=env)
+        failed += not ok
     return 1 if failed else 0
 
 # %% ../../nbs/10a_fashion_study.ipynb #fa000016
@@ -240,7 +313,7 @@ def cpu_names(rows: list[dict], model: str) -> str:
 def plot_study(rows: list[dict]):
     "Test accuracy per epoch of every run (left) and each model's wall time and images/s (right)."
     import matplotlib.pyplot as plt
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4), dpi=70)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 5.5), dpi=70)
     names = list(dict.fromkeys(r["model"] for r in rows))
     colors = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
     for r in rows:
@@ -248,15 +321,18 @@ def plot_study(rows: list[dict]):
         ax.plot(ep, [100 * c["test_acc"] for c in r["curve"]], color=colors[r["model"]],
                 ls="-" if r["seed"] == 0 else "--", label=f"{r['model']} (seed {r['seed']})")
     ax.set_xlabel("epoch"); ax.set_ylabel("test accuracy %"); ax.grid(alpha=.3)
-    ax.legend(fontsize=7); ax.set_title("Fashion-MNIST 32x32, 10,000 training images", fontsize=9)
+    ax.set_title("Fashion-MNIST 32x32, 10,000 training images", fontsize=9)
     summ = [(n, summarize_rows(rows, n)) for n in names]
     mixed = len({r["cpu"] for r in rows}) > 1  # runs from more than one kind of machine: name each
     ticks = [f"{n}\n{cpu_names(rows, n)}" if mixed else n for n in names]
     bx.bar(ticks, [s["wall_s"] / 60 for _, s in summ], color=[colors[n] for n in names])
-    bx.set_ylabel("wall time per run (min)"); bx.tick_params(axis="x", labelrotation=35, labelsize=8)
+    bx.set_ylabel("wall time per run (min)")
+    plt.setp(bx.get_xticklabels(), rotation=40, ha="right", rotation_mode="anchor", fontsize=8)
     cx = bx.twinx()
     cx.plot(ticks, [s["images_per_s"] for _, s in summ], "ko", label="train img/s")
     cx.set_ylabel("training images/s (median epoch)"); cx.legend(fontsize=7, loc="upper left")
     bx.set_title("cost of one run (1 thread" + ("; CPU under each name)" if mixed else ")"), fontsize=9)
-    fig.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()  # below the axes: no curve hidden behind it
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05 + 0.06 * ((len(labels) + 3) // 4), 1, 1))
     return fig

@@ -15,20 +15,19 @@ import torch
 import torch.nn.functional as F
 from ..api import create_model, list_models
 from ..training.data import FASHION_FILES, load_sample
-from ..baselines.related import *   # registers every baseline family
+from ..baselines import related   # noqa: F401, registers every baseline family
 from .fashion_study import write_idx
 from .reproduce import PAPER_TABLE2 as _REPORT_TABLE2
+from ..training.measure import peak_since, start_peak, step_seconds, synchronize
 from ..training.settings import COMPILE_MODES, PRECISION_NAMES, SWEEP_MODELS, TABLE2_MODELS, plural
-from .commands import sweep_main as main   # the console script: parses before torch loads
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'CIFAR100_RECIPE', 'PAPER_COLUMNS', 'SweepPoint', 'sweep_plan', 'wall_timer', 'measure_point',
-           'run_sweep', 'projected_recipe_minutes', 'best_settings', 'summarize', 'plot_sweep', 'write_atomic_json',
-           'fashion_table', 'table2_markdown', 'write_fashion_idx', 'sweep_command', 'COMPILE_MODES', 'SWEEP_MODELS',
-           'TABLE2_MODELS', 'main']
+__all__ = ['PRECISIONS', 'CIFAR100_RECIPE', 'PAPER_COLUMNS', 'SweepPoint', 'sweep_plan', 'measure_point', 'run_sweep',
+           'projected_recipe_minutes', 'best_settings', 'summarize', 'plot_sweep', 'write_atomic_json', 'fashion_table',
+           'table2_markdown', 'write_fashion_idx', 'sweep_command', 'COMPILE_MODES', 'SWEEP_MODELS', 'TABLE2_MODELS']
 
 # %% ../../nbs/13a_gpu.ipynb #91250b11
-_all_ = ["COMPILE_MODES", "SWEEP_MODELS", "TABLE2_MODELS", "main"]   # from training.settings, .cli
+_all_ = ["COMPILE_MODES", "SWEEP_MODELS", "TABLE2_MODELS"]   # from training.settings
 
 # %% ../../nbs/13a_gpu.ipynb #3edd7718
 # COMPILE_MODES ("none", then the torch.compile modes), SWEEP_MODELS ((name, side) pairs) and
@@ -74,19 +73,6 @@ def sweep_plan(models=SWEEP_MODELS, # (name, img_size) pairs, measured side by s
                 for m, s in models]
     return eager + compiled
 
-# %% ../../nbs/13a_gpu.ipynb #6141ddf1
-def wall_timer(step, n: int, device) -> list[float]:
-    "Seconds of each of `n` calls of `step`: CUDA events on a GPU, `perf_counter` elsewhere."
-    out = []
-    for _ in range(n):
-        if torch.device(device).type == "cuda":
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record(); step(); e.record(); torch.cuda.synchronize()
-            out.append(s.elapsed_time(e) / 1e3)
-        else:
-            t = time.perf_counter(); step(); out.append(time.perf_counter() - t)
-    return out
-
 # %% ../../nbs/13a_gpu.ipynb #3c5474cc
 def _step(model, x, y, precision, train, mode):
     dev, dt = x.device.type, PRECISIONS[precision]
@@ -110,7 +96,7 @@ def measure_point(pt: SweepPoint, # what to measure
                   steps: int = 10, # timed steps per mode (the median is reported)
                   warmup: int = 3, # untimed steps first (the first one compiles)
                   backend: str = "inductor", # torch.compile backend ("eager" in the CPU tests)
-                  timer=wall_timer, # (step, n, device) -> seconds of each step
+                  timer=step_seconds, # (step, n, device) -> seconds of each step
                   in_chans: int = 3, num_classes: int = 100,
                  ) -> dict:
     ("Training and inference images/s, peak memory and compile time of one point, as a JSON-ready "
@@ -131,19 +117,15 @@ def measure_point(pt: SweepPoint, # what to measure
         mode_kw = {} if pt.compile == "default" or backend != "inductor" else {"mode": pt.compile}
         fn = model if pt.compile == "none" else torch.compile(model, backend=backend, **mode_kw)
         step = _step(fn, x, y, pt.precision, mode == "train", pt.compile)
-        if cuda: torch.cuda.synchronize()
-        t = time.perf_counter(); step()
-        if cuda: torch.cuda.synchronize()
+        synchronize(device); t = time.perf_counter(); step(); synchronize(device)
         first = time.perf_counter() - t
         for _ in range(max(0, warmup - 1)): step()
-        if cuda:
-            torch.cuda.synchronize(); base = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
+        base = start_peak(device) if cuda else None        # the CPU's peak is the process's: none
         times = timer(step, steps, device)
         if len(times) != steps or min(times) <= 0:
             raise ValueError(f"timer gave {times!r} for {steps} steps")
         med = statistics.median(times)
-        peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else None
+        peak = peak_since(base, device) if cuda else None
         row.update({f"{mode}_step_s": med, f"{mode}_images_per_s": pt.batch / med,
                     f"{mode}_first_step_s": first, f"{mode}_peak_mb": peak})
     return row
@@ -153,7 +135,7 @@ def run_sweep(points: list[SweepPoint], # from `sweep_plan`
               device="cuda", steps: int = 10, warmup: int = 3, backend: str = "inductor",
               budget_s: float | None = None, # skip points that would not finish in these seconds
               clock=time.monotonic, # seconds now (a fake one in the tests)
-              timer=wall_timer, # passed to `measure_point`
+              timer=step_seconds, # passed to `measure_point`
               on_row=None, # called with each row as it is made (to save partial results)
               in_chans: int = 3,
              ) -> list[dict]:
@@ -373,7 +355,7 @@ def write_fashion_idx(root: str | Path, # directory to write the four .gz IDX fi
     return root
 
 # %% ../../nbs/13a_gpu.ipynb #a28ad4cf
-def sweep_command(a, # the arguments, parsed by `lect_nb.training.cli.sweep_parser`
+def sweep_command(a, # the arguments, parsed by `lect_nb.studies.commands.sweep_parser`
                   command: str = "lect-sweep", # the command line, recorded with the rows
                  ) -> int: # exit status
     "What `lect-sweep` does with its parsed arguments: `speed` (the GPU sweep) or `table2`."

@@ -1,4 +1,4 @@
-"""The command line of a training run: every option of `lect-train`, its errors, an interrupted and resumed run, and the default run measured on a CPU; and the parsers of `lect-bench` and `lect-sweep`, which answer before torch is imported.
+"""The command line of a training run: every option of `lect-train`, its errors, an interrupted and resumed run, and the default run measured on a CPU.
 
 Docs: https://lect-nb.github.io/lect_nb/cli.html.md"""
 
@@ -8,11 +8,10 @@ Docs: https://lect-nb.github.io/lect_nb/cli.html.md"""
 from __future__ import annotations
 import argparse, math, re, sys
 from dataclasses import Field, fields
-from .settings import (COMPILE_MODES, PRECISION_NAMES, SPEC_OPTIONS, SWEEP_MODELS,
-                                       TABLE2_MODELS, TrainConfig)
+from .settings import TrainConfig
 
 # %% auto #0
-__all__ = ['option_text', 'stated_default', 'add_option', 'build_parser', 'main', 'bench_parser', 'sweep_parser']
+__all__ = ['option_text', 'stated_default', 'add_option', 'build_parser', 'main']
 
 # %% ../../nbs/09c_cli.ipynb #8c1f0a21
 def _number(kind, ok, what: str):
@@ -131,98 +130,3 @@ def main(argv: list[str] | None = None, # arguments (default: sys.argv[1:])
         print(f"lect-train: error: {e}", file=sys.stderr, flush=True)
         return 2
     return 0
-
-# %% ../../nbs/09c_cli.ipynb #83a0f60f
-def bench_parser() -> argparse.ArgumentParser:
-    "The `lect-bench` argument parser: every option documented with its default."
-    specs = "\n".join(f"  {k:<11}{v}" for k, v in SPEC_OPTIONS.items())
-    p = argparse.ArgumentParser(
-        prog="lect-bench", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Side-by-side training-step and inference throughput and peak memory of "
-                    "registered models,\nwith ratios to a baseline (on the CPU through the speed "
-                    "layer unless a spec says @plain).",
-        epilog=f"model specs (--models, --baseline, --ab): a model name, optionally with options "
-               f"after @ joined\nby +, e.g. lect@reference+ckpt; the options:\n{specs}")
-    a = p.add_argument
-    models = ["lect", "lect@reference", "resnet"]
-    a("--models", nargs="+", default=models, metavar="SPEC",
-      help=f"model specs, measured side by side; see below (default: {' '.join(models)})")
-    a("--img-size", type=_positive_int, default=224,
-      help="input height and width in pixels (default: 224)")
-    a("--batch", type=_positive_int, default=16, help="images per step (default: 16)")
-    a("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    a("--threads", type=_positive_int, default=None,
-      help="CPU threads, torch.set_num_threads (default: PyTorch's choice; 2 for --ab)")
-    a("--repeats", type=_positive_int, default=7,
-      help="timed steps per model, interleaved across models; the median is reported "
-           "(default: 7)")
-    a("--warmup", type=_count, default=2, help="untimed steps per model first (default: 2)")
-    a("--amp", action="store_true", help="also time bf16 autocast (default: off)")
-    a("--compile", action="store_true",
-      help="also time the models wrapped in torch.compile, inductor (default: off)")
-    a("--no-memory", action="store_true",
-      help="skip the peak-memory runs, which run otherwise")
-    a("--lemsa-memory", action="store_true",
-      help="also measure the peak memory of one LeMSA layer at 448x448, fused against the "
-           "reference attention (default: off)")
-    a("--profile", action="store_true",
-      help="also print each model's time per step by operator category (default: off)")
-    a("--baseline", default="resnet",
-      help="the spec every ratio is taken to; one of --models (default: resnet)")
-    a("--ab", nargs=2, metavar=("SPEC_A", "SPEC_B"),
-      help="instead of the side-by-side run: A against B in pairs of fresh processes on the CPU, "
-           "ratios B/A (default: the side-by-side run)")
-    a("--pairs", type=_positive_int, default=5, help="process pairs of --ab (default: 5)")
-    return p
-
-# %% ../../nbs/09c_cli.ipynb #6cb4d250
-def sweep_parser() -> argparse.ArgumentParser:
-    "The `lect-sweep` argument parser, with its commands `speed` and `table2`."
-    p = argparse.ArgumentParser(
-        prog="lect-sweep", description="What a GPU user chooses between, measured: batch, "
-        "precision, torch.compile mode,\nmemory format (speed); Table 2's models trained on "
-        "Fashion-MNIST (table2).", formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{speed,table2}")
-    s = sub.add_parser("speed", help="the sweep: JSON rows and one plot per model")
-    a = s.add_argument
-    a("--device", default="cuda", help="cuda, cuda:N or cpu (default: cuda)")
-    a("--out", required=True, help="directory for sweep.json, summary.json and the plots (required)")
-    models = [f"{m}:{z}" for m, z in SWEEP_MODELS]
-    a("--models", nargs="+", default=models, metavar="NAME:SIZE",
-      help=f"models and input sides, measured side by side (default: {' '.join(models)})")
-    a("--batches", nargs="+", type=_positive_int, default=[16, 64, 128, 256], metavar="N",
-      help="batches of the eager points (default: 16 64 128 256)")
-    a("--compile-batches", nargs="+", type=_positive_int, default=[64, 128], metavar="N",
-      help="batches of the compiled points (default: 64 128)")
-    a("--precisions", nargs="+", default=list(PRECISION_NAMES), choices=PRECISION_NAMES,
-      help=f"fp32, and bf16 autocast (default: {' '.join(PRECISION_NAMES)})")
-    a("--compile-modes", nargs="*", default=list(COMPILE_MODES[1:]), choices=COMPILE_MODES[1:],
-      metavar="MODE", help=f"torch.compile modes of the compiled points; none given: no compiled "
-      f"points (default: {' '.join(COMPILE_MODES[1:])})")
-    a("--backend", default="inductor", help="torch.compile backend (default: inductor)")
-    a("--steps", type=_positive_int, default=10,
-      help="timed steps per point and mode; the median is reported (default: 10)")
-    a("--warmup", type=_count, default=3,
-      help="untimed steps before them; the first step, which compiles, is always untimed "
-           "(default: 3)")
-    a("--budget", type=_positive, default=None, metavar="SECONDS",
-      help="points that would not finish in this time are skipped, not run (default: no limit)")
-    t = sub.add_parser("table2", help="Table 2's models trained on Fashion-MNIST at 32x32")
-    a = t.add_argument
-    a("--data-dir", required=True,
-      help="directory with Fashion-MNIST's four .gz IDX files (required)")
-    a("--out", required=True, help="JSON file of the rows, rewritten after every model (required)")
-    a("--models", nargs="+", default=list(TABLE2_MODELS), metavar="NAME",
-      help=f"models to train, one run each (default: Table 2's {' '.join(TABLE2_MODELS)})")
-    a("--epochs", type=_positive_int, default=10, help="epochs of every run (default: 10)")
-    a("--batch-size", type=_positive_int, default=64,
-      help="batch size of every run (default: 64)")
-    a("--seed", type=_count, default=0, help="seed of every run (default: 0)")
-    a("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
-    a("--budget", type=_positive, default=None, metavar="SECONDS",
-      help="models that would not finish in this time are not run (default: no limit)")
-    a("--limit-train", type=_positive_int, default=None, metavar="N",
-      help="train on only the first N training images, for smoke runs (default: all 60,000)")
-    a("--limit-val", type=_positive_int, default=None, metavar="N",
-      help="test on only the first N test images (default: all 10,000)")
-    return p
