@@ -267,6 +267,7 @@ def lect_builder(name: str, # the registered name
     build.__doc__ = f"Build `{name}`: a `LeCT` of its config."
     return build
 
+# %% ../nbs/05_lect.ipynb #0904a202
 def cifar_input(name: str) -> dict: # a registered name
     "`register_model`'s default input size for `name`: 32x32 for the `_cifar` models, else none."
     return dict(input_size=(3, 32, 32)) if name.endswith("_cifar") else {}

@@ -245,6 +245,7 @@ class VariantConfig(LeCTConfig):
                             pooled_hw=(map_size[0] // sr_ratio, map_size[1] // sr_ratio),
                             reduction=self.reduction)
 
+# %% ../nbs/05a_variants.ipynb #f7285da8
 def variant_config(base: LeCTConfig, # a config (e.g. `LECT_CONFIGS["lect"]`)
                    **diff, # fields of `VariantConfig` to change
                   ) -> VariantConfig:
