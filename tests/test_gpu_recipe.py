@@ -140,3 +140,20 @@ def test_gpu_run_dry_run(tmp_path):
     assert rec["train_images_per_s"] > 0
     table = json.loads((out / "fashion_table2.json").read_text())
     assert [t["model"] for t in table] == ["resnet", "lect_v3"] and all(t["status"] == "ok" for t in table)
+
+def test_device_draws_are_the_numpy_draws():
+    "The codes drawn on the device are the NumPy reference's crop, flip, ops and signs, packed."
+    bt, idx = BatchTransform(INFO, None, seed=9), np.arange(1000)
+    prm, codes = bt.params(4, idx), bt.codes(4, torch.from_numpy(idx)).numpy()
+    np.testing.assert_array_equal(codes[:, 0], (prm["top"] * 9 + prm["left"]) * 2 + ~prm["flip"])
+    np.testing.assert_array_equal(codes[:, 1:], 2 * prm["ops"] + ~prm["negative"])
+
+def test_training_batches_have_one_shape_and_few_aten_calls():
+    from lect_nb.training.data import OpCounter
+    x = _x(150)
+    db = DeviceBatches(x, torch.zeros(150, dtype=torch.int64), range(150), 64, BatchTransform(INFO, 224),
+                       drop_last=True)
+    it = iter(db); next(it)
+    with OpCounter() as c: x1, _ = next(it)
+    assert len(db) == 2 and x1.shape == (64, 1, 224, 224)
+    assert c.total <= 100 and c.host_syncs == 0, (c.total, dict(c.syncs))

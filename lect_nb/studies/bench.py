@@ -7,17 +7,20 @@ Docs: https://lect-nb.github.io/lect_nb/benchmark.html.md"""
 # %% ../../nbs/13_benchmark.ipynb #365ced72
 from __future__ import annotations
 import contextlib, json, logging, os, statistics, subprocess, sys, tempfile, time
+from collections import Counter
 import torch
 import torch.nn.functional as F
 from ..api import create_model, list_models
 from ..speed.fast import accelerate
+from ..training.data import BatchTransform, DeviceBatches, OpCounter, dataset_info
+from ..training.loop import make_optimizer, train_one_epoch
 from ..training.measure import peak_mb, peak_since, start_peak, step_seconds, synchronize
 from ..training.settings import SPEC_OPTIONS
 
 # %% auto #0
-__all__ = ['OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'parse_spec', 'build', 'make_step', 'time_interleaved', 'model_step',
-           'peak_train_memory_mb', 'ab_processes', 'run_benchmark', 'lemsa_layer_memory', 'op_category',
-           'profile_breakdown', 'bench_command', 'SPEC_OPTIONS']
+__all__ = ['OP_CATEGORIES', 'OTHER', 'FRAMEWORK', 'KERNELS', 'COUNT_DATASETS', 'parse_spec', 'build', 'make_step',
+           'time_interleaved', 'model_step', 'peak_train_memory_mb', 'ab_processes', 'run_benchmark',
+           'lemsa_layer_memory', 'op_category', 'profile_breakdown', 'bench_command', 'count_ops', 'SPEC_OPTIONS']
 
 # %% ../../nbs/13_benchmark.ipynb #e6984bec
 _all_ = ["SPEC_OPTIONS"]   # defined in lect_nb.training.settings
@@ -308,6 +311,13 @@ def bench_command(a, # the arguments, parsed by `lect_nb.studies.commands.bench_
             try: parse_spec(spec)
             except ValueError as e: raise ValueError(f"{flag}: {e}") from None
     try:
+        if a.count_ops:
+            bad = [m for m in a.models if m not in list_models()]
+            if bad: raise ValueError(f"--models: unknown model(s) {bad} for --count-ops")
+            for m in a.models:
+                print(json.dumps(count_ops(m, a.img_size, a.batch, a.count_ops,
+                                           warmup=max(1, a.warmup))), flush=True)
+            return 0
         if a.ab:
             check("--ab", a.ab)
             print(json.dumps(ab_processes(*a.ab, a.img_size, a.batch, a.pairs,
@@ -334,3 +344,61 @@ def bench_command(a, # the arguments, parsed by `lect_nb.studies.commands.bench_
         mem = lemsa_layer_memory(448, a.batch, a.device)
         print(json.dumps(dict(mode="lemsa_layer_memory", **mem)))
     return 0
+
+# %% ../../nbs/13_benchmark.ipynb #b3c0a002
+COUNT_DATASETS = ("fashion_mnist", "cifar10", "cifar100", "stl10")   # held in memory as uint8
+
+class _Phases:
+    """Labels what a training step does while an `OpCounter` counts: the batch (augmentation), the
+    model's forward and backward, the optimizer's step, the rest; nothing before `start`."""
+    def __init__(self, counter, loader, model, optimizer, start: int):
+        self.c, self.loader, self.start = counter, loader, start
+        model.register_forward_pre_hook(lambda *a: self._to("forward_backward"))
+        step = optimizer.step   # (its hooks would leave its profiler marks outside the phase)
+        def counted_step(*args, **kwargs):
+            self._to("optimizer")
+            try: return step(*args, **kwargs)
+            finally: self._to("other")
+        optimizer.step = counted_step
+    def _to(self, phase):
+        if self.c.phase is not None: self.c.phase = phase
+    def __len__(self): return len(self.loader)
+    def __iter__(self):
+        for i, batch in enumerate(self.loader):   # (the batch is made inside `enumerate`'s next)
+            self.c.phase = "other" if i >= self.start else None
+            yield batch
+            if i + 1 >= self.start: self.c.phase = "augmentation"
+        self.c.phase = None                       # the epoch's end is not a step's
+
+def count_ops(model: str, # a registered model name
+              img_size: int = 224, batch: int = 64,
+              dataset: str = "fashion_mnist", # the stored shape of its images (`COUNT_DATASETS`)
+              steps: int = 3, # counted steps, after `warmup`
+              warmup: int = 2, # uncounted steps first (the first makes the augmentation's tables)
+              seed: int = 0) -> dict:
+    """Aten calls per step of `lect-train`'s step on the CPU (`train_one_epoch` over `DeviceBatches`,
+    AdamW as on CUDA: fused), by phase, and the host synchronisations per step."""
+    if dataset not in COUNT_DATASETS:
+        raise ValueError(f"--count-ops: dataset must be one of {', '.join(COUNT_DATASETS)}, "
+                         f"got {dataset!r}")
+    torch.manual_seed(seed)
+    info = dataset_info(dataset)
+    side = info.native_size - 2 * info.base_pad
+    n = batch * (warmup + steps)
+    images = torch.randint(0, 256, (n, info.in_chans, side, side), dtype=torch.uint8)
+    labels = torch.randint(0, info.num_classes, (n,))
+    loader = DeviceBatches(images, labels, [(0, i) for i in range(n)], batch,
+                           BatchTransform(info, img_size, seed=seed), drop_last=True)
+    m = create_model(model, num_classes=info.num_classes, img_size=img_size, in_chans=info.in_chans)
+    opt = make_optimizer(m, 1e-4, fused=True)
+    with OpCounter() as c:
+        train_one_epoch(m, _Phases(c, loader, m, opt, warmup), opt, torch.device("cpu"))
+    per = lambda cnt: round(sum(cnt.values()) / steps, 2)
+    ops = {p: per(c.phases.get(p, ({},))[0]) for p in
+           ("augmentation", "forward_backward", "optimizer", "other")}
+    syncs = Counter()
+    for _, s in c.phases.values(): syncs.update(s)
+    return dict(mode="count_ops", model=model, img_size=img_size, batch=batch, dataset=dataset,
+                steps=steps, aten_calls_per_step=ops, host_syncs_per_step=per(syncs),
+                host_syncs_by_kind={k: v / steps for k, v in sorted(syncs.items())},
+                optimizer="AdamW (fused)")

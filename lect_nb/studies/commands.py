@@ -55,6 +55,11 @@ def bench_parser() -> argparse.ArgumentParser:
       help="instead of the side-by-side run: A against B in pairs of fresh processes on the CPU, "
            "ratios B/A (default: the side-by-side run)")
     a("--pairs", type=_positive_int, default=5, help="process pairs of --ab (default: 5)")
+    a("--count-ops", nargs="?", const="fashion_mnist", metavar="DATASET",
+      choices=("fashion_mnist", "cifar10", "cifar100", "stl10"),
+      help="instead of timing: aten calls per step of lect-train's training step (augmentation, "
+           "forward+backward, optimizer) and host synchronisations, counted on the CPU; DATASET "
+           "gives the stored images' shape, fashion_mnist if omitted (default: off)")
     return p
 
 # %% ../../nbs/13c_commands.ipynb #6cb4d250

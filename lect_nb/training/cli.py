@@ -8,10 +8,12 @@ Docs: https://lect-nb.github.io/lect_nb/cli.html.md"""
 from __future__ import annotations
 import argparse, math, re, sys
 from dataclasses import Field, fields
-from .settings import TrainConfig
+from pathlib import Path
+from .settings import (RESUME_MAY_CHANGE, TrainConfig, as_typed, check_resume,
+                                       read_config)
 
 # %% auto #0
-__all__ = ['option_text', 'stated_default', 'add_option', 'build_parser', 'main']
+__all__ = ['option_text', 'stated_default', 'add_option', 'build_parser', 'settings_from', 'main']
 
 # %% ../../nbs/09c_cli.ipynb #8c1f0a21
 def _number(kind, ok, what: str):
@@ -55,22 +57,26 @@ def stated_default(f: Field, # a `TrainConfig` field
 # %% ../../nbs/09c_cli.ipynb #0a862019
 def add_option(p: argparse.ArgumentParser, # the parser
                f: Field, # a `TrainConfig` field, made by `setting`
+               typed: bool = False, # set only the options typed (no defaults: `argparse.SUPPRESS`)
               ):
     "Add the option(s) of `f` to `p` as its metadata describe: type, choices, switches and help."
     m, flag, doc = f.metadata, _flag(f.name), option_text(f.metadata["doc"])
     no = "--no-" + flag[2:]
     help = f"{doc} (default: {stated_default(f)})"
+    unset = dict(default=argparse.SUPPRESS) if typed else {}
     if m.get("switch") == "off":   # on unless switched off: only `--no-...`
         p.add_argument(no, dest=f.name, action="store_false",
-                       help=f"train without {doc}, which is on otherwise")
-    elif m.get("switch") == "on": p.add_argument(flag, action="store_true", help=help)
+                       help=f"train without {doc}, which is on otherwise", **unset)
+    elif m.get("switch") == "on": p.add_argument(flag, action="store_true", help=help, **unset)
     elif m.get("switch") == "both":   # None: the device decides; either flag decides instead
-        p.add_argument(flag, action="store_const", const=True, default=None, help=help)
+        p.add_argument(flag, action="store_const", const=True, help=help,
+                       **(unset or dict(default=None)))
         p.add_argument(no, dest=f.name, action="store_const", const=False,
-                       help=option_text(m["no_doc"]))
+                       help=option_text(m["no_doc"]), **unset)
     else:
         kw = {k: m[k] for k in ("choices", "metavar") if k in m}
-        p.add_argument(flag, type=_CHECKS.get(m.get("check")), default=f.default, help=help, **kw)
+        p.add_argument(flag, type=_CHECKS.get(m.get("check")), help=help, **kw,
+                       **(unset or dict(default=f.default)))
 
 # %% ../../nbs/09c_cli.ipynb #193b3661
 _EPILOG = """\
@@ -83,7 +89,8 @@ datasets (--dataset):
   imagefolder   your own images, one folder per class, in --data-dir:
                   DIR/train/<class>/*.png|jpg   training images
                   DIR/val/<class>/...           test images (DIR/test/<class>/ also accepted)
-                read as RGB and resized to --img-size, which is required
+                read as RGB and resized to --img-size, which is required; every image is checked
+                before training (--bad-images)
 
 "best.pt" is the epoch with the best test accuracy, as in the LeCT report; with --val-split F it is
 chosen on F of the training images held out instead, and the test split is only reported.
@@ -91,14 +98,19 @@ chosen on F of the training images held out instead, and the test split is only 
 examples:
   lect-train                                   lect_cifar on the sample, CPU, a few minutes
   lect-train --model lect --dataset cifar100 --img-size 224 --amp bf16
-  lect-train --out RUN --resume                continue a stopped run
+  lect-train --out RUN --resume                continue a stopped run with its recorded settings
   lect-train --out RUN --resume --epochs 8     extend a finished run (the new cosine length)
+  lect-train --config RUN/config.json --out RUN2
+                                               rerun a recorded run; options given beside
+                                               --config override its settings
   torchrun --nproc_per_node=4 $(which lect-train) --model lect --dataset cifar100 --img-size 224
 """
 
 # %% ../../nbs/09c_cli.ipynb #a976023b
-def build_parser() -> argparse.ArgumentParser:
-    "The `lect-train` argument parser: one option per `TrainConfig` field, documented by the field."
+def build_parser(typed: bool = False, # set only the options typed: see `add_option`
+                ) -> argparse.ArgumentParser:
+    ("The `lect-train` argument parser: one option per `TrainConfig` field, documented by the "
+     "field, and `--config`.")
     p = argparse.ArgumentParser(
         prog="lect-train", epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a model with the LeCT report's recipe (AdamW, cosine schedule, "
@@ -106,27 +118,62 @@ def build_parser() -> argparse.ArgumentParser:
                     "at 5, RandAugment). With no arguments: lect_cifar at native 32x32 on the "
                     "embedded\n"
                     "Fashion-MNIST sample, on the CPU, in a few minutes.")
-    for f in fields(TrainConfig): add_option(p, f)
+    for f in fields(TrainConfig): add_option(p, f, typed)
+    p.add_argument("--config", metavar="CONFIG_JSON", help=(
+        "rerun a recorded run: every setting from this config.json of a run directory, in a new "
+        "--out; the options given beside it override them (default: none, the options alone)"),
+        **(dict(default=argparse.SUPPRESS) if typed else {}))
     return p
 
+# %% ../../nbs/09c_cli.ipynb #clicf002
+def settings_from(given: dict, # the options typed, as `build_parser(typed=True)` parses them
+                 ) -> tuple[TrainConfig, str]: # the settings, and the note the start line ends with
+    ("The settings of a run: the options typed, over a recorded config (`--config`) or checked "
+     "against the one of the run `--resume` continues.")
+    given = dict(given)
+    path = given.pop("config", None)
+    if "clip_grad" in given: given["clip_grad"] = given["clip_grad"] or None   # 0: no clipping
+    listed = lambda d: ", ".join(as_typed(k, v) for k, v in d.items())
+    if path is not None:
+        if given.get("resume"):
+            raise ValueError("--config reruns a recorded run in a new --out, and --resume continues "
+                             "the run in --out: give one of them")
+        recorded = {k: v for k, v in read_config(path, f"--config {path}").items()
+                    if k not in ("out", "resume")}   # the rerun goes to a new directory
+        note = f"the settings of {path}" + (f", with {listed(given)} given beside it" if given else "")
+        return TrainConfig(**{**recorded, **given}), note
+    if not given.get("resume"): return TrainConfig(**given), ""
+    if "out" not in given: raise ValueError("--resume needs --out RUN, the run directory to continue")
+    saved = Path(given["out"]) / "config.json"
+    if not saved.is_file(): return TrainConfig(**given), ""   # `run` says there is nothing to resume
+    recorded = read_config(saved, "--resume")
+    check_resume(recorded, given, given["out"])
+    changed = [f"{as_typed(k, v)} (recorded {recorded.get(k)!r})" for k, v in given.items()
+               if k in RESUME_MAY_CHANGE]
+    return TrainConfig(**given), "given on resume: " + ", ".join(changed) if changed else ""
+
 # %% ../../nbs/09c_cli.ipynb #cf50e3b1
+def _error(e: BaseException, code: int = 2) -> int:
+    "Print `e` as one `lect-train: error:` line (and each note added to it as a line); return `code`."
+    print(f"lect-train: error: {e}", file=sys.stderr, flush=True)
+    for n in getattr(e, "__notes__", ()): print(f"lect-train: {n}", file=sys.stderr, flush=True)
+    return code
+
 def main(argv: list[str] | None = None, # arguments (default: sys.argv[1:])
         ) -> int: # exit status
     "Entry point of `lect-train`: parse and check the arguments, then import torch and train."
-    a = build_parser().parse_args(argv)
-    kw = vars(a)
-    kw["clip_grad"] = kw["clip_grad"] or None
-    cfg = TrainConfig(**{f.name: kw[f.name] for f in fields(TrainConfig) if f.name in kw})
-    from lect_nb.training.runs import TrainingInterrupted, run   # torch, once the arguments are good
-    from lect_nb.training.loop import NonFiniteError
+    a = build_parser(typed=True).parse_args(argv)
+    try: cfg, note = settings_from(vars(a))
+    except (ValueError, FileNotFoundError) as e: return _error(e)
     try:
-        run(cfg, cli=True)
-    except TrainingInterrupted as e:  # the checkpoint is saved and the resume command printed
-        return e.exit_code
-    except NonFiniteError as e:
-        print(f"lect-train: error: {e}", file=sys.stderr, flush=True)
-        return 1
-    except (ValueError, FileNotFoundError) as e:
-        print(f"lect-train: error: {e}", file=sys.stderr, flush=True)
-        return 2
+        from lect_nb.training.runs import TrainingInterrupted, run   # torch, once the arguments are good
+        from lect_nb.training.loop import NonFiniteError
+        try: run(cfg, cli=True, note=note)
+        except TrainingInterrupted as e: return e.exit_code   # saved, the resume command printed
+        except NonFiniteError as e: return _error(e, 1)
+        except (ValueError, FileNotFoundError) as e: return _error(e)
+    except KeyboardInterrupt as e:   # a second Ctrl-C (the first stops after the step): at once
+        said = "; ".join(getattr(e, "__notes__", ())) or "nothing was written"
+        print(f"lect-train: stopped at once by Ctrl-C; {said}", file=sys.stderr, flush=True)
+        return 130
     return 0

@@ -6,7 +6,7 @@ Docs: https://lect-nb.github.io/lect_nb/data.html.md"""
 
 # %% ../../nbs/08_data.ipynb #3f32f015
 from __future__ import annotations
-import gzip, io, math, os, pickle, struct, tarfile, urllib.error, zlib
+import functools, gzip, io, math, os, pickle, struct, tarfile, urllib.error, zlib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -21,8 +21,9 @@ from torchvision import transforms as T
 __all__ = ['FASHION_CLASSES', 'FASHION_MEAN', 'FASHION_STD', 'DATASETS', 'FASHION_FILES', 'SAMPLE_FILE', 'TORCHVISION_DATASETS',
            'DEFAULT_DATA_DIR', 'RANDAUG_OPS', 'DatasetInfo', 'dataset_info', 'read_idx', 'load_fashion_dir',
            'load_sample', 'ArrayDataset', 'build_transforms', 'DatasetFilesError', 'DatasetFiles', 'dataset_files',
-           'build_datasets', 'randaugment_magnitudes', 'apply_randaugment_op', 'batch_uniforms', 'BatchTransform',
-           'held_images', 'DeviceBatches']
+           'check_image_folder', 'build_datasets', 'randaugment_magnitudes', 'apply_randaugment_op', 'batch_uniforms',
+           'randaugment_codes', 'randaugment_tables', 'randaugment_slot', 'crop_flip_grids', 'BatchTransform',
+           'held_images', 'DeviceBatches', 'OpCounter']
 
 # %% ../../nbs/08_data.ipynb #49e863c1
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class DatasetInfo:
     base_pad: int = 0 # zero padding applied first, in train and eval (Fashion-MNIST: 28 -> 32)
     default_epochs: int = 60 # the paper's epochs for this dataset (our choice for `sample`)
     classes: tuple = () # class names, when known
+    left_out: tuple = () # (split, file, why) of each unreadable image left out (`bad_images="skip"`)
 
 # %% ../../nbs/08_data.ipynb #abcd547a
 FASHION_CLASSES = (
@@ -389,6 +391,78 @@ def _torchvision_datasets(info: DatasetInfo, root: Path, tf_train, tf_eval, down
                                     f"{y.max()}, expected 0 to {info.num_classes - 1}")
     return tr, te, classes
 
+# %% ../../nbs/08_data.ipynb #imgf0002
+def check_image_folder(
+    d: Path,  # one split of an ImageFolder tree: a folder per class
+    split: str,  # its name in messages: train, val or test
+) -> list[tuple[str, str]]:  # (file, why) for each image PIL cannot read
+    """Check a split of an ImageFolder tree before training: `ValueError` naming an empty class
+    folder; the unreadable images."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, is_image_file
+    classes = sorted(p for p in d.iterdir() if p.is_dir())
+    if not classes:
+        raise ValueError(f"imagefolder: the {split} split {d} has no class folders ({d}/<class>/*.png)")
+    bad = []
+    for c in classes:
+        files = sorted(p for p in c.rglob("*") if p.is_file() and is_image_file(str(p)))
+        if not files:
+            raise ValueError(
+                f"imagefolder: the {split} class folder {c} holds no image "
+                f"({' '.join(IMG_EXTENSIONS)}); add images or remove the folder"
+            )
+        for p in files:
+            try:
+                with Image.open(p) as im:
+                    im.verify()
+            except Exception as e:  # PIL raises several kinds: OSError, SyntaxError, ValueError...
+                bad.append((str(p), _one_line(e)))
+    return bad
+
+
+def _image_folder(d: Path, split: str, bad_images: str, transform):
+    "The ImageFolder of split `d`, checked first; its unreadable images raise or are left out."
+    bad = check_image_folder(d, split)
+    if bad and bad_images != "skip":
+        raise ValueError(
+            f"imagefolder: {len(bad)} image{'s' * (len(bad) > 1)} in the {split} split cannot be "
+            f"read, the first {bad[0][0]} ({bad[0][1]}); remove {'them' if len(bad) > 1 else 'it'} "
+            "or leave them out with bad_images='skip' (lect-train: --bad-images skip)"
+        )
+    ds = torchvision.datasets.ImageFolder(d, transform=transform)
+    drop = {p for p, _ in bad}
+    ds.samples = ds.imgs = [s for s in ds.samples if s[0] not in drop]
+    ds.targets = [s[1] for s in ds.samples]
+    return ds, tuple((split, p, why) for p, why in bad)
+
+
+def _image_folders(root: Path, img_size, augment: bool, bad_images: str, info: DatasetInfo):
+    "(train, test, info) of the ImageFolder tree in `root`, every split checked first."
+    if img_size is None:
+        raise ValueError("imagefolder: give img_size (an ImageFolder tree has no native size)")
+    val_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
+    if not (root / "train").is_dir() or val_dir is None:
+        raise FileNotFoundError(
+            f"imagefolder: expected {root}/train/<class>/ and {root}/val/<class>/ (or test/)"
+        )
+    size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    info = replace(info, native_size=size[0])  # augment (crop/flip) at the model's size
+    rgb = lambda im: im.convert("RGB")
+    tf = lambda train: T.Compose(
+        [rgb, T.Resize(size, antialias=True), build_transforms(info, None, train, augment)]
+    )
+    (tr, bad_tr), (te, bad_te) = (
+        _image_folder(root / "train", "train", bad_images, tf(True)),
+        _image_folder(val_dir, val_dir.name, bad_images, tf(False)),
+    )
+    if tr.classes != te.classes:
+        raise ValueError(
+            f"imagefolder: train classes {tr.classes} != {val_dir.name} classes {te.classes}"
+        )
+    left_out = bad_tr + bad_te
+    info = replace(info, num_classes=len(tr.classes), classes=tuple(tr.classes), left_out=left_out)
+    return tr, te, info
+
+
 # %% ../../nbs/08_data.ipynb #b8ffaa01
 DEFAULT_DATA_DIR = "data"
 
@@ -405,6 +479,7 @@ def build_datasets(
     download: bool = True,  # let torchvision download (or unpack) a missing dataset
     limit_train: int | None = None,  # keep only the first N training images
     limit_val: int | None = None,  # keep only the first N test images
+    bad_images: str = "stop",  # an unreadable ImageFolder image: "stop" (ValueError) or "skip" it
 ) -> tuple[Dataset, Dataset, DatasetInfo]:
     """Training and test datasets for `name`, with the paper's transforms, and the dataset's
     `DatasetInfo`."""
@@ -416,28 +491,7 @@ def build_datasets(
         raise FileNotFoundError(f"data directory not found: {data_dir}")
     root = Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
     if name == "imagefolder":
-        if img_size is None:
-            raise ValueError("imagefolder: give img_size (an ImageFolder tree has no native size)")
-        val_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
-        if not (root / "train").is_dir() or val_dir is None:
-            raise FileNotFoundError(
-                f"imagefolder: expected {root}/train/<class>/ and {root}/val/<class>/ (or test/)"
-            )
-        size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        info = replace(info, native_size=size[0])  # augment (crop/flip) at the model's size
-        rgb = lambda im: im.convert("RGB")
-        mk = lambda d, train: torchvision.datasets.ImageFolder(
-            d,
-            transform=T.Compose(
-                [rgb, T.Resize(size, antialias=True), build_transforms(info, None, train, augment)]
-            ),
-        )
-        tr, te = mk(root / "train", True), mk(val_dir, False)
-        if tr.classes != te.classes:
-            raise ValueError(
-                f"imagefolder: train classes {tr.classes} != {val_dir.name} classes {te.classes}"
-            )
-        info = replace(info, num_classes=len(tr.classes), classes=tuple(tr.classes))
+        tr, te, info = _image_folders(root, img_size, augment, bad_images, info)
         return _limit(tr, limit_train), _limit(te, limit_val), info
     tf_train, tf_eval = build_transforms(info, img_size, True, augment), build_transforms(
         info, img_size, False
@@ -459,7 +513,10 @@ def build_datasets(
 
 # %% ../../nbs/08_data.ipynb #b22a29c9
 import itertools
+from collections import Counter
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF2
 
@@ -518,13 +575,19 @@ def apply_randaugment_op(x: torch.Tensor, # uint8 images (N, C, H, W), on any de
 # %% ../../nbs/08_data.ipynb #200ca5ff
 _MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB86659FD93)
 
+def _int64(c: int) -> int: return c % 2**64 - (2**64 if c % 2**64 >= 2**63 else 0)  # same bits
+
+def _shr(z: torch.Tensor, k: int) -> torch.Tensor:   # logical right shift of int64 bits
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
 def batch_uniforms(seed: int, # the run's seed
                    epoch: int, # the epoch
-                   index, # image indices (a sequence or array of ints)
+                   index, # image indices: a sequence or array of ints (NumPy), or an int64 tensor
                    n: int, # numbers per image
-                  ) -> np.ndarray: # (len(index), n) float64 in [0, 1)
+                  ): # (len(index), n) float64 in [0, 1): a NumPy array, or a tensor on index's device
     """Uniform numbers for each image that depend only on (seed, epoch, index): a batch's
-    composition never matters."""
+    composition never matters. An index tensor gives the same numbers, computed on its device."""
+    if isinstance(index, torch.Tensor): return _batch_uniforms_torch(seed, epoch, index, n)
     idx = np.asarray(index, dtype=np.uint64).reshape(-1, 1)
     slot = np.arange(n, dtype=np.uint64).reshape(1, -1)
     m = [np.uint64(c) for c in _MIX]
@@ -535,6 +598,147 @@ def batch_uniforms(seed: int, # the run's seed
         z = (z ^ (z >> np.uint64(27))) * m[2]
         z = z ^ (z >> np.uint64(31))
     return (z >> np.uint64(11)).astype(np.float64) / 2.**53
+
+def _batch_uniforms_torch(seed, epoch, index, n):
+    "`batch_uniforms` in int64 arithmetic: a product wraps as uint64's does; shifts made logical."
+    base = seed * _MIX[0] + epoch * _MIX[1] + 1   # the image-independent terms, summed in Python
+    slot = torch.tensor([_int64(base + s * _MIX[3]) for s in range(n)], device=index.device)
+    z = index.view(-1, 1) * _int64(_MIX[2]) + slot
+    z = (z ^ _shr(z, 30)) * _int64(_MIX[1])
+    z = (z ^ _shr(z, 27)) * _int64(_MIX[2])
+    z = z ^ _shr(z, 31)
+    return _shr(z, 11).double() * 2.**-53
+
+# %% ../../nbs/08_data.ipynb #a7e1c004
+_GEOMETRIC = ("Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+_FIXED_LUT = ("Brightness", "Posterize", "Solarize")  # one 256-entry table per op and sign
+
+def randaugment_codes() -> list[tuple[str, bool]]:
+    "(op, negative) of each code `2 * op + k`; k = 0 (its uniform below 1/2) is the negative sign."
+    return [(op, neg) for op in RANDAUG_OPS for neg in (True, False)]
+
+def _reading_grid(src: torch.Tensor, # (M,) flat source pixel of each output pixel; -1 reads 0
+                  h: int, w: int, # the source image's size
+                  size: tuple[int, int], # the output's (H, W)
+                 ) -> torch.Tensor: # (H, W, 2) for `grid_sample(..., "nearest", align_corners=False)`
+    "A grid that reads pixel centres exactly: `grid_sample` rounds each back to its source pixel."
+    r, c = src.div(w, rounding_mode="floor"), src.remainder(w)
+    g = torch.stack([(2 * c + 1) / w - 1, (2 * r + 1) / h - 1], -1).float()
+    return torch.where((src < 0)[:, None], -3., g).view(*size, 2)
+
+@functools.lru_cache(maxsize=None)
+def _autocontrast_table() -> torch.Tensor:
+    "(256 * 256, 256) uint8: row `256 * min + max` is torchvision's AutoContrast LUT for that range."
+    v = torch.arange(256.)
+    mn, mx = v.repeat_interleave(256).view(-1, 1), v.repeat(256).view(-1, 1)
+    same = mx == mn
+    inv = torch.where(same, 1., (mx - mn) * (1. / 255))
+    return (v - torch.where(same, 0., mn)).div(inv).clamp(0, 255).to(torch.uint8)
+
+# %% ../../nbs/08_data.ipynb #a7e1c005
+def randaugment_tables(size: tuple[int, int], # (H, W) of the images RandAugment sees
+                       channels: int, # 1 or 3
+                       device="cpu", # where the tables are kept
+                      ) -> dict[str, torch.Tensor]:
+    """Everything about each RandAugment code that does not depend on the image, made once by
+    torchvision's own per-image ops: grids (geometric ops), LUTs (fixed-table ops), blend factors."""
+    H, W = size
+    mags = randaugment_magnitudes(size)
+    ramp = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256)
+    where = torch.arange(1, H * W + 1, dtype=torch.float32).view(1, 1, H, W)  # each pixel's own id
+    grids, luts, blend, sharp, kinds = [], [], [], [], []
+    inner = F.pad(torch.ones(H - 2, W - 2), (1, 1, 1, 1))   # Sharpness keeps the border pixels
+    for op, neg in randaugment_codes():
+        mag = -mags[op] if neg and op in _SIGNED else mags[op]
+        src = apply_randaugment_op(where, op, mag) if op in _GEOMETRIC else where
+        grids.append(_reading_grid(src.round().long().view(-1) - 1, H, W, size))
+        luts.append(apply_randaugment_op(ramp, op, mag) if op in _FIXED_LUT else ramp)
+        f = 1. + mag   # the blend factor of Contrast, Color, Sharpness; 1 - f as torchvision takes it
+        blend.append([*((f, 1. - f) if op == "Contrast" else (1., 0.)),
+                      *((f, 1. - f) if op == "Color" and channels == 3 else (1., 0.))])
+        sharp.append(inner * (1. - f if op == "Sharpness" else 0.))
+        kinds.append([op == "AutoContrast", op == "Equalize"])
+    blur = torch.tensor([[1., 1, 1], [1, 5, 1], [1, 1, 1]]) / 13.
+    t = dict(grids=torch.stack(grids), luts=torch.cat(luts).float(),
+             blend=torch.tensor(blend).view(-1, 4, 1, 1, 1), sharp=torch.stack(sharp)[:, None],
+             kinds=torch.tensor(kinds).view(-1, 2, 1, 1, 1), blur=blur.expand(channels, 1, 3, 3),
+             autocontrast=_autocontrast_table(),
+             gray=torch.tensor([0.2989, 0.587, 0.114]).view(1, 3, 1, 1))
+    return {k: v.to(device) for k, v in t.items()}
+
+# %% ../../nbs/08_data.ipynb #a7e1c006
+def randaugment_slot(x: torch.Tensor, # float32 images (N, C, H, W) holding integers 0..255
+                     code: torch.Tensor, # (N,) int64: each image's op and sign (`randaugment_codes`)
+                     t: dict, # `randaugment_tables` for these images, on their device
+                     stats: dict | None = None, # constants made by `_slot_constants` (else made here)
+                    ) -> torch.Tensor: # the images after their op: float32, integers 0..255
+    """One RandAugment op per image for the whole batch: every op is computed for every image with
+    the image's own parameters, which make it the identity where the image drew another op."""
+    N, C, H, W = x.shape
+    k = stats or _slot_constants(x.shape, x.device)
+    x = F.grid_sample(x, t["grids"][code], mode="nearest", padding_mode="zeros", align_corners=False)
+    fC, gC, fK, gK = t["blend"][code].unbind(1)            # Contrast, Color: f * x + (1 - f) * grey
+    is_ac, is_eq = t["kinds"][code].unbind(1)
+    gray = (x * t["gray"]).sum(1, keepdim=True).floor_() if C == 3 else x
+    y = torch.addcmul(x * fK, gray, gK) if C == 3 else x                            # Color
+    blur = F.conv2d(x, t["blur"], padding=1, groups=C).round_().sub_(x)
+    y = torch.addcmul(y, blur, t["sharp"][code]).clamp_(0, 255)                      # Sharpness
+    pix = y.view(N, C, 1, H * W).long()          # truncates, as the uint8 cast does
+    hist = torch.scatter_add(k["zeros"], 3, pix, k["ones"])
+    below = hist.cumsum(3).sub_(hist)            # pixels darker than each level
+    mn, mx = pix.aminmax(dim=3, keepdim=True)
+    ac = t["autocontrast"][torch.add(mx, mn, alpha=256).view(N, C, 1)]               # AutoContrast
+    step = below.gather(3, mx).div_(255, rounding_mode="floor")                      # Equalize
+    eq = (below + step.div(2, rounding_mode="floor")).div_(step, rounding_mode="floor")
+    mean = gray.mean((1, 2, 3), keepdim=True)                                        # Contrast
+    lut = torch.addcmul(t["luts"][code] * fC, mean, gC)    # and the fixed tables, Identity
+    lut = torch.where(is_ac, ac, lut)
+    lut = torch.where(is_eq & (step > 0), eq, lut).clamp_(0, 255).trunc_()
+    return lut.gather(3, pix).view(N, C, H, W)
+
+def _slot_constants(shape, device) -> dict:
+    "The zero histograms and the ones `randaugment_slot` adds into them, for images of `shape`."
+    N, C, H, W = shape
+    return dict(zeros=torch.zeros(N, C, 1, 256, device=device),
+                ones=torch.ones(1, device=device).expand(N, C, 1, H * W))
+
+# %% ../../nbs/08_data.ipynb #a7e1c008
+def crop_flip_grids(size: tuple[int, int], # (H, W) of the crop: the dataset's native size
+                    pad: int, # the dataset's base padding (the stored images are smaller by 2 * pad)
+                    crop_pad: int = 4, # RandomCrop's padding
+                   ) -> torch.Tensor: # (k * k * 2, H, W, 2), k = 2 * crop_pad + 1
+    """The reading grid of each crop and flip, code `(top * k + left) * 2 + f` (f = 0 flips), read
+    from the stored image: the zero padding of both pads is what lies outside it."""
+    H, W = size
+    h, w, k = H - 2 * pad, W - 2 * pad, 2 * crop_pad + 1
+    i, j = torch.arange(H).view(H, 1), torch.arange(W).view(1, W)
+    grids = []
+    for top, left, f in itertools.product(range(k), range(k), range(2)):
+        r, c = i + top - crop_pad - pad, (W - 1 - j if f == 0 else j) + left - crop_pad - pad
+        src = torch.where((r >= 0) & (r < h) & (c >= 0) & (c < w), r * w + c, -1)
+        grids.append(_reading_grid(src.view(-1), h, w, size))
+    return torch.stack(grids)
+
+# %% ../../nbs/08_data.ipynb #a7e1c009
+def _transform_tables(info: DatasetInfo, # the dataset
+                      shape: tuple, # (N, C, h, w) of the stored images
+                      device, # their device
+                      augmenting: bool, # crop, flip and RandAugment
+                      crop_pad: int, # RandomCrop's padding
+                     ) -> dict[str, torch.Tensor]:
+    "What `BatchTransform` reads for images of `shape`: normalisation, and the augmentation's tables."
+    N, C, h, w = shape
+    t = dict(mean=torch.tensor(info.mean, device=device).view(1, -1, 1, 1),
+             std=torch.tensor(info.std, device=device).view(1, -1, 1, 1))
+    if not augmenting: return t
+    H, W = h + 2 * info.base_pad, w + 2 * info.base_pad
+    if info.native_size is not None and (H, W) != (info.native_size,) * 2:
+        raise ValueError(f"{info.name}: images are {H}x{W} after padding, expected "
+                         f"{info.native_size}x{info.native_size}")
+    t |= randaugment_tables((H, W), C, device)
+    t["crop"] = crop_flip_grids((H, W), info.base_pad, crop_pad).to(device)
+    t["slot"] = _slot_constants((N, C, H, W), device)
+    return t
 
 # %% ../../nbs/08_data.ipynb #5ebcfde9
 @dataclass(frozen=True)
@@ -548,17 +752,37 @@ class BatchTransform:
     seed: int = 0 # the run's seed
     num_ops: int = 2 # RandAugment ops per image (torchvision's default)
     crop_pad: int = 4 # RandomCrop padding of the recipe
+    cache: dict = field(default_factory=dict, compare=False, repr=False) # tables, per device
+
+    @property
+    def augmenting(self) -> bool: return self.train and self.augment
 
     def params(self, epoch: int, # the epoch
                index, # the images' indices in the dataset
               ) -> dict[str, np.ndarray]:
         """Crop offsets, flips, RandAugment ops and signs of each image:
-        a function of (seed, epoch, index)."""
+        a function of (seed, epoch, index), drawn with NumPy (the reference of `codes`)."""
         u = batch_uniforms(self.seed, epoch, index, 3 + 2 * self.num_ops)
         k = 2 * self.crop_pad + 1
         ops = np.minimum((u[:, 3::2] * len(RANDAUG_OPS)).astype(np.int64), len(RANDAUG_OPS) - 1)
         return {"top": (u[:, 0] * k).astype(np.int64), "left": (u[:, 1] * k).astype(np.int64),
                 "flip": u[:, 2] < 0.5, "ops": ops, "negative": u[:, 4::2] < 0.5}
+
+    def codes(self, epoch: int, # the epoch
+              index: torch.Tensor, # (N,) int64 indices, on the images' device
+             ) -> torch.Tensor: # (N, 1 + num_ops) int64: crop-and-flip code, then one per op
+        "`params` drawn on `index`'s device and packed into table rows (the same numbers)."
+        d = index.device
+        if ("codes", str(d)) not in self.cache:   # u -> floor(u * scale) -> packed by one product
+            k, n = 2 * self.crop_pad + 1, len(RANDAUG_OPS)
+            scale = torch.tensor([k, k, 2] + [n, 2] * self.num_ops, dtype=torch.float64)
+            pack = torch.zeros(len(scale), 1 + self.num_ops, dtype=torch.float64)
+            pack[:3, 0] = torch.tensor([2. * k, 2., 1.])
+            for s in range(self.num_ops): pack[3 + 2 * s:5 + 2 * s, 1 + s] = torch.tensor([2., 1.])
+            self.cache["codes", str(d)] = scale.to(d), (scale - 1).to(d), pack.to(d)
+        scale, top, pack = self.cache["codes", str(d)]
+        u = batch_uniforms(self.seed, epoch, index, len(scale))
+        return torch.minimum((u * scale).floor_(), top).mm(pack).long()
 
     def __call__(self, x: torch.Tensor, # uint8 images (N, C, H, W) as stored (before `base_pad`)
                  index, # their indices in the dataset (what `params` draws from)
@@ -568,45 +792,58 @@ class BatchTransform:
         if x.dtype != torch.uint8 or x.ndim != 4:
             raise ValueError(f"expected uint8 images (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
         if len(index) != len(x): raise ValueError(f"{len(x)} images but {len(index)} indices")
-        p = self.info.base_pad
-        if p: x = F.pad(x, (p, p, p, p))
-        if self.train and self.augment:
-            x = self._crop_flip_randaugment(x, self.params(epoch, index))
-        if self.img_size is not None:
-            size = [self.img_size] * 2 if isinstance(self.img_size, int) else list(self.img_size)
-            if any(s <= 0 for s in size):
-                raise ValueError(f"img_size must be positive, got {self.img_size!r}")
-            if list(x.shape[-2:]) != size: x = TF2.resize(x, size, antialias=True)
-        mean = torch.tensor(self.info.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.info.std, device=x.device).view(1, -1, 1, 1)
-        return (x.float() / 255. - mean) / std
+        if not self.augmenting: return self.apply(x)
+        i = torch.as_tensor(np.asarray(index, dtype=np.int64) if not isinstance(index, torch.Tensor)
+                            else index, device=x.device)
+        return self.apply(x, self.codes(epoch, i))
 
-    def _crop_flip_randaugment(self, x, prm):
-        N, C, H, W = x.shape
-        if self.info.native_size is not None and (H, W) != (self.info.native_size,) * 2:
-            raise ValueError(f"{self.info.name}: images are {H}x{W} after padding, expected "
-                             f"{self.info.native_size}x{self.info.native_size}")
-        d, q = x.device, self.crop_pad
-        xp = F.pad(x, (q, q, q, q))
-        rows = torch.from_numpy(prm["top"]).to(d)[:, None] + torch.arange(H, device=d)
-        cols = torch.from_numpy(prm["left"]).to(d)[:, None] + torch.arange(W, device=d)
-        cols = torch.where(torch.from_numpy(prm["flip"]).to(d)[:, None], cols.flip(1), cols)
-        n = torch.arange(N, device=d)[:, None, None]
-        x = xp.permute(0, 2, 3, 1)[n, rows[:, :, None], cols[:, None, :]]
-        x = x.permute(0, 3, 1, 2).contiguous()
-        mags = randaugment_magnitudes((H, W))
-        for slot in range(prm["ops"].shape[1]):
-            for k, op in enumerate(RANDAUG_OPS):
-                # unsigned ops ignore the sign
-                for neg in ((False, True) if op in _SIGNED else (None,)):
-                    chosen = prm["ops"][:, slot] == k
-                    if neg is not None: chosen &= prm["negative"][:, slot] == neg
-                    sel = np.flatnonzero(chosen)
-                    if not len(sel) or op == "Identity": continue
-                    mag = -mags[op] if neg else mags[op]
-                    i = torch.from_numpy(sel).to(d)
-                    x[i] = apply_randaugment_op(x[i], op, mag)
+    def _size(self) -> list[int] | None:
+        if self.img_size is None: return None
+        size = [self.img_size] * 2 if isinstance(self.img_size, int) else list(self.img_size)
+        if any(s <= 0 for s in size):
+            raise ValueError(f"img_size must be positive, got {self.img_size!r}")
+        return size
+
+    def crop_randaugment(self, x: torch.Tensor, # uint8 images (N, C, h, w) as stored
+                codes: torch.Tensor, # `codes(epoch, index)` of these images
+               ) -> torch.Tensor: # float32 (N, C, H, W) holding integers 0..255, at native size
+        "Pad, crop, flip and RandAugment: one `grid_sample`, then `num_ops` `randaugment_slot`s."
+        t = self._tables(x)
+        crop, *ops = codes.unbind(1)
+        x = F.grid_sample(x.float(), t["crop"][crop], mode="nearest", padding_mode="zeros",
+                          align_corners=False)
+        for code in ops: x = randaugment_slot(x, code, t, t["slot"])
         return x
+
+    def apply(self, x: torch.Tensor, # uint8 images (N, C, h, w) as stored
+              codes: torch.Tensor | None = None, # `codes(epoch, index)`; needed when augmenting
+             ) -> torch.Tensor: # float32 (N, C, S, S), normalised
+        "The transform with the random draws given: a fixed sequence of whole-batch tensor ops."
+        t, p = self._tables(x), self.info.base_pad
+        if self.augmenting: x = self.crop_randaugment(x, codes)
+        elif p: x = F.pad(x, (p, p, p, p))
+        size = self._size()
+        if size is not None and list(x.shape[-2:]) != size:
+            x = TF2.resize(x.to(torch.uint8), size, antialias=True)
+        return (x.float() / 255. - t["mean"]) / t["std"]
+
+    def _tables(self, x: torch.Tensor) -> dict:
+        "The tables for images shaped and placed as `x`, made on the first such batch."
+        key = (tuple(x.shape), str(x.device))
+        if key not in self.cache:
+            self.cache[key] = _transform_tables(self.info, x.shape, x.device, self.augmenting,
+                                                self.crop_pad)
+        return self.cache[key]
+
+    def _crop_flip_randaugment(self, x: torch.Tensor, # uint8 (N, C, H, W), after `base_pad`
+                               prm: dict, # `params(epoch, index)`, possibly edited
+                              ) -> torch.Tensor: # uint8 (N, C, H, W)
+        "Crop, flip and RandAugment with the NumPy-drawn `prm`: a test's handle on the draws."
+        k = 2 * self.crop_pad + 1
+        crop = (prm["top"] * k + prm["left"]) * 2 + ~prm["flip"]
+        codes = np.concatenate([crop[:, None], 2 * prm["ops"] + ~prm["negative"]], 1)
+        bt = replace(self, info=replace(self.info, base_pad=0), img_size=None, cache={})
+        return bt.crop_randaugment(x, torch.from_numpy(codes).to(x.device)).to(torch.uint8)
 
 # %% ../../nbs/08_data.ipynb #f480567a
 def held_images(ds, # a dataset from `build_datasets`, possibly wrapped in `Subset`s
@@ -638,20 +875,84 @@ class DeviceBatches:
     def __init__(self, images: torch.Tensor, # uint8 (N, C, H, W), as `held_images` returns them
                  labels: torch.Tensor, # int64 (N,)
                  sampler, # yields indices, or `(epoch, index)` pairs (`EpochSampler`)
-                 batch_size: int, # images per batch (the last may be smaller)
+                 batch_size: int, # images per batch
                  transform: BatchTransform, # applied to each batch on `device`
                  device="cpu", # where the images are kept and transformed
+                 drop_last: bool = False, # drop a last, smaller batch: every batch has one shape
                 ):
         if batch_size <= 0: raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.images, self.labels = images.to(device), labels.to(device)
-        self.sampler, self.batch_size = sampler, batch_size
+        self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
         self.transform, self.device = transform, device
-    def __len__(self): return math.ceil(len(self.sampler) / self.batch_size)
+    def __len__(self):
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
     def __iter__(self):
-        it = iter(self.sampler)
-        while chunk := list(itertools.islice(it, self.batch_size)):
-            pairs = isinstance(chunk[0], tuple)
-            epoch = chunk[0][0] if pairs else 0
-            idx = np.array([c[1] for c in chunk] if pairs else chunk, dtype=np.int64)
-            i = torch.from_numpy(idx).to(self.device)
-            yield self.transform(self.images[i], idx, epoch), self.labels[i]
+        "The epoch's order and random draws go to the device once; each batch is a slice of them."
+        order = list(self.sampler)
+        epoch = order[0][0] if order and isinstance(order[0], tuple) else 0
+        idx = torch.tensor([o[1] for o in order] if order and isinstance(order[0], tuple) else order,
+                           dtype=torch.int64).to(self.device)
+        tf = self.transform
+        codes = tf.codes(epoch, idx) if tf.augmenting else None
+        for s in range(0, len(self) * self.batch_size, self.batch_size):
+            i = idx[s:s + self.batch_size]
+            x = self.images[i]
+            yield (tf.apply(x, codes[s:s + self.batch_size]) if codes is not None
+                   else tf.apply(x)), self.labels[i]
+
+# %% ../../nbs/08_data.ipynb #a7e1c014
+_HOST_READS = ("tolist", "numpy", "item", "__bool__", "__int__", "__float__", "__index__")
+
+class OpCounter:
+    """Counts, inside a `with` block, the aten calls made (`ops`, by name) and the host
+    synchronisations: values read back (`.item()`, `bool(t)`, `.tolist()`, `.numpy()`...) and
+    copies from a device to the host (`syncs`, by kind). Setting `phase` to a name also counts them
+    under that name in `phases` (name -> (ops, syncs)) until it changes; None counts them only in all."""
+    def __init__(self):
+        self.ops, self.syncs, self._reading = Counter(), Counter(), 0
+        self.phase, self.phases = None, {}
+        self._modes = (_CountReads(self), _CountOps(self))
+    def add(self, kind: str, name: str):
+        "Count one aten call (`kind` 'ops') or host sync ('syncs') named `name`."
+        getattr(self, kind)[name] += 1
+        if self.phase is not None:
+            self.phases.setdefault(self.phase, (Counter(), Counter()))[kind == "syncs"][name] += 1
+    def __enter__(self):
+        for m in self._modes: m.__enter__()
+        return self
+    def __exit__(self, *exc):
+        for m in reversed(self._modes): m.__exit__(*exc)
+    @property
+    def total(self) -> int:
+        "Aten calls counted."
+        return sum(self.ops.values())
+    @property
+    def host_syncs(self) -> int:
+        "Host synchronisations counted."
+        return sum(self.syncs.values())
+
+class _CountReads(TorchFunctionMode):
+    "The Python-level reads of a tensor's values (on the CPU `.tolist()` reaches no aten op)."
+    def __init__(self, c): super().__init__(); self.c = c
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name not in _HOST_READS: return func(*args, **(kwargs or {}))
+        self.c.add("syncs", name.strip("_")); self.c._reading += 1
+        try: return func(*args, **(kwargs or {}))
+        finally: self.c._reading -= 1
+
+class _CountOps(TorchDispatchMode):
+    "Every aten call; a copy from a device to the host outside a counted read is a sync too."
+    def __init__(self, c): super().__init__(); self.c = c
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        self.c.add("ops", name)
+        if not self.c._reading:
+            if name == "_local_scalar_dense": self.c.add("syncs", "item")
+            elif name in ("_to_copy", "copy_") and isinstance(out, torch.Tensor):
+                src = args[0] if name == "_to_copy" else args[1]
+                if out.device.type == "cpu" and src.device.type != "cpu":
+                    self.c.add("syncs", "to_host")
+        return out

@@ -94,9 +94,11 @@ class CosineFactor:
 def make_optimizer(model: nn.Module, # the model (unwrapped)
                    lr: float, # peak learning rate
                    weight_decay: float = 0.05, # AdamW decay for weights
+                   fused: bool | None = None, # one fused kernel for all parameters; None: on CUDA
                   ) -> torch.optim.AdamW:
     "AdamW over `param_groups(model, weight_decay)`."
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
+    if fused is None: fused = next(model.parameters(), torch.empty(0)).is_cuda
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, fused=fused)
 
 # %% ../../nbs/09_train.ipynb #71501a56
 def make_scheduler(optimizer: torch.optim.Optimizer, # the optimizer

@@ -20,7 +20,8 @@ from ..api import create_model, list_models
 from .data import (BatchTransform, DeviceBatches, build_datasets, dataset_info,
                                    held_images)
 from ..speed.fast import accelerate
-from .settings import DEVICE_DEFAULTS, IN_MEMORY_DATASETS, TrainConfig, plural
+from .settings import (DEVICE_DEFAULTS, IN_MEMORY_DATASETS, RESUME_MAY_CHANGE,
+                                       TrainConfig, as_typed, check_resume, plural, read_config)
 from .loop import (AMP_DTYPES, DistInfo, Progress, ShardSampler, autocast_for,
                                    default_lr, evaluate, init_distributed, make_optimizer, make_scaler,
                                    make_scheduler, plot_curves, train_one_epoch)
@@ -178,7 +179,7 @@ def check_config(cfg: TrainConfig, # the settings to check
         _fail(f"{opt('gpu_augment')} must be 'auto', 'on' or 'off', got {cfg.gpu_augment!r}")
     if cfg.data_dir is not None and cfg.dataset != "sample":
         if not Path(cfg.data_dir).is_dir():
-            raise FileNotFoundError(f"data directory not found: {cfg.data_dir}")
+            raise FileNotFoundError(f"data directory not found: {opt('data_dir')} {cfg.data_dir}")
         if not os.access(cfg.data_dir, os.R_OK | os.X_OK):
             _fail(f"data directory {cfg.data_dir} is not readable")
     if cfg.img_size is None and info.native_size is None:
@@ -209,16 +210,35 @@ def check_model_input(model: nn.Module, # a freshly built model
     finally: model.train(was)
 
 # %% ../../nbs/09b_runs.ipynb #44e41115
+def _unstarted(out: Path) -> dict | None:
+    ("The recorded settings of the run in `out` if it stopped before its first checkpoint without "
+     "removing its files (killed): config.json and an empty metrics.jsonl only; else None.")
+    if {f for f in RUN_FILES if (out / f).exists()} != {"config.json", "metrics.jsonl"}: return None
+    if (out / "metrics.jsonl").stat().st_size: return None
+    try: return json.loads((out / "config.json").read_text())
+    except (ValueError, UnicodeDecodeError): return None
+
 def check_out_dir(out: str | Path, # the run directory
                   resume: bool, # continuing a run?
+                  config: dict | None = None, # the new run's: `out` may hold the same run, unstarted
                  ):
-    "Refuse a directory that already holds a run (unless resuming) and a resume without `last.pt`."
+    ("Refuse a directory that already holds a run (unless resuming, or it holds the same run stopped "
+     "before its first checkpoint) and a resume without `last.pt`.")
     out = Path(out)
     if out.exists() and not out.is_dir(): _fail(f"--out {out} exists and is not a directory")
     held = [f for f in RUN_FILES if (out / f).exists()]
+    unstarted = _unstarted(out) if held else None
+    again = (f"lect-train --config {shlex.quote(str(out / 'config.json'))} "
+             f"--out {shlex.quote(str(out))}")
     if resume and not (out / "last.pt").is_file():
+        if unstarted is not None:
+            raise FileNotFoundError(f"nothing to resume: {out} holds a run that stopped before its "
+                                    f"first checkpoint (no last.pt); start it again with: {again}")
         raise FileNotFoundError(f"nothing to resume: {out / 'last.pt'} not found")
-    if held and not resume:
+    if held and not resume and (unstarted is None or unstarted != config):
+        if unstarted is not None:
+            _fail(f"{out} holds another run that stopped before its first checkpoint (config.json, no "
+                  f"last.pt); start that one again with: {again}, or choose another --out")
         _fail(f"{out} already holds a run ({', '.join(held)}); "
               "pass --resume to continue it or choose another --out")
 
@@ -390,29 +410,28 @@ def _resume_command(out: Path, di: DistInfo) -> str:
 def _read_saved_config(out: Path) -> dict:
     path = out / "config.json"
     if not path.is_file(): raise FileNotFoundError(f"nothing to resume: {path} not found")
-    try: saved = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
-    known = {f.name for f in fields(TrainConfig)}
-    if not isinstance(saved, dict) or not set(saved) <= known:
-        unknown = sorted(set(saved) - known) if isinstance(saved, dict) else saved
-        raise ValueError(f"{path} is not a lect-train config (unknown keys: {unknown!r})")
-    return saved
+    return read_config(path, "--resume")
 
 # %% ../../nbs/09b_runs.ipynb #20d4c5ce
 def _settle_config(cfg: TrainConfig, *, out: Path, dev: torch.device, di: DistInfo,
                    cli: bool) -> tuple[TrainConfig, bool]:
-    ("The settings the run trains with (a resumed run's own, but for what may change between "
-     "sessions), checked and decided for the device; and whether `lr` is the model's default.")
+    ("The settings the run trains with (a resumed run's recorded ones, but for what may change "
+     "between sessions), checked and decided for the device; and whether `lr` is the model's default.")
     if cfg.resume:
         check_out_dir(out, True)
-        keep = {k: getattr(cfg, k) for k in ("device", "workers", "plain")}   # plain: the same function
-        if cfg.epochs is not None: keep["epochs"] = cfg.epochs
-        cfg = TrainConfig(**{**_read_saved_config(out), **keep, "out": str(out), "resume": True})
+        recorded = _read_saved_config(out)
+        defaults = asdict(TrainConfig())   # all that a TrainConfig tells of what was given
+        given = {k: v for k, v in asdict(cfg).items() if v != defaults[k]}
+        check_resume(recorded, given, str(out), cli)
+        keep = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE}
+        cfg = TrainConfig(**{**recorded, **keep, "out": str(out), "resume": True})
     lr_is_default = cfg.lr is None
     cfg = device_defaults(check_config(cfg, di.world, cli=cli), dev)
     cfg.out = str(out)
-    autocast_for(dev, cfg.amp)  # fp16 without CUDA fails here, not at the first step
+    if cfg.amp == "fp16" and dev.type != "cuda":   # named as given, before autocast_for's own check
+        _fail(f"{as_typed('amp', 'fp16', cli)} needs CUDA (the device is {dev}); use "
+              f"{as_typed('amp', 'bf16', cli)} on the {dev.type.upper()}")
+    autocast_for(dev, cfg.amp)
     if cfg.deterministic: set_deterministic()
     return cfg, lr_is_default
 
@@ -420,7 +439,13 @@ def _datasets(cfg: TrainConfig, *, cli: bool) -> tuple:
     ("(train, test, held out or None, `DatasetInfo`); the held-out training images are seen "
      "without augmentation.")
     train_ds, test_ds, info = build_datasets(cfg.dataset, cfg.data_dir, cfg.img_size, cfg.augment,
-                                             limit_train=cfg.limit_train, limit_val=cfg.limit_val)
+                                             limit_train=cfg.limit_train, limit_val=cfg.limit_val,
+                                             bad_images=cfg.bad_images)
+    if info.left_out:
+        split, first, why = info.left_out[0]
+        print(f"lect-train: left out {plural(len(info.left_out), 'unreadable image')} "
+              f"({as_typed('bad_images', 'skip', cli)}); the first: {first} ({why})",
+              file=sys.stderr, flush=True)
     if len(train_ds) == 0 or len(test_ds) == 0:
         split = "training" if len(train_ds) == 0 else "test"
         _fail(f"dataset {cfg.dataset!r} in {cfg.data_dir or 'data/'} has no {split} images")
@@ -428,7 +453,7 @@ def _datasets(cfg: TrainConfig, *, cli: bool) -> tuple:
     train_idx, val_idx = split_train_val(len(train_ds), cfg.val_split, cfg.seed,
                                          "--val-split" if cli else "val_split")
     plain, _, _ = build_datasets(cfg.dataset, cfg.data_dir, cfg.img_size, augment=False,
-                                 limit_train=cfg.limit_train, limit_val=1)
+                                 limit_train=cfg.limit_train, limit_val=1, bad_images=cfg.bad_images)
     return Subset(train_ds, train_idx), test_ds, Subset(plain, val_idx), info
 
 def _build_model(cfg: TrainConfig, info) -> nn.Module:
@@ -463,7 +488,9 @@ def _device_batches(cfg: TrainConfig, *, splits: dict, info, sampler, per_proc: 
     bt = lambda train: BatchTransform(info, cfg.img_size, train, cfg.augment, cfg.seed)
     ev = lambda k: DeviceBatches(*held[k], ShardSampler(len(splits[k]), di.rank, di.world),
                                  max(per_proc, 128), bt(False), dev)
-    return (DeviceBatches(*held["train"], sampler, per_proc, bt(True), dev), ev("test"),
+    # every training batch one shape (drop_last), unless the split is smaller than one batch
+    return (DeviceBatches(*held["train"], sampler, per_proc, bt(True), dev,
+                          drop_last=len(sampler) >= per_proc), ev("test"),
             ev("val") if "val" in held else None)
 
 def _loaders(cfg: TrainConfig, *, splits: dict, info, dev: torch.device, di: DistInfo,
@@ -652,15 +679,28 @@ def _result(cfg: TrainConfig, history: _History, *, out: Path, seconds: float, s
             "best_epoch": best_rec.get("epoch"), "out": str(out), "seconds": seconds}
 
 # %% ../../nbs/09b_runs.ipynb #0b9e3ef2
+def _after_failure(e: BaseException, *, out: Path, di: DistInfo, made: bool):
+    ("What a run that fails leaves (rank 0): after a checkpoint, the resume command, added to `e`; "
+     "before its first, nothing: the files it wrote are removed, and `out` if it made it.")
+    if isinstance(e, TrainingInterrupted): return   # its message gives the resume command
+    if (out / "last.pt").is_file():
+        e.add_note(f"resume with: {_resume_command(out, di)}"); return
+    for f in RUN_FILES: (out / f).unlink(missing_ok=True)   # none was there before: check_out_dir
+    gone = made and not any(out.iterdir())
+    if gone: out.rmdir()
+    e.add_note(f"nothing was saved (the run stopped before its first checkpoint): "
+               f"{f'{out} was removed' if gone else f'its files were removed from {out}'}, and "
+               "the same command starts it again")
+
 def _run(cfg: TrainConfig, *, dev: torch.device, di: DistInfo, show: bool, t_start: float,
-         stop: Interrupts, cli: bool) -> dict:
+         stop: Interrupts, cli: bool, note: str) -> dict:
     "A run, step by step: settings, data, model, loaders, optimiser, resume, start line, epochs."
     out = Path(cfg.out or _default_out(cfg, di))
     cfg, lr_is_default = _settle_config(cfg, out=out, dev=dev, di=di, cli=cli)
     # --- everything below until the first write may still fail; nothing is on disk yet
     train_ds, test_ds, val_ds, info = _datasets(cfg, cli=cli)
     model = _build_model(cfg, info)
-    if not cfg.resume: check_out_dir(out, False)
+    if not cfg.resume: check_out_dir(out, False, asdict(cfg))
     splits = dict(train=train_ds, test=test_ds, val=val_ds)
     loaders = _loaders(cfg, splits=splits, info=info, dev=dev, di=di, cli=cli)
     opt, sched, scaler = _optimiser(cfg, model, dev=dev)
@@ -669,28 +709,34 @@ def _run(cfg: TrainConfig, *, dev: torch.device, di: DistInfo, show: bool, t_sta
     history = _resume(cfg, parts, out=out, dev=dev, di=di)
     if di.enabled: dist.barrier()  # all processes checked before rank 0 writes anything
     parts.train_model, parts.eval_model = _wrapped(cfg, model, dev=dev, di=di)
-    if di.main:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
-        # on resume the checkpoint is the truth: drop records of an epoch ended after the last save
-        _write_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history.metrics))
-    bar = Progress(cfg.epochs, enabled=show and di.main)
-    if di.main and show and not bar.notebook:
-        sizes = {k: len(ds) if ds is not None else 0 for k, ds in splits.items()}
-        print(_start_line(cfg, sizes=sizes, info=info, out=out, dev=dev, di=di, history=history,
-                          lr_is_default=lr_is_default), flush=True)
-    for epoch in bar.epoch_iter(history.epoch):
-        rec, chosen_acc = _epoch(cfg, parts, history, epoch=epoch, loaders=loaders, dev=dev, di=di,
-                                 bar=bar, stop=stop, out=out)
-        bar.epoch_end(rec)
-        _record(cfg, parts, history, rec=rec, chosen_acc=chosen_acc, out=out, di=di)
-        if stop() and epoch + 1 < cfg.epochs:
-            raise _interrupted(stop, f"after epoch {epoch + 1}", out=out, di=di)
+    made = not out.exists()
+    try:
+        if di.main:
+            out.mkdir(parents=True, exist_ok=True)
+            _write_atomic(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
+            # on resume the checkpoint is the truth: drop records of an epoch ended after the last save
+            _write_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history.metrics))
+        bar = Progress(cfg.epochs, enabled=show and di.main)
+        if di.main and show and not bar.notebook:
+            sizes = {k: len(ds) if ds is not None else 0 for k, ds in splits.items()}
+            print(_start_line(cfg, sizes=sizes, info=info, out=out, dev=dev, di=di, history=history,
+                              lr_is_default=lr_is_default) + (f"; {note}" if note else ""), flush=True)
+        for epoch in bar.epoch_iter(history.epoch):
+            rec, chosen_acc = _epoch(cfg, parts, history, epoch=epoch, loaders=loaders, dev=dev,
+                                     di=di, bar=bar, stop=stop, out=out)
+            bar.epoch_end(rec)
+            _record(cfg, parts, history, rec=rec, chosen_acc=chosen_acc, out=out, di=di)
+            if stop() and epoch + 1 < cfg.epochs:
+                raise _interrupted(stop, f"after epoch {epoch + 1}", out=out, di=di)
+    except BaseException as e:   # a second Ctrl-C too
+        if di.main: _after_failure(e, out=out, di=di, made=made)
+        raise
     return _result(cfg, history, out=out, seconds=time.time() - t_start, show=show and di.main)
 
 def run(cfg: TrainConfig, # the settings
         progress: bool = True, # show progress (rank 0 only)
         cli: bool = False, # called by `lect-train`: messages name its options
+        note: str = "", # what the start line ends with (`lect-train`: options over a recorded config)
        ) -> dict: # {"metrics", "final", "best_acc", "best_epoch", "out": run dir, "seconds"}
     ("Train `cfg.model` on `cfg.dataset` with the paper's recipe; write the run directory; return "
      "the metrics.")
@@ -699,6 +745,7 @@ def run(cfg: TrainConfig, # the settings
     di = init_distributed(dev)
     try:
         with Interrupts() as stop:
-            return _run(cfg, dev=dev, di=di, show=progress, t_start=t_start, stop=stop, cli=cli)
+            return _run(cfg, dev=dev, di=di, show=progress, t_start=t_start, stop=stop, cli=cli,
+                        note=note)
     finally:
         if di.enabled and dist.is_initialized(): dist.destroy_process_group()

@@ -6,11 +6,14 @@ Docs: https://lect-nb.github.io/lect_nb/settings.html.md"""
 
 # %% ../../nbs/09a_settings.ipynb #b850bed1
 from __future__ import annotations
+import difflib, json
+from pathlib import Path
 from dataclasses import dataclass, field, fields
 
 # %% auto #0
-__all__ = ['DEVICE_DEFAULTS', 'IN_MEMORY_DATASETS', 'DATASET_NAMES', 'AMP_NAMES', 'SPEC_OPTIONS', 'COMPILE_MODES',
-           'PRECISION_NAMES', 'SWEEP_MODELS', 'TABLE2_MODELS', 'setting', 'TrainConfig', 'field_table', 'plural']
+__all__ = ['DEVICE_DEFAULTS', 'IN_MEMORY_DATASETS', 'DATASET_NAMES', 'AMP_NAMES', 'RESUME_MAY_CHANGE', 'SPEC_OPTIONS',
+           'COMPILE_MODES', 'PRECISION_NAMES', 'SWEEP_MODELS', 'TABLE2_MODELS', 'setting', 'TrainConfig', 'read_config',
+           'as_typed', 'check_resume', 'field_table', 'plural']
 
 # %% ../../nbs/09a_settings.ipynb #dea42b2e
 DEVICE_DEFAULTS = {   # device type -> the defaults of amp, channels_last, compile
@@ -27,6 +30,11 @@ def _per_device(key: str) -> str:
     "How `DEVICE_DEFAULTS` sets `key` on the CPU and on CUDA: 'cpu none, cuda bf16'."
     show = lambda v: v if isinstance(v, str) else ("on" if v else "off")
     return ", ".join(f"{dev} {show(DEVICE_DEFAULTS[dev][key])}" for dev in ("cpu", "cuda"))
+
+# what `resume` may change: how long the run goes on (`epochs`: a larger number extends it) and where
+# and how it is computed (`device`, `workers`, `plain`: the same function, `data_dir`: the same data,
+# moved); every other setting decides what is trained, and a resumed run keeps its recorded value
+RESUME_MAY_CHANGE = ("epochs", "device", "workers", "plain", "data_dir")
 
 def setting(default, # the field's default
             doc: str, # what it means; `name` of another field reads `--name` on the command line
@@ -46,6 +54,10 @@ class TrainConfig:
         "datasets section of `lect-train --help` describes them", choices=DATASET_NAMES, metavar="NAME")
     data_dir: str | None = setting(
         None, "dataset directory, where it is or is downloaded to; must exist if given", "`data/`")
+    bad_images: str = setting(
+        "stop", "an imagefolder image that PIL cannot read (every file is checked before training): "
+        "stop, naming it; or skip, leaving it out with a count and the first named",
+        choices=("stop", "skip"))
     epochs: int | None = setting(
         None, "epochs of the cosine schedule; with `resume`: a larger number extends a finished run",
         "the paper's for the dataset: 60, STL10 100; sample 4", check="positive_int")
@@ -94,8 +106,9 @@ class TrainConfig:
     out: str | None = setting(None, "run directory; must not hold a run unless `resume`",
                               "`runs/<model>-<dataset>-<time>`")
     resume: bool = setting(
-        False, "continue the run in `out` from its last.pt with its saved settings (only `epochs`, "
-        "`device`, `workers` and `plain` may change)", switch="on")
+        False, "continue the run in `out` from its last.pt with its recorded settings; only "
+        f"{', '.join(f'`{k}`' for k in RESUME_MAY_CHANGE)} may be given with it, another setting "
+        "that differs from the recorded one is refused", switch="on")
     limit_train: int | None = setting(None, "use only the first N training images", "all",
                                       check="positive_int", metavar="N")
     limit_val: int | None = setting(None, "use only the first N test images", "all",
@@ -109,6 +122,76 @@ class TrainConfig:
     deterministic: bool = setting(
         False, "CUDA: deterministic cuDNN/cuBLAS kernels and torch.use_deterministic_algorithms "
         "(warn_only); slower", switch="on")
+
+# %% ../../nbs/09a_settings.ipynb #cfg0a002
+_JSON_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+               "None": (type(None),)}
+_TYPE_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+               "None": "null"}
+
+def _fits(f, v) -> bool:
+    ("Whether the JSON value `v` has a type field `f` allows (bools are not numbers) and is one of "
+     "its choices.")
+    kinds = [k.strip() for k in f.type.split("|")]
+    if isinstance(v, bool) and "bool" not in kinds: return False
+    if not isinstance(v, tuple(t for k in kinds for t in _JSON_TYPES[k])): return False
+    return v is None or v in f.metadata.get("choices", (v,))
+
+def read_config(path: str | Path, # a run directory's config.json
+                what: str, # how messages name it: "--config runs/X/config.json"
+               ) -> dict: # the recorded settings, keys checked
+    ("The settings recorded in `path`, each key a `TrainConfig` field with a value it takes; "
+     "`ValueError` naming the key or the JSON problem.")
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{what}: {path} not found")
+    try: saved = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{what}: {path} is not valid JSON: {e}") from e
+    if not isinstance(saved, dict):
+        raise ValueError(f"{what}: {path} holds a JSON {type(saved).__name__}, "
+                         "not an object of settings")
+    known = {f.name: f for f in fields(TrainConfig)}
+    for k, v in saved.items():
+        if k not in known:
+            near = difflib.get_close_matches(k, known, 1)
+            hint = f"did you mean {near[0]!r}?" if near else "not a lect-train setting"
+            raise ValueError(f"{what}: unknown key {k!r} ({hint})")
+        if not _fits(known[k], v):
+            kinds = " or ".join(_TYPE_WORDS[t.strip()] for t in known[k].type.split("|"))
+            allowed = known[k].metadata.get("choices")
+            raise ValueError(f"{what}: key {k!r} must be {kinds}"
+                             f"{f' (one of {list(allowed)})' if allowed else ''}, got {v!r}")
+    return saved
+
+# %% ../../nbs/09a_settings.ipynb #cfg0a005
+def as_typed(k: str, # a field
+             v, # its value
+             cli: bool = True, # `lect-train`'s words (`--lr 0.1`), else Python's (`lr=0.1`)
+            ) -> str:
+    "How a setting reads as the user gave it: `--lr 0.1`, `--no-augment`, `--clip-grad 0`; or `lr=0.1`."
+    if not cli: return f"{k}={v!r}"
+    flag = "--" + k.replace("_", "-")
+    if isinstance(v, bool): return flag if v else "--no-" + flag[2:]
+    return f"{flag} {0 if v is None and k == 'clip_grad' else v}"
+
+# %% ../../nbs/09a_settings.ipynb #cfg0a05b
+def check_resume(recorded: dict, # the run's config.json
+                 given: dict, # the settings given with `resume`: typed options, or non-default fields
+                 out: str, # the run directory, for the message
+                 cli: bool = True, # name settings as `lect-train` options
+                ):
+    ("Refuse, in one line naming each, the settings in `given` that differ from `recorded` and may "
+     "not change on resume.")
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    bad = [f"{as_typed(k, v, cli)} (recorded {recorded.get(k, defaults[k])!r})"
+           for k, v in given.items()
+           if k not in (*RESUME_MAY_CHANGE, "out", "resume") and v != recorded.get(k, defaults[k])
+           and not (v == "auto" and k in ("amp", "gpu_augment"))]
+    if bad:
+        name = lambda k: as_typed(k, True, cli).split("=")[0]
+        raise ValueError(f"{name('resume')} continues {out} with its recorded settings, and "
+                         f"{', '.join(bad)} would change them; only "
+                         f"{', '.join(name(k) for k in RESUME_MAY_CHANGE)} may be given with it")
 
 # %% ../../nbs/09a_settings.ipynb #c27ca63c
 def _literal(v) -> str:
