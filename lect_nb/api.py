@@ -47,6 +47,10 @@ class ImageClassifier(nn.Module):
     global_pool: str = "avg" # "avg", or "": no pooling
     global_pools: tuple = ("avg", "") # the values `global_pool` may take
 
+    def __init__(self):
+        "No arguments: a model sets the attributes above in its own constructor."
+        super().__init__()
+
     @property
     def head_hidden_size(self) -> int:
         "Width of the features the classifier sees (`num_features`: no pre-logits layer)."
