@@ -6,7 +6,7 @@ Docs: https://lect-nb.github.io/lect_nb/api.html.md"""
 
 # %% ../nbs/04a_api.ipynb #a4e6155e
 from __future__ import annotations
-import fnmatch, importlib, inspect, io, json
+import fnmatch, importlib, inspect, io, json, warnings
 from typing import Callable
 import torch
 from torch import nn
@@ -15,7 +15,7 @@ from .core import check_image_input, init_transformer_weights
 # %% auto #0
 __all__ = ['FEATURE_CLASSES', 'DEFAULT_CFG', 'MODEL_FAMILIES', 'PRETRAINED_FILE', 'feature_take_indices', 'ImageClassifier',
            'FeatureInfo', 'FeatureMaps', 'register_model', 'unregister_model', 'list_models', 'model_default_cfg',
-           'pretrained_tags', 'pretrained_entry', 'load_pretrained', 'create_model', 'count_params']
+           'pretrained_tags', 'pretrained_entry', 'adapt_input_conv', 'load_pretrained', 'create_model', 'count_params']
 
 # %% ../nbs/04a_api.ipynb #68b2e20b
 def feature_take_indices(n: int, # number of feature maps the model has (`len(feature_info)`)
@@ -46,6 +46,10 @@ class ImageClassifier(nn.Module):
     output_fmt: str = "NCHW" # what `forward_features` returns: maps "NCHW" or tokens "NLC"
     global_pool: str = "avg" # "avg", or "": no pooling
     global_pools: tuple = ("avg", "") # the values `global_pool` may take
+
+    def __init__(self):
+        "No arguments: a model sets the attributes above in its own constructor."
+        super().__init__()
 
     @property
     def head_hidden_size(self) -> int:
@@ -352,15 +356,52 @@ def pretrained_entry(name: str, # a registered model name
     return index[f"{name}.{tag}"]
 
 # %% ../nbs/04a_api.ipynb #7e1a0004
+def adapt_input_conv(weight: torch.Tensor, # a first convolution's weight (out, c, kh, kw)
+                     in_chans: int, # the channels wanted
+                    ) -> torch.Tensor:
+    """timm's rule for other input channels: one channel sums the kernels; more repeat them
+    cyclically, scaled by c/in_chans. A grey image then gives the response it gave before."""
+    c = weight.shape[1]
+    if in_chans == c: return weight
+    if in_chans == 1: return weight.sum(1, keepdim=True)
+    return weight.repeat(1, -(-in_chans // c), 1, 1)[:, :in_chans] * (c / in_chans)
+
+def _fit_pretrained(sd: dict, model: nn.Module, classifier: str, first_conv: str) -> list[str]:
+    "Fit the shipped `sd` to `model` in place (first conv adapted, a new classifier kept); return notes."
+    own, notes = model.state_dict(), []
+    conv = f"{first_conv or getattr(model, 'first_conv', '')}.weight"
+    if conv in sd and conv in own and sd[conv].shape[1] != own[conv].shape[1]:
+        notes.append(f"{conv} adapted from {sd[conv].shape[1]} to {own[conv].shape[1]} channels")
+        sd[conv] = adapt_input_conv(sd[conv], own[conv].shape[1])
+    head = [k for k in sd if k.startswith(classifier + ".")]
+    if any(k not in own or own[k].shape != sd[k].shape for k in head):
+        n = getattr(model, "num_classes", 0)
+        notes.append(f"not loaded: {', '.join(head)} (" + (f"a new {n}-class classifier)" if n
+                                                           else "no classifier)"))
+        for k in head: del sd[k]
+    return notes
+
+# %% ../nbs/04a_api.ipynb #7e1a0007
 def load_pretrained(model: nn.Module, name: str, tag: str) -> nn.Module:
-    "Load the shipped weights `name.tag` into `model` (stored in float16, loaded as float32)."
+    """Load the shipped weights `name.tag` into `model` (stored in float16, loaded as float32); with
+    other classes the classifier stays new, with other channels the first conv is adapted (a warning)."""
     from importlib import resources
     entry = pretrained_entry(name, tag)
     with resources.files("lect_nb").joinpath("assets", entry["file"]).open("rb") as f:
         sd = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
     own = model.state_dict()
     sd = {k: v.to(own[k].dtype) if k in own else v for k, v in sd.items()}
-    model.load_state_dict(sd)
+    cfg = {**DEFAULT_CFG, **entry["cfg"]}
+    notes = _fit_pretrained(sd, model, cfg["classifier"], cfg["first_conv"])
+    try: missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as e:   # a shape that differs: the first one, in one line
+        first = next((l.strip() for l in str(e).splitlines()[1:] if l.strip()), str(e))
+        raise ValueError(f"{name}.{tag}: the shipped weights do not fit this model: {first}") from None
+    missing = [k for k in missing if not k.startswith(cfg["classifier"] + ".")]
+    if missing or unexpected:
+        raise ValueError(f"{name}.{tag}: the shipped weights do not fit this model: missing "
+                         f"{missing[:3]}, unexpected {unexpected[:3]}")
+    if notes: warnings.warn(f"{name}.{tag}: " + "; ".join(notes), stacklevel=3)
     return model
 
 # %% ../nbs/04a_api.ipynb #9e3f3ac6

@@ -1,4 +1,4 @@
-"""Locally enhanced multi-head self-attention: attend from pooled queries over bilinearly upsampled key logits, then upsample the queries back. First the paper-literal form, then the same function through PyTorch's scaled-dot-product attention, which never builds the attention map; LeCTv2's frequency-ramp mixer at the end. Only the paper's choices live here; the ablations' other knobs are subclasses in notebook 05a.
+"""Locally enhanced multi-head self-attention: attend from pooled queries over bilinearly upsampled key logits, then upsample the queries back. First the paper-literal form, then the same function through PyTorch's scaled-dot-product attention, which never builds the attention map. Only the paper's module lives here; the variants of the model and the ablations build theirs from it in notebook 05a.
 
 Docs: https://lect-nb.github.io/lect_nb/attention.html.md"""
 
@@ -14,10 +14,8 @@ from .core import tokens_to_map, map_to_tokens
 from .projections import SequentialConvProjection
 
 # %% auto #0
-__all__ = ['QUERY_UPSAMPLES', 'ATTN_IMPLS', 'KEY_UPSAMPLES', 'split_heads', 'merge_heads', 'pool_map', 'resize_map',
-           'pooled_heads', 'lemsa_reference', 'upsample_heads', 'lemsa_fused', 'pooled_attention', 'UpConvBN',
-           'SpatiallyVaryingUp', 'make_query_upsample', 'PooledMixer', 'LocallyEnhancedAttention',
-           'FrequencyRampAttention']
+__all__ = ['ATTN_IMPLS', 'split_heads', 'merge_heads', 'pool_map', 'resize_map', 'pooled_heads', 'lemsa_reference',
+           'upsample_heads', 'lemsa_fused', 'UpConvBN', 'LocallyEnhancedAttention']
 
 # %% ../nbs/03_attention.ipynb #633555fd
 def split_heads(x: torch.Tensor, # tokens (B, N, C)
@@ -57,14 +55,10 @@ def resize_map(x: torch.Tensor, # map (B, C, h, w)
 def pooled_heads(t: torch.Tensor, # full-resolution map (B, C, H, W)
                  k: int, # pooling window K
                  heads: int, # number of heads
-                 pooling: str = "avg", # "avg", "max" or "avg_max" (both, per head: LeCTv2)
-                ) -> torch.Tensor: # (B, heads, H/K * W/K, d), d = C/heads (2C/heads for "avg_max")
+                 mode: str = "avg", # "avg" (LeMSA) or "max" (`pool_map`'s modes)
+                ) -> torch.Tensor: # (B, heads, H/K * W/K, C/heads)
     "Pool a map and split it into per-head token features."
-    if pooling == "avg_max":
-        return torch.cat([pooled_heads(t, k, heads, "avg"), pooled_heads(t, k, heads, "max")], -1)
-    if pooling not in ("avg", "max"):
-        raise ValueError(f"pooling must be 'avg', 'max' or 'avg_max', got {pooling!r}")
-    return split_heads(map_to_tokens(pool_map(t, k, pooling)), heads)
+    return split_heads(map_to_tokens(pool_map(t, k, mode)), heads)
 
 # %% ../nbs/03_attention.ipynb #25cac394
 def lemsa_reference(q: torch.Tensor, # pooled queries (B, heads, n, dq)
@@ -112,33 +106,6 @@ def lemsa_fused(q: torch.Tensor, # pooled queries (B, heads, n, dq)
     return F.scaled_dot_product_attention(q, k_up, v, dropout_p=attn_drop if training else 0.,
                                           scale=scale)
 
-# %% ../nbs/03_attention.ipynb #4ad2ef5e
-def pooled_attention(v: torch.Tensor, # full-resolution values, tokens (B, N, C_v)
-                     t1: torch.Tensor, # map the queries are pooled from, (B, C, H, W)
-                     t2: torch.Tensor, # map the keys are pooled from, (B, C, H, W)
-                     hw: tuple[int, int], # the full grid (H, W)
-                     sr_ratio: int, # K: pooling window and stride
-                     num_heads: int,
-                     scale: float, # logit scale (LeCT: C ** -0.5)
-                     pooling: str = "avg", # "avg", "max" or "avg_max"
-                     key_upsample: str = "bilinear", # key-axis interpolation
-                     attn_drop: float = 0., # dropout on the attention weights
-                     training: bool = False,
-                     impl: str = "fused", # "fused" (SDPA) or "reference" (paper-literal)
-                     return_attn: bool = False, # also return the weights (runs the reference form)
-                    ) -> tuple[torch.Tensor, torch.Tensor | None]: # (o (B, C_v, h, w), A or None)
-    "LeMSA's attention core (eqs. 7-10): pooled q and k, key-axis upsampled logits, softmax, `A v`."
-    K = sr_ratio
-    phw = (hw[0] // K, hw[1] // K)                                     # the pooled grid (h, w)
-    q = pooled_heads(t1, K, num_heads, pooling)                        # eq. 7: (B, heads, n, d)
-    k = pooled_heads(t2, K, num_heads, pooling)                        # eq. 8: (B, heads, n, d)
-    v = split_heads(v, num_heads)                                      # (B, heads, N, d)
-    core = dict(q=q, k=k, v=v, pooled_hw=phw, hw=hw, scale=scale, mode=key_upsample,
-                attn_drop=attn_drop, training=training)
-    if impl == "reference" or return_attn: o, attn = lemsa_reference(**core)   # eqs. 10-11
-    else: o, attn = lemsa_fused(**core), None
-    return tokens_to_map(merge_heads(o), phw), attn                    # (B, C_v, h, w)
-
 # %% ../nbs/03_attention.ipynb #cc685e97
 class UpConvBN(nn.Module):
     "LeCT's query-axis upsampling: interpolate to (H, W), depthwise 3x3 conv (no bias), BN."
@@ -154,193 +121,67 @@ class UpConvBN(nn.Module):
         "Map (B, C, h, w) -> (B, C, H, W): interpolate to `hw`, then depthwise conv and BN."
         return self.bn(self.conv(resize_map(x, hw, self.mode)))
 
-# %% ../nbs/03_attention.ipynb #809858c9
-class SpatiallyVaryingUp(nn.Module):
-    "LeCTv3: 1x1 reduce to C', a K x K transposed-conv kernel per (channel, position), 1x1 expand."
-    def __init__(self, dim: int, # channels C
-                 pooled_hw: tuple[int, int], # the pooled grid (h, w) this layer is built for
-                 sr_ratio: int, # K: each pooled position paints a K x K patch
-                 reduction: float = 0.1, # C' = int(reduction * C)
-                ):
-        super().__init__()
-        self.pooled_hw, self.sr_ratio = tuple(pooled_hw), sr_ratio
-        self.dim_r = int(dim * reduction)
-        groups = self.dim_r * self.pooled_hw[0] * self.pooled_hw[1]
-        self.reduce = nn.Conv2d(dim, self.dim_r, 1, bias=False)
-        # same shapes and default init as ConvTranspose2d(groups, groups, K, groups=groups)
-        self.weight = nn.Parameter(torch.empty(groups, 1, sr_ratio, sr_ratio))
-        self.bias = nn.Parameter(torch.empty(groups))
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        bound = 1 / math.sqrt(sr_ratio * sr_ratio)
-        nn.init.uniform_(self.bias, -bound, bound)
-        self.expand = nn.Conv2d(self.dim_r, dim, 1, bias=False)
-
-    def forward(self, x, hw):
-        "Map (B, C, h, w) on its pooled grid -> (B, C, h*K, w*K), as above; `hw` is not used."
-        h, w = self.pooled_hw; K = self.sr_ratio
-        if tuple(x.shape[-2:]) != self.pooled_hw:
-            raise ValueError(f"SpatiallyVaryingUp was built for a {h}x{w} pooled grid, "
-                             f"got {tuple(x.shape[-2:])}")
-        y = self.reduce(x)                                               # (B, C', h, w)
-        kern = self.weight.view(self.dim_r, h, w, K, K)
-        out = y[..., None, None] * kern + self.bias.view(self.dim_r, h, w, 1, 1)
-        # out: (B, C', h, w, K, K); each pooled position paints its K x K patch
-        out = out.permute(0, 1, 2, 4, 3, 5).reshape(x.shape[0], self.dim_r, h * K, w * K)
-        return self.expand(out.contiguous(memory_format=torch.channels_last))
-
-# %% ../nbs/03_attention.ipynb #3fb6be5f
-QUERY_UPSAMPLES = ("bilinear_conv", "spatially_varying")   # LeCT's and LeCTv3's
-
-def make_query_upsample(kind: str, # one of `QUERY_UPSAMPLES`
-                        dim: int, # channels
-                        sr_ratio: int, # K
-                        pooled_hw: tuple[int, int] | None = None, # needed by "spatially_varying"
-                        reduction: float = 0.1, # channel reduction of "spatially_varying"
-                       ) -> nn.Module:
-    "Build a query-axis upsampler by name."
-    if kind == "bilinear_conv": return UpConvBN(dim, "bilinear")
-    if kind == "spatially_varying":
-        if pooled_hw is None:
-            raise ValueError("spatially_varying upsampling needs the pooled grid "
-                             "(a fixed input size)")
-        return SpatiallyVaryingUp(dim, pooled_hw, sr_ratio, reduction)
-    raise ValueError(f"unknown query upsampling {kind!r}; choose from {QUERY_UPSAMPLES}")
-
-# %% ../nbs/03_attention.ipynb #07283498
-ATTN_IMPLS = ("fused", "reference")   # SDPA over upsampled keys, or the paper-literal form
-KEY_UPSAMPLES = ("bilinear", "bicubic", "nearest")   # key-axis interpolations
-
-# %% ../nbs/03_attention.ipynb #f5aab551
-class PooledMixer(nn.Module):
-    "Base of the pooled-attention token mixers: the core's settings, `attn_impl`, stored maps."
-    pooling = "avg"   # q/k pooling: "avg" (LeCT) or "avg_max" (LeCTv2)
-    label = "LeMSA"   # names the layer in error messages
-    def __init__(self, dim: int, # channels C (the logit scale is C ** -0.5)
-                 num_heads: int, # attention heads
-                 sr_ratio: int, # spatial-reduction ratio K (pooling window)
-                 attn_drop: float = 0., # dropout on attention weights
-                 attn_impl: str = "fused", # one of `ATTN_IMPLS`
-                 key_upsample: str = "bilinear", # key-axis interpolation, one of `KEY_UPSAMPLES`
-                ):
-        super().__init__()
-        self.num_heads, self.sr_ratio, self.attn_drop = num_heads, sr_ratio, attn_drop
-        self.scale = dim ** -0.5                       # the authors scale by the full width C
-        self.attn_impl, self.key_upsample = attn_impl, key_upsample
-        self.store_attn, self.last_attn = False, None
-
-    @property
-    def attn_impl(self) -> str:
-        "The attention implementation (one of `ATTN_IMPLS`), checked whenever it is set."
-        return self._attn_impl
-    @attn_impl.setter
-    def attn_impl(self, impl: str):
-        if impl not in ATTN_IMPLS:
-            raise ValueError(f"attn_impl must be 'fused' or 'reference', got {impl!r}")
-        self._attn_impl = impl
-
-    def check_grid(self, hw: tuple[int, int]):
-        "A `ValueError` unless both sides of the (H, W) grid are multiples of K."
-        if hw[0] % self.sr_ratio or hw[1] % self.sr_ratio:
-            raise ValueError(f"{self.label}: a {hw[0]}x{hw[1]} map is not divisible by its "
-                             f"spatial-reduction ratio {self.sr_ratio}")
-
-    def attend(self, v: torch.Tensor, # value tokens (B, N, C_v)
-               t1: torch.Tensor, # query map (B, C, H, W)
-               t2: torch.Tensor, # key map (B, C, H, W)
-               hw: tuple[int, int], # (H, W)
-              ) -> torch.Tensor: # o on the pooled grid (B, C_v, H/K, W/K)
-        "`pooled_attention` with this layer's settings; keeps the weights when `store_attn`."
-        o, attn = pooled_attention(v, t1, t2, hw=hw, sr_ratio=self.sr_ratio,
-                                   num_heads=self.num_heads, scale=self.scale,
-                                   pooling=self.pooling, key_upsample=self.key_upsample,
-                                   attn_drop=self.attn_drop, training=self.training,
-                                   impl=self.attn_impl, return_attn=self.store_attn)
-        if self.store_attn: self.last_attn = attn.detach()
-        return o
-
 # %% ../nbs/03_attention.ipynb #65d75250
-class LocallyEnhancedAttention(PooledMixer):
+ATTN_IMPLS = ("fused", "reference")   # SDPA over upsampled keys, or the paper-literal form
+
+class LocallyEnhancedAttention(nn.Module):
     "LeMSA: sequential projections, pooled q/k, key-upsampled attention, query upsampling, skip."
-    key_upsamples = KEY_UPSAMPLES   # the key-axis interpolations this class accepts
-    def __init__(self, dim: int, # channels C
+    pooling = "avg"   # q/k pooling (eqs. 7-8)
+    key_upsample = "bilinear"   # key-axis interpolation of the logits (eq. 10)
+    def __init__(self, dim: int, # channels C (the logit scale is C ** -0.5)
                  num_heads: int, # attention heads
                  sr_ratio: int, # spatial-reduction ratio K (pooling window)
                  qkv_bias: bool = False, # bias on the v Linear and projection convs
                  attn_drop: float = 0., # dropout on attention weights
                  proj_drop: float = 0., # dropout after the output Linear
                  attn_impl: str = "fused", # "fused" (SDPA, upsampled keys) or "reference" (literal)
-                 conv_skip: bool = True, # add the convolutional skip
-                 query_upsample: str = "bilinear_conv", # see `QUERY_UPSAMPLES`
-                 key_upsample: str = "bilinear", # key-axis interpolation, see `KEY_UPSAMPLES`
-                 pooled_hw: tuple[int, int] | None = None, # needed only by "spatially_varying"
-                 reduction: float = 0.1, # channel reduction of "spatially_varying"
-                 kernel_size: int = 3,
                 ):
+        super().__init__()
         if dim % num_heads: raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
-        if key_upsample not in self.key_upsamples:
-            raise ValueError(f"key_upsample must be one of {self.key_upsamples}, got {key_upsample!r}")
-        super().__init__(dim, num_heads, sr_ratio, attn_drop=attn_drop, attn_impl=attn_impl,
-                         key_upsample=key_upsample)
-        self.qkv = self.make_projection(dim, kernel_size=kernel_size, qkv_bias=qkv_bias,
-                                        conv_skip=conv_skip)
-        self.q_up = self.make_query_upsample(query_upsample, dim=dim, sr_ratio=sr_ratio,
-                                             pooled_hw=pooled_hw, reduction=reduction)
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f"attn_impl must be 'fused' or 'reference', got {attn_impl!r}")
+        self.num_heads, self.sr_ratio, self.attn_drop = num_heads, sr_ratio, attn_drop
+        self.scale = dim ** -0.5                       # the authors scale by the full width C
+        self.attn_impl, self.store_attn, self.last_attn = attn_impl, False, None
+        self.qkv = self.make_projection(dim, qkv_bias)
+        self.q_up = self.make_query_upsample(dim)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def make_projection(self, dim, kernel_size, qkv_bias, conv_skip) -> nn.Module:
-        "LeCT's sequential projections (notebook 02)."
-        return SequentialConvProjection(dim, kernel_size, qkv_bias, conv_skip)
+    def make_projection(self, dim: int, qkv_bias: bool) -> nn.Module:
+        "Eqs. 2-6: LeCT's sequential projections with the convolutional skip (notebook 02)."
+        return SequentialConvProjection(dim, 3, qkv_bias, conv_skip=True)
 
-    def make_query_upsample(self, kind, dim, sr_ratio, pooled_hw, reduction) -> nn.Module:
-        "The query-axis upsampler `kind` (see `make_query_upsample`)."
-        return make_query_upsample(kind, dim, sr_ratio, pooled_hw=pooled_hw, reduction=reduction)
+    def make_query_upsample(self, dim: int) -> nn.Module:
+        "Step 11: bilinear interpolation, depthwise 3x3 conv, BN."
+        return UpConvBN(dim, "bilinear")
+
+    def pool_heads(self, t: torch.Tensor) -> torch.Tensor:
+        "Eqs. 7-8: a map (B, C, H, W) pooled by K and split into heads, (B, heads, n, d)."
+        return pooled_heads(t, self.sr_ratio, self.num_heads, self.pooling)
+
+    def attend(self, v: torch.Tensor, # value tokens (B, N, C_v)
+               t1: torch.Tensor, # query map (B, C, H, W)
+               t2: torch.Tensor, # key map (B, C, H, W)
+               hw: tuple[int, int], # (H, W)
+              ) -> torch.Tensor: # o on the pooled grid (B, C_v, H/K, W/K)
+        "Eqs. 7-10: pooled q and k, key-axis upsampled logits, softmax, `A v`; keeps A if `store_attn`."
+        phw = (hw[0] // self.sr_ratio, hw[1] // self.sr_ratio)          # the pooled grid (h, w)
+        core = dict(q=self.pool_heads(t1), k=self.pool_heads(t2),       # eqs. 7-8: (B, heads, n, d)
+                    v=split_heads(v, self.num_heads), pooled_hw=phw, hw=hw, scale=self.scale,
+                    mode=self.key_upsample, attn_drop=self.attn_drop, training=self.training)
+        if self.attn_impl == "reference" or self.store_attn:
+            o, attn = lemsa_reference(**core)                            # eqs. 9-10, literal
+            if self.store_attn: self.last_attn = attn.detach()
+        else: o = lemsa_fused(**core)                                    # the same, through SDPA
+        return tokens_to_map(merge_heads(o), phw)                        # (B, C_v, h, w)
 
     def forward(self, x: torch.Tensor, # tokens (B, N, C)
-                hw: tuple[int, int], # their grid (H, W)
+                hw: tuple[int, int], # their grid (H, W); both sides multiples of K
                ) -> torch.Tensor: # tokens (B, N, C)
         "Tokens (B, N, C) on an (H, W) grid -> tokens (B, N, C): LeMSA, eqs. 1-12 of the report."
-        self.check_grid(hw)
         v, t1, t2, skip = self.qkv(x, hw)          # eqs. 2, 4-6: v (B, N, C), maps (B, C, H, W)
         o = self.attend(v, t1, t2, hw)                         # eqs. 7-10: (B, C, H/K, W/K)
         o = self.q_up(o, hw)                                   # step 11: (B, C, H, W)
         if skip is not None: o = o + skip                      # step 12: convolutional skip
         return self.proj_drop(self.proj(map_to_tokens(o)))     # step 12: Linear, dropout; (B, N, C)
-
-# %% ../nbs/03_attention.ipynb #0dcc532e
-class FrequencyRampAttention(PooledMixer):
-    "LeCTv2 mixer: a conv path on a high-frequency channel slice, pooled LeMSA on the rest."
-    pooling, label = "avg_max", "LeCTv2"   # q and k: average- and max-pooled, concatenated
-    def __init__(self, dim: int, # channels C
-                 num_heads: int, # heads of the attention path
-                 sr_ratio: int, # pooling window K
-                 high_ratio: float, # fraction of channels on the conv path
-                 qkv_bias: bool = False, attn_drop: float = 0., proj_drop: float = 0.,
-                 attn_impl: str = "fused", # "fused" or "reference"
-                 upsample_mode: str = "bilinear", # key- and query-axis interpolation
-                 kernel_size: int = 3,
-                ):
-        dim_high = int(dim * high_ratio)
-        if (dim - dim_high) % num_heads:
-            raise ValueError(f"{dim - dim_high} attention channels not divisible by "
-                             f"{num_heads} heads")
-        super().__init__(dim, num_heads, sr_ratio, attn_drop=attn_drop, attn_impl=attn_impl,
-                         key_upsample=upsample_mode)   # full-width scale, as in LeCT
-        self.dim_high, self.dim_low = dim_high, dim - dim_high
-        self.high = SequentialConvProjection(self.dim_high, kernel_size, qkv_bias, conv_skip=True)
-        self.low = SequentialConvProjection(self.dim_low, kernel_size, qkv_bias, conv_skip=False)
-        self.q_up = UpConvBN(self.dim_low, upsample_mode)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def forward(self, x: torch.Tensor, # tokens (B, N, C)
-                hw: tuple[int, int], # their grid (H, W)
-               ) -> torch.Tensor: # tokens (B, N, C)
-        "High channel slice through the conv path, the rest through avg+max pooled attention."
-        self.check_grid(hw)
-        x_high, x_low = x.split([self.dim_high, self.dim_low], -1)     # (B, N, C_h), (B, N, C_l)
-        high = self.high(x_high.contiguous(), hw)[3]            # conv path GELU(t2): (B, C_h, H, W)
-        v, t1, t2, _ = self.low(x_low.contiguous(), hw)                 # attention path projections
-        low = self.q_up(self.attend(v, t1, t2, hw), hw)                 # (B, C_l, H, W)
-        y = torch.cat([map_to_tokens(high), map_to_tokens(low)], -1)   # (B, N, C)
-        return self.proj_drop(self.proj(y))

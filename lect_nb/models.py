@@ -15,12 +15,12 @@ from torch.utils.checkpoint import checkpoint
 from .core import DropPath, init_transformer_weights, check_image_input, tokens_to_map
 from .api import ImageClassifier, register_model
 from .patch_embed import ConvPatchEmbed
-from .attention import LocallyEnhancedAttention, FrequencyRampAttention
+from .attention import LocallyEnhancedAttention, ATTN_IMPLS
 from .leffn import LeFFN
 
 # %% auto #0
-__all__ = ['CIFAR_STEM', 'LECT_CONFIGS', 'LeCTConfig', 'stage_map_sizes', 'derive_sr_ratios', 'lemsa_args', 'lect_mixer',
-           'LeCTBlock', 'keep_bn_stats', 'call_block', 'LeCTStage', 'LeCT', 'with_overrides', 'inert_parameters']
+__all__ = ['CIFAR_STEM', 'LECT_CONFIGS', 'LeCTConfig', 'stage_map_sizes', 'derive_sr_ratios', 'LeCTBlock', 'keep_bn_stats',
+           'call_block', 'LeCTStage', 'LeCT', 'with_overrides', 'lect_builder', 'cifar_input', 'inert_parameters']
 
 # %% ../nbs/05_lect.ipynb #fa2e5499
 @dataclass
@@ -39,17 +39,17 @@ class LeCTConfig:
     attn_drop_rate: float = 0. # dropout on the attention weights
     drop_path_rate: float = 0.1 # stochastic depth, rising linearly over all blocks
     attn_impl: str = "fused" # `"fused"` (SDPA over upsampled keys) or `"reference"` (paper-literal)
-    projection: str = "sequential" # `"sequential"` (LeCT) or `"parallel"` (an ablation, notebook 05a)
-    conv_skip: bool = True # add the convolutional skip connection
-    query_upsample: str | tuple = "bilinear_conv" # query-axis upsampling: one name, or one per stage
-    key_upsample: str | tuple = "bilinear" # key-axis interpolation: one name, or one per stage
-    reduction: float = 0.1 # channel reduction of LeCTv3's spatially varying upsampling
-    high_ratios: tuple | None = None # LeCTv2: fraction of channels on the conv path, per stage
-    pooling: str = "avg" # q/k pooling: `"avg"`; `"max"`, `"avg_max"` are ablations (notebook 05a)
-    fixed_size: bool = False # the model only takes the input size it was built for (LeCTv3)
+    fixed_size = False   # not a field: LeCT takes any multiple of its strides and pooling
 
-# %% ../nbs/05_lect.ipynb #c5863057
-def _per_stage(v, i): return v[i] if isinstance(v, (tuple, list)) else v
+    def mixer(self, stage: int, # stage index (0, 1, 2)
+              dim: int, # the stage's channels
+              sr_ratio: int, # the stage's K
+              map_size: tuple[int, int], # the stage's map (H, W); LeMSA works at any size
+             ) -> nn.Module:
+        "The token mixer of stage `stage`: LeMSA with the stage's heads and K."
+        return LocallyEnhancedAttention(dim, self.num_heads[stage], sr_ratio, self.qkv_bias,
+                                        attn_drop=self.attn_drop_rate, proj_drop=self.drop_rate,
+                                        attn_impl=self.attn_impl)
 
 # %% ../nbs/05_lect.ipynb #29e9325f
 def stage_map_sizes(cfg: LeCTConfig, # the model config
@@ -73,41 +73,9 @@ def derive_sr_ratios(map_sizes: list[tuple[int, int]], # per-stage map sizes
         out.append(max(ks) if ks else 1)
     return tuple(out)
 
-# %% ../nbs/05_lect.ipynb #8fc2eca4
-def lemsa_args(cfg: LeCTConfig, # the model config
-               stage: int, # stage index (0, 1, 2)
-               sr_ratio: int, # the stage's K
-               map_size: tuple[int, int], # the stage's map (H, W)
-              ) -> dict:
-    "Keyword arguments of stage `stage`'s `LocallyEnhancedAttention` (after `dim`) from the config."
-    return dict(num_heads=cfg.num_heads[stage], sr_ratio=sr_ratio, qkv_bias=cfg.qkv_bias,
-                attn_drop=cfg.attn_drop_rate, proj_drop=cfg.drop_rate, attn_impl=cfg.attn_impl,
-                conv_skip=cfg.conv_skip, query_upsample=_per_stage(cfg.query_upsample, stage),
-                key_upsample=_per_stage(cfg.key_upsample, stage), reduction=cfg.reduction,
-                pooled_hw=(map_size[0] // sr_ratio, map_size[1] // sr_ratio))
-
-# %% ../nbs/05_lect.ipynb #48817ee0
-def lect_mixer(cfg: LeCTConfig, # the model config
-               stage: int, # stage index (0, 1, 2)
-               dim: int, # the stage's channels
-               sr_ratio: int, # the stage's K
-               map_size: tuple[int, int], # the stage's map (H, W)
-              ) -> nn.Module:
-    "The paper's token mixer of a stage: LeCTv2's frequency ramp if `cfg.high_ratios`, else LeMSA."
-    if cfg.high_ratios is not None:
-        return FrequencyRampAttention(
-            dim, cfg.num_heads[stage], sr_ratio, cfg.high_ratios[stage], qkv_bias=cfg.qkv_bias,
-            attn_drop=cfg.attn_drop_rate, proj_drop=cfg.drop_rate, attn_impl=cfg.attn_impl,
-            upsample_mode=_per_stage(cfg.key_upsample, stage))
-    for field, paper in (("projection", "sequential"), ("pooling", "avg")):
-        if getattr(cfg, field) != paper:
-            raise ValueError(f"{field}={getattr(cfg, field)!r} is an ablation: build the model "
-                             "with `lect_nb.variants.variant_mixer` (e.g. a registered ablation)")
-    return LocallyEnhancedAttention(dim, **lemsa_args(cfg, stage, sr_ratio, map_size))
-
 # %% ../nbs/05_lect.ipynb #e5f5f7ac
 class LeCTBlock(nn.Module):
-    "Pre-norm block: token mixer (LeMSA or the v2 mixer) and LeFFN, both residual with drop path."
+    "Pre-norm block: token mixer (LeMSA, or a variant's) and LeFFN, both residual with drop path."
     def __init__(self, dim: int, attn: nn.Module, mlp_ratio: float, drop: float, drop_path: float):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
@@ -179,7 +147,6 @@ class LeCT(ImageClassifier):
                  img_size: tuple[int, int] = (224, 224), # the input size the model is built for
                  in_chans: int = 3, # input channels
                  name: str = "lect", # registry name, used in messages
-                 mixer: Callable | None = None, # `(cfg, stage, dim, K, map)` -> mixer; `lect_mixer`
                 ):
         super().__init__()
         cfg = LeCTConfig() if cfg is None else cfg
@@ -210,14 +177,13 @@ class LeCT(ImageClassifier):
         strides = [math.prod(cfg.strides[:i + 1]) for i in range(n)]
         # every stage map must be whole and divisible by K: the input must be a multiple of this
         self.input_multiple = math.lcm(*[s * k for s, k in zip(strides, sr)])
-        self.fixed_img_size = self.img_size if cfg.fixed_size else None
+        self.fixed_img_size = self.img_size if cfg.fixed_size else None   # (a variant's)
         dpr = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
-        mixer = lect_mixer if mixer is None else mixer
         stages, cur, c_in = [], 0, in_chans
         for i in range(n):
             dim = cfg.embed_dims[i]
             embed = ConvPatchEmbed(c_in, dim, cfg.stem_kernel if i == 0 else 3, cfg.strides[i])
-            blocks = [LeCTBlock(dim, mixer(cfg, i, dim, sr[i], maps[i]), cfg.mlp_ratios[i],
+            blocks = [LeCTBlock(dim, cfg.mixer(i, dim, sr[i], maps[i]), cfg.mlp_ratios[i],
                                 cfg.drop_rate, dpr[cur + j]) for j in range(cfg.depths[i])]
             stages.append(LeCTStage(embed, blocks, dim)); cur += cfg.depths[i]; c_in = dim
         self.stages = nn.ModuleList(stages)
@@ -230,7 +196,8 @@ class LeCT(ImageClassifier):
     def check_input(self, x):
         "A `ValueError` unless `x` has `in_chans` channels, sides a multiple of `input_multiple`."
         check_image_input(x, self.in_chans, self.input_multiple, self.fixed_img_size,
-                          name=self.model_name, built_for=self.img_size)
+                          name=self.model_name, built_for=self.img_size,
+                          build_multiple=math.prod(self.cfg.strides))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         "Last stage's normalised map `(B, C, H/16, W/16)`."
@@ -253,6 +220,8 @@ class LeCT(ImageClassifier):
 
     def set_attn_impl(self, impl: str): # "fused" or "reference"
         "Switch every attention layer between the fused and the paper-literal implementation."
+        if impl not in ATTN_IMPLS:
+            raise ValueError(f"attn_impl must be 'fused' or 'reference', got {impl!r}")
         for m in self.modules():
             if hasattr(m, "attn_impl"): m.attn_impl = impl
 
@@ -287,27 +256,24 @@ def with_overrides(base: LeCTConfig, # a registered model's config
 
 # %% ../nbs/05_lect.ipynb #45a73a73
 CIFAR_STEM = dict(stem_kernel=3, strides=(2, 2, 2))  # what adapts a 224 model to 32x32 inputs
-LECT_CONFIGS = {
-    "lect": LeCTConfig(),
-    "lect_v2": LeCTConfig(num_heads=(2, 3, 7), high_ratios=(1/2, 1/4, 1/8), pooled_grid=(4, 4, 2),
-                          key_upsample=("bicubic", "bilinear", "bilinear")),
-    "lect_v3": LeCTConfig(query_upsample="spatially_varying", fixed_size=True),
-    "lect_cifar": LeCTConfig(**CIFAR_STEM),
-}
-# LeCTv2 and LeCTv3 adapted to 32x32 as `lect_cifar` adapts `lect`: the 3x3/2 stem, strides (2, 2, 2)
-for _v in ("lect_v2", "lect_v3"):
-    LECT_CONFIGS[f"{_v}_cifar"] = replace(LECT_CONFIGS[_v], **CIFAR_STEM)
+LECT_CONFIGS = {"lect": LeCTConfig(), "lect_cifar": LeCTConfig(**CIFAR_STEM)}
 
-def _builder(name):
+def lect_builder(name: str, # the registered name
+                 cfg: LeCTConfig, # its config
+                ) -> Callable[..., nn.Module]:
+    "The registry's builder `fn(num_classes, img_size, in_chans, **overrides)`: a `LeCT` of `cfg`."
     def build(num_classes=100, img_size=(224, 224), in_chans=3, **overrides):
-        cfg = with_overrides(LECT_CONFIGS[name], name, **overrides)
-        return LeCT(cfg, num_classes, img_size, in_chans, name=name)
-    build.__doc__ = f"Build `{name}` (see `LECT_CONFIGS`)."
+        return LeCT(with_overrides(cfg, name, **overrides), num_classes, img_size, in_chans, name=name)
+    build.__doc__ = f"Build `{name}`: a `LeCT` of its config."
     return build
 
-_CIFAR_INPUT = {n: dict(input_size=(3, 32, 32)) for n in LECT_CONFIGS if n.endswith("_cifar")}
-for _name in LECT_CONFIGS:
-    register_model(_name, **_CIFAR_INPUT.get(_name, {}))(_builder(_name))
+# %% ../nbs/05_lect.ipynb #0904a202
+def cifar_input(name: str) -> dict: # a registered name
+    "`register_model`'s default input size for `name`: 32x32 for the `_cifar` models, else none."
+    return dict(input_size=(3, 32, 32)) if name.endswith("_cifar") else {}
+
+for _name, _cfg in LECT_CONFIGS.items():
+    register_model(_name, **cifar_input(_name))(lect_builder(_name, _cfg))
 
 # %% ../nbs/05_lect.ipynb #9b3e51c0
 def inert_parameters(model: nn.Module, # a LeCT model

@@ -1,4 +1,4 @@
-"""The ablations' settings that the paper's LeMSA does not take (parallel projections, max pooling, attention over pooled values, other query upsamplers) as one subclass, and every ablation registered as a model: the report's Table 3 model and the study of notebook 11.
+"""The report's two variants and the ablations, each built from LeMSA by passing the parts that differ (projections, pooling, query upsampler, key axis) in a subclass, and a config subclass holding their few extra fields; every variant registered as a model: LeCTv2, LeCTv3, the report's Table 3 model and the study of notebook 11.
 
 Docs: https://lect-nb.github.io/lect_nb/variants.html.md"""
 
@@ -6,21 +6,24 @@ Docs: https://lect-nb.github.io/lect_nb/variants.html.md"""
 
 # %% ../nbs/05a_variants.ipynb #ab213a88
 from __future__ import annotations
-from dataclasses import dataclass, replace
+import math
+from dataclasses import dataclass, replace, asdict
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import tokens_to_map
+from .core import tokens_to_map, map_to_tokens
 from .api import register_model
-from .projections import ParallelConvProjection
-from .attention import (LocallyEnhancedAttention, UpConvBN, KEY_UPSAMPLES, QUERY_UPSAMPLES,
-                               pooled_heads, merge_heads, resize_map)
-from .models import LeCT, LeCTConfig, LECT_CONFIGS, lect_mixer, lemsa_args, with_overrides
+from .projections import SequentialConvProjection, ParallelConvProjection
+from .attention import (LocallyEnhancedAttention, UpConvBN, ATTN_IMPLS, pooled_heads,
+                               merge_heads, resize_map)
+from .models import (LeCT, LeCTConfig, LECT_CONFIGS, CIFAR_STEM, with_overrides, lect_builder,
+                            cifar_input)
 
 # %% auto #0
-__all__ = ['PROJECTIONS', 'POOLINGS', 'VARIANT_QUERY_UPSAMPLES', 'ABLATIONS', 'ABLATION_BASES', 'EXISTING_NAMES', 'InterpolateUp',
-           'ConvTransposeUp', 'pooled_values_attention', 'LeMSAVariant', 'variant_mixer', 'Ablation', 'AblationBase',
-           'ablation_name', 'ablation_config', 'ablation_names']
+__all__ = ['PROJECTIONS', 'POOLINGS', 'QUERY_UPSAMPLES', 'KEY_UPSAMPLES', 'PAPER_PARTS', 'VARIANT_CONFIGS', 'ABLATIONS',
+           'ABLATION_BASES', 'EXISTING_NAMES', 'InterpolateUp', 'ConvTransposeUp', 'SpatiallyVaryingUp',
+           'pooled_values_attention', 'avg_max_heads', 'LeMSAVariant', 'FrequencyRampAttention', 'VariantConfig',
+           'variant_config', 'Ablation', 'AblationBase', 'ablation_name', 'ablation_config', 'ablation_names']
 
 # %% ../nbs/05a_variants.ipynb #33e662d5
 class InterpolateUp(nn.Module):
@@ -45,104 +48,228 @@ class ConvTransposeUp(nn.Module):
         "Map (B, C, h, w) -> (B, C, h*K, w*K): depthwise transposed conv, BN; `hw` is not used."
         return self.bn(self.convt(x))
 
+# %% ../nbs/05a_variants.ipynb #8832fdf5
+class SpatiallyVaryingUp(nn.Module):
+    "LeCTv3: 1x1 reduce to C', a K x K transposed-conv kernel per (channel, position), 1x1 expand."
+    def __init__(self, dim: int, # channels C
+                 pooled_hw: tuple[int, int], # the pooled grid (h, w) this layer is built for
+                 sr_ratio: int, # K: each pooled position paints a K x K patch
+                 reduction: float = 0.1, # C' = int(reduction * C)
+                ):
+        super().__init__()
+        self.pooled_hw, self.sr_ratio = tuple(pooled_hw), sr_ratio
+        self.dim_r = int(dim * reduction)
+        groups = self.dim_r * self.pooled_hw[0] * self.pooled_hw[1]
+        self.reduce = nn.Conv2d(dim, self.dim_r, 1, bias=False)
+        # same shapes and default init as ConvTranspose2d(groups, groups, K, groups=groups)
+        self.weight = nn.Parameter(torch.empty(groups, 1, sr_ratio, sr_ratio))
+        self.bias = nn.Parameter(torch.empty(groups))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        bound = 1 / math.sqrt(sr_ratio * sr_ratio)
+        nn.init.uniform_(self.bias, -bound, bound)
+        self.expand = nn.Conv2d(self.dim_r, dim, 1, bias=False)
+
+    def forward(self, x, hw):
+        "Map (B, C, h, w) on its pooled grid -> (B, C, h*K, w*K), as above; `hw` is not used."
+        h, w = self.pooled_hw; K = self.sr_ratio
+        y = self.reduce(x)                                               # (B, C', h, w)
+        kern = self.weight.view(self.dim_r, h, w, K, K)
+        out = y[..., None, None] * kern + self.bias.view(self.dim_r, h, w, 1, 1)
+        # out: (B, C', h, w, K, K); each pooled position paints its K x K patch
+        out = out.permute(0, 1, 2, 4, 3, 5).reshape(x.shape[0], self.dim_r, h * K, w * K)
+        return self.expand(out.contiguous(memory_format=torch.channels_last))
+
 # %% ../nbs/05a_variants.ipynb #6acf4b1b
-def pooled_values_attention(v: torch.Tensor, # full-resolution values, tokens (B, N, C_v)
-                            t1: torch.Tensor, # map the queries are pooled from, (B, C, H, W)
-                            t2: torch.Tensor, # map the keys are pooled from, (B, C, H, W)
-                            hw: tuple[int, int], # the full grid (H, W)
-                            sr_ratio: int, # K
-                            num_heads: int,
+def pooled_values_attention(q: torch.Tensor, # pooled queries (B, heads, n, d)
+                            k: torch.Tensor, # pooled keys (B, heads, n, d)
+                            v: torch.Tensor, # pooled values (B, heads, n, d_v)
                             scale: float, # logit scale
-                            pooling: str = "avg", # q/k pooling: "avg", "max" or "avg_max"
                             attn_drop: float = 0., # dropout on the attention weights
                             training: bool = False,
-                            impl: str = "fused", # "fused" (SDPA) or "reference"
-                            return_attn: bool = False, # also return the weights (reference form)
-                           ) -> tuple[torch.Tensor, torch.Tensor | None]: # (o (B, C_v, h, w), A)
-    "PVT-style core: pooled q, k and v; no key-axis upsampling."
-    K = sr_ratio
-    phw = (hw[0] // K, hw[1] // K)
-    q, k = pooled_heads(t1, K, num_heads, pooling), pooled_heads(t2, K, num_heads, pooling)
-    v = pooled_heads(tokens_to_map(v, hw), K, num_heads)               # (B, heads, n, d)
-    if impl == "reference" or return_attn:
+                            impl: str = "fused", # "fused" (SDPA) or "reference" (also returns A)
+                           ) -> tuple[torch.Tensor, torch.Tensor | None]: # (o (B, heads, n, d_v), A)
+    "PVT-style core: pooled q over pooled k and v, no key-axis upsampling."
+    if impl == "reference":
         attn = (q @ k.transpose(-2, -1) * scale).softmax(-1)           # (B, heads, n, n)
-        o = F.dropout(attn, attn_drop, training) @ v
-    else:
-        o, attn = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=attn_drop if training else 0., scale=scale), None
-    return tokens_to_map(merge_heads(o), phw), attn
+        return F.dropout(attn, attn_drop, training) @ v, attn
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=attn_drop if training else 0.,
+                                          scale=scale), None
+
+# %% ../nbs/05a_variants.ipynb #426dfc4f
+def avg_max_heads(t: torch.Tensor, # full-resolution map (B, C, H, W)
+                  k: int, # pooling window K
+                  heads: int, # number of heads
+                 ) -> torch.Tensor: # (B, heads, H/K * W/K, 2C/heads)
+    "Average- and max-pooled per-head features of a map, concatenated per head."
+    return torch.cat([pooled_heads(t, k, heads, "avg"), pooled_heads(t, k, heads, "max")], -1)
 
 # %% ../nbs/05a_variants.ipynb #bf60bfec
 PROJECTIONS = ("sequential", "parallel")   # LeCT's chain, or independent q, k, v
 POOLINGS = ("avg", "max", "avg_max")   # q/k pooling
-VARIANT_QUERY_UPSAMPLES = QUERY_UPSAMPLES + ("bicubic_conv", "bilinear", "nearest", "conv_transpose")
+QUERY_UPSAMPLES = ("bilinear_conv", "bicubic_conv", "bilinear", "nearest", "conv_transpose",
+                   "spatially_varying")   # LeCT's, the ablations', LeCTv3's
+KEY_UPSAMPLES = ("bilinear", "bicubic", "nearest", "none")   # "none": pooled keys and values (PVT)
+PAPER_PARTS = dict(projection="sequential", conv_skip=True, pooling="avg",
+                   query_upsample="bilinear_conv", key_upsample="bilinear")   # LeMSA's own
 
 # %% ../nbs/05a_variants.ipynb #0c6b036c
 class LeMSAVariant(LocallyEnhancedAttention):
-    "LeMSA with the ablations' knobs: projections, pooling, pooled values, other query upsamplers."
-    key_upsamples = KEY_UPSAMPLES + ("none",)   # "none": pooled keys and values (PVT-style)
-    def __init__(self, dim: int, # channels C
-                 *args, # `LocallyEnhancedAttention`'s arguments after `dim`, in its order
+    "LeMSA with other parts: projections, skip, q/k pooling, query upsampler, key axis."
+    def __init__(self, *args, # `LocallyEnhancedAttention`'s arguments, in its order
                  projection: str = "sequential", # one of `PROJECTIONS`
+                 conv_skip: bool = True, # add the convolutional skip
                  pooling: str = "avg", # one of `POOLINGS`
+                 query_upsample: str = "bilinear_conv", # one of `QUERY_UPSAMPLES`
+                 key_upsample: str = "bilinear", # one of `KEY_UPSAMPLES`
+                 pooled_hw: tuple[int, int] | None = None, # the pooled grid ("spatially_varying")
+                 reduction: float = 0.1, # channel reduction of "spatially_varying"
                  **kwargs, # `LocallyEnhancedAttention`'s keyword arguments
                 ):
-        if projection not in PROJECTIONS:
-            raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        nn.Module.__init__(self)                 # the knobs are read while LeMSA builds its parts
-        self.projection, self.pooling = projection, pooling
-        super().__init__(dim, *args, **kwargs)
+        for name, value, known in (("projection", projection, PROJECTIONS),
+                                   ("pooling", pooling, POOLINGS),
+                                   ("query_upsample", query_upsample, QUERY_UPSAMPLES),
+                                   ("key_upsample", key_upsample, KEY_UPSAMPLES)):
+            if value not in known: raise ValueError(f"{name} must be one of {known}, got {value!r}")
+        if query_upsample == "spatially_varying" and pooled_hw is None:
+            raise ValueError("spatially_varying upsampling needs the pooled grid (pooled_hw)")
+        # plain attributes, read by the part builders while LeMSA's constructor runs
+        self.projection, self.conv_skip, self.pooling = projection, conv_skip, pooling
+        self.query_upsample, self.key_upsample = query_upsample, key_upsample
+        self.pooled_hw, self.reduction = pooled_hw, reduction
+        super().__init__(*args, **kwargs)
 
-    def make_projection(self, dim, kernel_size, qkv_bias, conv_skip) -> nn.Module:
-        "LeMSA's sequential projections, or `ParallelConvProjection`."
-        if self.projection == "sequential":
-            return super().make_projection(dim, kernel_size, qkv_bias, conv_skip)
-        return ParallelConvProjection(dim, kernel_size, qkv_bias, conv_skip)
+    def make_projection(self, dim, qkv_bias) -> nn.Module:
+        "LeMSA's sequential projections or `ParallelConvProjection`, with or without the skip."
+        proj = SequentialConvProjection if self.projection == "sequential" else ParallelConvProjection
+        return proj(dim, 3, qkv_bias, self.conv_skip)
 
-    def make_query_upsample(self, kind, dim, sr_ratio, pooled_hw, reduction) -> nn.Module:
-        "LeMSA's upsamplers, and the ablations' (see `VARIANT_QUERY_UPSAMPLES`)."
-        if kind == "bicubic_conv": return UpConvBN(dim, "bicubic")
+    def make_query_upsample(self, dim) -> nn.Module:
+        "The query-axis upsampler named by `query_upsample`."
+        kind, K = self.query_upsample, self.sr_ratio
+        if kind in ("bilinear_conv", "bicubic_conv"): return UpConvBN(dim, kind.split("_")[0])
         if kind in ("bilinear", "nearest"): return InterpolateUp(kind)
-        if kind == "conv_transpose": return ConvTransposeUp(dim, sr_ratio)
-        if kind not in QUERY_UPSAMPLES:
-            raise ValueError(f"unknown query upsampling {kind!r}; "
-                             f"choose from {VARIANT_QUERY_UPSAMPLES}")
-        return super().make_query_upsample(kind, dim, sr_ratio, pooled_hw, reduction)
+        if kind == "conv_transpose": return ConvTransposeUp(dim, K)
+        return SpatiallyVaryingUp(dim, self.pooled_hw, K, self.reduction)
+
+    def pool_heads(self, t):
+        "Average, max or both (`avg_max_heads`) pooled heads."
+        if self.pooling == "avg_max": return avg_max_heads(t, self.sr_ratio, self.num_heads)
+        return super().pool_heads(t)
 
     def attend(self, v, t1, t2, hw):
-        "LeMSA's core, or `pooled_values_attention` when `key_upsample` is \"none\"."
+        "LeMSA's step, or attention over pooled values when `key_upsample` is \"none\"."
         if self.key_upsample != "none": return super().attend(v, t1, t2, hw)
-        o, attn = pooled_values_attention(v, t1, t2, hw=hw, sr_ratio=self.sr_ratio,
-                                          num_heads=self.num_heads, scale=self.scale,
-                                          pooling=self.pooling, attn_drop=self.attn_drop,
-                                          training=self.training, impl=self.attn_impl,
-                                          return_attn=self.store_attn)
+        K = self.sr_ratio
+        q, k = self.pool_heads(t1), self.pool_heads(t2)                 # (B, heads, n, d)
+        v = pooled_heads(tokens_to_map(v, hw), K, self.num_heads)      # (B, heads, n, d)
+        impl = "reference" if self.store_attn else self.attn_impl
+        o, attn = pooled_values_attention(q, k, v, self.scale, attn_drop=self.attn_drop,
+                                          training=self.training, impl=impl)
         if self.store_attn: self.last_attn = attn.detach()
-        return o
+        return tokens_to_map(merge_heads(o), (hw[0] // K, hw[1] // K))
+
+# %% ../nbs/05a_variants.ipynb #f96f8620
+class FrequencyRampAttention(nn.Module):
+    "LeCTv2 mixer: a conv path on a high-frequency channel slice, LeMSA's attention on the rest."
+    pooling = "avg_max"   # q and k pooled by average and by maximum, concatenated per head
+    def __init__(self, dim: int, # channels C
+                 num_heads: int, # heads of the attention path
+                 sr_ratio: int, # pooling window K
+                 high_ratio: float, # fraction of channels on the conv path
+                 qkv_bias: bool = False, attn_drop: float = 0., proj_drop: float = 0.,
+                 attn_impl: str = "fused", # "fused" or "reference"
+                 upsample_mode: str = "bilinear", # key- and query-axis interpolation
+                ):
+        super().__init__()
+        dim_high = int(dim * high_ratio)
+        if (dim - dim_high) % num_heads:
+            raise ValueError(f"{dim - dim_high} attention channels not divisible by "
+                             f"{num_heads} heads")
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f"attn_impl must be 'fused' or 'reference', got {attn_impl!r}")
+        self.num_heads, self.sr_ratio, self.attn_drop = num_heads, sr_ratio, attn_drop
+        self.scale = dim ** -0.5                        # full-width scale, as in LeCT
+        self.attn_impl, self.key_upsample = attn_impl, upsample_mode
+        self.store_attn, self.last_attn = False, None
+        self.dim_high, self.dim_low = dim_high, dim - dim_high
+        self.high = SequentialConvProjection(self.dim_high, 3, qkv_bias, conv_skip=True)
+        self.low = SequentialConvProjection(self.dim_low, 3, qkv_bias, conv_skip=False)
+        self.q_up = UpConvBN(self.dim_low, upsample_mode)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    attend = LocallyEnhancedAttention.attend   # LeMSA's attention step, with this layer's pooling
+
+    def pool_heads(self, t):
+        "Eqs. 7-8 with avg+max pooling (`avg_max_heads`)."
+        return avg_max_heads(t, self.sr_ratio, self.num_heads)
+
+    def forward(self, x: torch.Tensor, # tokens (B, N, C)
+                hw: tuple[int, int], # their grid (H, W)
+               ) -> torch.Tensor: # tokens (B, N, C)
+        "High channel slice through the conv path, the rest through avg+max pooled attention."
+        x_high, x_low = x.split([self.dim_high, self.dim_low], -1)     # (B, N, C_h), (B, N, C_l)
+        high = self.high(x_high.contiguous(), hw)[3]            # conv path GELU(t2): (B, C_h, H, W)
+        v, t1, t2, _ = self.low(x_low.contiguous(), hw)                 # attention path projections
+        low = self.q_up(self.attend(v, t1, t2, hw), hw)                 # (B, C_l, H, W)
+        y = torch.cat([map_to_tokens(high), map_to_tokens(low)], -1)   # (B, N, C)
+        return self.proj_drop(self.proj(y))
 
 # %% ../nbs/05a_variants.ipynb #ab33473e
-def variant_mixer(cfg: LeCTConfig, # the model config
-                  stage: int, # stage index (0, 1, 2)
-                  dim: int, # the stage's channels
-                  sr_ratio: int, # the stage's K
-                  map_size: tuple[int, int], # the stage's map (H, W)
-                 ) -> nn.Module:
-    "`lect_mixer`, or a `LeMSAVariant` where the config sets a knob only the ablations have."
-    args = lemsa_args(cfg, stage, sr_ratio, map_size)
-    paper = (cfg.projection == "sequential" and cfg.pooling == "avg"
-             and args["key_upsample"] in KEY_UPSAMPLES and args["query_upsample"] in QUERY_UPSAMPLES)
-    if cfg.high_ratios is not None or paper: return lect_mixer(cfg, stage, dim, sr_ratio, map_size)
-    return LeMSAVariant(dim, projection=cfg.projection, pooling=cfg.pooling, **args)
+def _per_stage(v, i): return v[i] if isinstance(v, (tuple, list)) else v
+
+@dataclass
+class VariantConfig(LeCTConfig):
+    "`LeCTConfig` with the variants' fields (defaults: LeCT's choices); per-stage fields: one or 3."
+    projection: str = "sequential" # `"sequential"` (LeCT) or `"parallel"`
+    conv_skip: bool = True # add the convolutional skip
+    pooling: str = "avg" # q/k pooling: `"avg"`, `"max"`, `"avg_max"`
+    query_upsample: str | tuple = "bilinear_conv" # query-axis upsampling: one name, or one per stage
+    key_upsample: str | tuple = "bilinear" # key-axis interpolation: one name, or one per stage
+    reduction: float = 0.1 # channel reduction of LeCTv3's spatially varying upsampling
+    high_ratios: tuple | None = None # LeCTv2: fraction of channels on the conv path, per stage
+    fixed_size: bool = False # the model only takes the input size it was built for (LeCTv3)
+
+    def mixer(self, stage, dim, sr_ratio, map_size) -> nn.Module:
+        "LeCTv2's frequency ramp, a `LeMSAVariant`, or LeMSA when every part is the paper's."
+        common = dict(attn_drop=self.attn_drop_rate, proj_drop=self.drop_rate, attn_impl=self.attn_impl)
+        heads = self.num_heads[stage]
+        if self.high_ratios is not None:
+            return FrequencyRampAttention(dim, heads, sr_ratio, self.high_ratios[stage], self.qkv_bias,
+                                          upsample_mode=_per_stage(self.key_upsample, stage), **common)
+        parts = dict(projection=self.projection, conv_skip=self.conv_skip, pooling=self.pooling,
+                     query_upsample=_per_stage(self.query_upsample, stage),
+                     key_upsample=_per_stage(self.key_upsample, stage))
+        if parts == PAPER_PARTS: return super().mixer(stage, dim, sr_ratio, map_size)
+        return LeMSAVariant(dim, heads, sr_ratio, self.qkv_bias, **parts, **common,
+                            pooled_hw=(map_size[0] // sr_ratio, map_size[1] // sr_ratio),
+                            reduction=self.reduction)
+
+# %% ../nbs/05a_variants.ipynb #f7285da8
+def variant_config(base: LeCTConfig, # a config (e.g. `LECT_CONFIGS["lect"]`)
+                   **diff, # fields of `VariantConfig` to change
+                  ) -> VariantConfig:
+    "`base` as a `VariantConfig`, with `diff` applied."
+    return replace(VariantConfig(**asdict(base)), **diff)
+
+# %% ../nbs/05a_variants.ipynb #47315bfe
+VARIANT_CONFIGS = {
+    "lect_v2": VariantConfig(num_heads=(2, 3, 7), high_ratios=(1/2, 1/4, 1/8), pooled_grid=(4, 4, 2),
+                             key_upsample=("bicubic", "bilinear", "bilinear")),
+    "lect_v3": VariantConfig(query_upsample="spatially_varying", fixed_size=True),
+}
+for _v in ("lect_v2", "lect_v3"):   # adapted to 32x32 as `lect_cifar` adapts `lect`
+    VARIANT_CONFIGS[f"{_v}_cifar"] = replace(VARIANT_CONFIGS[_v], **CIFAR_STEM)
+for _name, _cfg in VARIANT_CONFIGS.items():
+    register_model(_name, **cifar_input(_name))(lect_builder(_name, _cfg))
 
 # %% ../nbs/05a_variants.ipynb #7b9e7285
 @dataclass(frozen=True)
 class Ablation:
-    "One ablation: its group, what it changes, and the `LeCTConfig` fields it overrides."
+    "One ablation: its group, what it changes, and the `VariantConfig` fields it overrides."
     group: str # "Table 3", "query axis", "key axis", "spatial reduction", "pooling"
     what: str # one line for tables
-    diff: dict # LeCTConfig overrides
+    diff: dict # VariantConfig overrides
 
 # %% ../nbs/05a_variants.ipynb #a881f8d6
 ABLATIONS: dict[str, Ablation] = {
@@ -186,7 +313,7 @@ class AblationBase:
 # %% ../nbs/05a_variants.ipynb #6fc388b9
 ABLATION_BASES = {"lect": AblationBase("lect", "", (224, 224)),
                   "lect_cifar": AblationBase("lect_cifar", "_cifar", (32, 32))}
-# ablations registered in notebook 05 under a name of their own
+# ablations registered above under a name of their own
 EXISTING_NAMES = {("qup_sv", "lect"): "lect_v3", ("qup_sv", "lect_cifar"): "lect_v3_cifar"}
 
 # %% ../nbs/05a_variants.ipynb #58cbfad1
@@ -203,10 +330,10 @@ def ablation_name(tag: str, # a key of `ABLATIONS`
 # %% ../nbs/05a_variants.ipynb #b1559017
 def ablation_config(tag: str, # a key of `ABLATIONS`
                     base: str = "lect", # a key of `ABLATION_BASES`
-                    **overrides, # further LeCTConfig fields (e.g. `drop_path_rate=0.`)
-                   ) -> LeCTConfig:
+                    **overrides, # further config fields (e.g. `drop_path_rate=0.`)
+                   ) -> VariantConfig:
     "Base config + the ablation's diff (+ overrides)."
-    cfg = replace(LECT_CONFIGS[ABLATION_BASES[base].model], **ABLATIONS[tag].diff)
+    cfg = variant_config(LECT_CONFIGS[ABLATION_BASES[base].model], **ABLATIONS[tag].diff)
     return with_overrides(cfg, ablation_name(tag, base), **overrides)
 
 # %% ../nbs/05a_variants.ipynb #733dacbc
@@ -221,11 +348,11 @@ def _ablation_builder(tag, base):
     size, name = ABLATION_BASES[base].size, ablation_name(tag, base)
     def build(num_classes=100, img_size=size, in_chans=3, **overrides):
         return LeCT(ablation_config(tag, base, **overrides), num_classes, img_size, in_chans,
-                    name=name, mixer=variant_mixer)
+                    name=name)
     build.__doc__ = f"`{ABLATION_BASES[base].model}` with ablation `{tag}`: {ABLATIONS[tag].what}."
     return build
 
 for _base in ABLATION_BASES:
     for _tag in ABLATIONS:
         _name = ablation_name(_tag, _base)
-        if _name not in LECT_CONFIGS: register_model(_name)(_ablation_builder(_tag, _base))
+        if _name not in VARIANT_CONFIGS: register_model(_name)(_ablation_builder(_tag, _base))

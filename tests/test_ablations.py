@@ -7,7 +7,8 @@ import pytest
 import torch
 from lect_nb.api import create_model, list_models
 from lect_nb.models import LECT_CONFIGS
-from lect_nb.variants import ABLATIONS, ABLATION_BASES, ablation_name, ablation_config, ablation_names
+from lect_nb.variants import (ABLATIONS, ABLATION_BASES, VARIANT_CONFIGS, ablation_name, ablation_config,
+                              ablation_names, variant_config)
 from lect_nb.studies.ablations import (describe_attention, train_one_step, study_command, summarize, STUDY_MODELS,
                                        STUDY_SETTINGS, results_table, PAPER_TABLE3)
 from lect_nb.studies.analysis import (capture_lemsa_inputs, lemsa_paths, log_amplitude_profile, high_frequency_fraction,
@@ -28,16 +29,16 @@ def test_all_registered_and_named_by_rule():
 def test_existing_names_equal_base_plus_diff():
     # the report's Table 3 model is the `noskip` ablation itself, registered with the others (notebook 05a)
     assert ablation_name("noskip") == "lect_noskip"
-    assert create_model("lect_noskip").cfg == replace(LECT_CONFIGS["lect"], **ABLATIONS["noskip"].diff)
-    assert LECT_CONFIGS["lect_v3"] == replace(LECT_CONFIGS["lect"], **ABLATIONS["qup_sv"].diff)
+    assert create_model("lect_noskip").cfg == variant_config(LECT_CONFIGS["lect"], **ABLATIONS["noskip"].diff)
+    assert VARIANT_CONFIGS["lect_v3"] == variant_config(LECT_CONFIGS["lect"], **ABLATIONS["qup_sv"].diff)
 
 
 @pytest.mark.parametrize("base", list(ABLATION_BASES))
 def test_config_is_base_plus_diff(base):
     for tag, abl in ABLATIONS.items():
         m = create_model(ablation_name(tag, base), num_classes=10, img_size=ABLATION_BASES[base].size)
-        assert m.cfg == replace(LECT_CONFIGS[ABLATION_BASES[base].model], **abl.diff), tag
-        assert m.cfg != LECT_CONFIGS[ABLATION_BASES[base].model], tag
+        assert m.cfg == variant_config(LECT_CONFIGS[ABLATION_BASES[base].model], **abl.diff), tag
+        assert m.cfg != variant_config(LECT_CONFIGS[ABLATION_BASES[base].model]), tag
 
 
 def test_diffs_reach_the_layers():

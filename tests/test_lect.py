@@ -1,4 +1,5 @@
 """LeCT-specific checks (the generic per-model checks live in test_models.py)."""
+import re
 import pytest
 import torch
 import torch.nn.functional as F
@@ -132,3 +133,36 @@ def _step_grads(m, x, y, seed=1):
     torch.manual_seed(seed)
     torch.nn.functional.cross_entropy(m(x), y).backward()
     return {n: p.grad.clone() for n, p in m.named_parameters()}
+
+
+def test_size_advice_works():
+    "A forward at a size `lect` does not take names a size it takes and an img_size that builds (issue 36)."
+    m = create_model("lect", num_classes=3).eval()
+    with pytest.raises(ValueError) as e:
+        m(torch.randn(1, 3, 17, 17))
+    msg = str(e.value)
+    assert "\n" not in msg and "img_size=(17, 17)" not in msg, msg
+    took = re.search(r"e\.g\. (\d+)x(\d+)", msg)
+    built = re.search(r"build it with img_size=\((\d+), (\d+)\) for (\d+)x(\d+) images", msg)
+    assert took and built, msg
+    with torch.no_grad():
+        assert m(torch.randn(1, 3, *map(int, took.groups()))).shape == (1, 3)
+        hw = tuple(map(int, built.groups()[:2]))
+        assert hw == tuple(map(int, built.groups()[2:])) == (16, 16)
+        assert create_model("lect", num_classes=3, img_size=hw).eval()(torch.randn(1, 3, *hw)).shape == (1, 3)
+    v3 = create_model("lect_v3", num_classes=3, img_size=32)      # one size only: the advice builds another
+    with pytest.raises(ValueError, match=r"only supports 32x32 inputs, got 17x17; or build it with "
+                                         r"img_size=\(16, 16\) for 16x16 images$"):
+        v3(torch.randn(1, 3, 17, 17))
+    with torch.no_grad():
+        assert create_model("lect_v3", num_classes=3, img_size=16).eval()(torch.randn(1, 3, 16, 16)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_uint8_images_refused_in_one_line(name):
+    "Bytes into any registered model: one line naming the dtype and the conversion (issue 36)."
+    m = create_model(name, num_classes=3)
+    c, h, w = m.pretrained_cfg["input_size"]
+    with pytest.raises(ValueError, match=rf"^{name}: expected floating-point images, got torch\.uint8; "
+                                         r"convert them, e\.g\. x\.float\(\) / 255, then normalise"):
+        m(torch.zeros(1, c, h, w, dtype=torch.uint8))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel, SDPBackend
 from torch.utils.flop_counter import FlopCounterMode
 from ..api import count_params, create_model, list_models
-from ..attention import LocallyEnhancedAttention, pooled_heads
+from ..attention import LocallyEnhancedAttention
 from ..training.measure import peak_mb, step_seconds
 
 # %% auto #0
@@ -51,9 +51,7 @@ def lemsa_paths(
         attn.store_attn, weights, attn.last_attn = store, attn.last_attn, None
     v, t1, t2, skip = seen["qkv"]
     K, heads = attn.sr_ratio, attn.num_heads
-    q, k = pooled_heads(t1, K, heads, attn.pooling), pooled_heads(
-        t2, K, heads, attn.pooling
-    )  # (B, heads, n, d)
+    q, k = attn.pool_heads(t1), attn.pool_heads(t2)  # (B, heads, n, d)
     pooled_attn = (q @ k.transpose(-2, -1) * attn.scale).softmax(
         -1
     )  # (B, heads, n, n): softmax over pooled keys

@@ -100,6 +100,8 @@ examples:
   lect-train --model lect --dataset cifar100 --img-size 224 --amp bf16
   lect-train --out RUN --resume                continue a stopped run with its recorded settings
   lect-train --out RUN --resume --epochs 8     extend a finished run (the new cosine length)
+  lect-train --pretrained lect_cifar.fashion_mnist --dataset imagefolder --data-dir DIR --img-size 32
+                                               fine-tune the shipped weights on your images
   lect-train --config RUN/config.json --out RUN2
                                                rerun a recorded run; options given beside
                                                --config override its settings

@@ -6,8 +6,8 @@ Docs: https://lect-nb.github.io/lect_nb/runs.html.md"""
 
 # %% ../../nbs/09b_runs.ipynb #f03f6c5a
 from __future__ import annotations
-import itertools, json, os, random, shlex, signal, sys, threading, time, zipfile
-from collections.abc import Iterable
+import itertools, json, os, random, re, shlex, signal, sys, threading, time, warnings, zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
-from ..api import create_model, list_models
+from ..api import create_model, list_models, pretrained_entry
 from .data import (BatchTransform, DeviceBatches, build_datasets, dataset_info,
                                    held_images)
 from ..speed.fast import accelerate
@@ -160,6 +160,7 @@ def check_config(cfg: TrainConfig, # the settings to check
     if cfg.model not in list_models():
         raise ValueError(f"unknown model {cfg.model!r}; "
                          f"known models: {', '.join(list_models()) or '(none registered)'}")
+    if cfg.pretrained is not None: _check_pretrained(cfg, opt)
     for k in ("epochs", "img_size", "limit_train", "limit_val"):
         v = getattr(cfg, k)
         if v is not None and (not isinstance(v, int) or v <= 0):
@@ -497,12 +498,36 @@ def _datasets(cfg: TrainConfig, *, cli: bool) -> tuple:
                                  limit_train=cfg.limit_train, limit_val=1, bad_images=cfg.bad_images)
     return Subset(train_ds, train_idx), test_ds, Subset(plain, val_idx), info
 
+def _check_pretrained(cfg: TrainConfig, opt: Callable):
+    "A `ValueError` unless `pretrained` names shipped weights of `model`."
+    arch, _, tag = cfg.pretrained.partition(".")
+    try: pretrained_entry(arch, tag)
+    except ValueError as e: _fail(f"{opt('pretrained')} {cfg.pretrained}: {e}")
+    if arch != cfg.model:
+        _fail(f"{opt('pretrained')} {cfg.pretrained} holds weights of {arch}, not of the model "
+              f"{cfg.model}: add {opt('model')} {arch}")
+
+def _from_pretrained(cfg: TrainConfig, info) -> str:
+    "What a fine-tuning run starts from, for its start line: ' from NAME.TAG (...)'; else ''."
+    if not cfg.pretrained: return ""
+    shipped = pretrained_entry(*cfg.pretrained.split(".", 1))["cfg"]
+    c, n = shipped["input_size"][0], shipped["num_classes"]
+    what = ["all weights loaded"] if n == info.num_classes else [
+        f"trunk loaded, a new {info.num_classes}-class classifier"]
+    if c != info.in_chans:
+        what.append(f"first convolution adapted from {c} to {info.in_chans} channels")
+    return f" from {cfg.pretrained} ({', '.join(what)})"
+
 def _build_model(cfg: TrainConfig, info) -> nn.Module:
-    "The seeded model, checked against the data's channels and size."
+    ("The seeded model, checked against the data's channels and size; with `pretrained` (unless "
+     "resumed: the checkpoint holds the weights), the shipped weights fitted to the data.")
     size = cfg.img_size or info.native_size
     _seed_everything(cfg.seed)
-    model = create_model(cfg.model, num_classes=info.num_classes, img_size=size,
-                         in_chans=info.in_chans)
+    load = bool(cfg.pretrained) and not cfg.resume
+    with warnings.catch_warnings():   # what was loaded: on the start line (`_from_pretrained`)
+        if load: warnings.filterwarnings("ignore", message=re.escape(f"{cfg.pretrained}: "))
+        model = create_model(cfg.pretrained if load else cfg.model, pretrained=load,
+                             num_classes=info.num_classes, img_size=size, in_chans=info.in_chans)
     check_model_input(model, info.in_chans, size, cfg.model)
     return model
 
@@ -632,7 +657,7 @@ def _start_line(cfg: TrainConfig, *, sizes: dict, info, out: Path, dev: torch.de
     chosen = (f"best.pt: best accuracy on the {sizes['val']} held-out training images "
               f"(val split {cfg.val_split:g})"
               if sizes["val"] else "best.pt: best test accuracy, as in the LeCT report")
-    line = (f"lect-train: {cfg.model} on {cfg.dataset} "
+    line = (f"lect-train: {cfg.model}{_from_pretrained(cfg, info)} on {cfg.dataset} "
             f"({sizes['train']} train{held} / {sizes['test']} test images, "
             f"{size}x{size}x{info.in_chans}), {plural(cfg.epochs, 'epoch')}, batch {cfg.batch_size}, "
             f"lr {cfg.lr:g}{lr_note}, "

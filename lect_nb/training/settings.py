@@ -49,6 +49,10 @@ def setting(default, # the field's default
 class TrainConfig:
     "Every setting of a training run (saved as `config.json` in the run directory)."
     model: str = setting("lect_cifar", "model name, see `lect_nb.api.list_models()`")
+    pretrained: str | None = setting(
+        None, "fine-tune the shipped weights `NAME.TAG` of `model` (`lect_nb.api.pretrained_tags()`): "
+        "the trunk is loaded, the classifier is new for the dataset's classes, the first convolution "
+        "adapted to its channels", "random weights", metavar="NAME.TAG")
     dataset: str = setting(
         "sample", f"one of {', '.join(DATASET_NAMES)} (`lect_nb.training.data.DATASETS`); the "
         "datasets section of `lect-train --help` describes them", choices=DATASET_NAMES, metavar="NAME")
