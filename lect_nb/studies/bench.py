@@ -350,9 +350,9 @@ COUNT_DATASETS = ("fashion_mnist", "cifar10", "cifar100", "stl10")   # held in m
 
 class _Phases:
     """Labels what a training step does while an `OpCounter` counts: the batch (augmentation), the
-    model's forward and backward, the optimizer's step, the rest; nothing before `start`."""
-    def __init__(self, counter, loader, model, optimizer, start: int):
-        self.c, self.loader, self.start = counter, loader, start
+    model's forward and backward, the optimizer's step, the rest; only steps `start` to `stop - 1`."""
+    def __init__(self, counter, loader, model, optimizer, start: int, stop: int):
+        self.c, self.loader, self.start, self.stop = counter, loader, start, stop
         model.register_forward_pre_hook(lambda *a: self._to("forward_backward"))
         step = optimizer.step   # (its hooks would leave its profiler marks outside the phase)
         def counted_step(*args, **kwargs):
@@ -365,9 +365,10 @@ class _Phases:
     def __len__(self): return len(self.loader)
     def __iter__(self):
         for i, batch in enumerate(self.loader):   # (the batch is made inside `enumerate`'s next)
-            self.c.phase = "other" if i >= self.start else None
+            self.c.phase = "other" if self.start <= i < self.stop else None
             yield batch
-            if i + 1 >= self.start: self.c.phase = "augmentation"
+            if i + 1 >= self.stop: self.c.phase = None       # the steps after the counted ones
+            elif i + 1 >= self.start: self.c.phase = "augmentation"
         self.c.phase = None                       # the epoch's end is not a step's
 
 def count_ops(model: str, # a registered model name
@@ -384,7 +385,7 @@ def count_ops(model: str, # a registered model name
     torch.manual_seed(seed)
     info = dataset_info(dataset)
     side = info.native_size - 2 * info.base_pad
-    n = batch * (warmup + steps)
+    n = batch * (warmup + steps + 1)   # + 1: the epoch's last step reads the sums (a logging point)
     images = torch.randint(0, 256, (n, info.in_chans, side, side), dtype=torch.uint8)
     labels = torch.randint(0, info.num_classes, (n,))
     loader = DeviceBatches(images, labels, [(0, i) for i in range(n)], batch,
@@ -392,7 +393,7 @@ def count_ops(model: str, # a registered model name
     m = create_model(model, num_classes=info.num_classes, img_size=img_size, in_chans=info.in_chans)
     opt = make_optimizer(m, 1e-4, fused=True)
     with OpCounter() as c:
-        train_one_epoch(m, _Phases(c, loader, m, opt, warmup), opt, torch.device("cpu"))
+        train_one_epoch(m, _Phases(c, loader, m, opt, warmup, warmup + steps), opt, torch.device("cpu"))
     per = lambda cnt: round(sum(cnt.values()) / steps, 2)
     ops = {p: per(c.phases.get(p, ({},))[0]) for p in
            ("augmentation", "forward_backward", "optimizer", "other")}
