@@ -119,10 +119,6 @@ def begin_run(run_dir: str | Path, # the run directory of one study run
         run_dir.rename(aside)
         print(f"{run_dir}: begun on {started or 'an unrecorded machine'}, this is {here}: "
               f"moved to {aside.name}, starting over", flush=True)
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        n = 1   # a folder without a checkpoint: a run that died before its first save
-        while (aside := run_dir.with_name(f"{run_dir.name}.unfinished-{n}")).exists(): n += 1
-        run_dir.rename(aside)
     run_dir.mkdir(parents=True, exist_ok=True)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
     (run_dir / START_FILE).write_text(json.dumps(dict(machine=here, commit=commit, started=when)))
