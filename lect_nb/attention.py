@@ -1,4 +1,4 @@
-"""Locally enhanced multi-head self-attention: attend from pooled queries over bilinearly upsampled key logits, then upsample the queries back. First the paper-literal form, then the same function through PyTorch's scaled-dot-product attention, which never builds the attention map. Only the paper's module lives here; the variants of the model and the ablations build theirs from it in notebook 05a.
+"""Locally enhanced multi-head self-attention: attend from pooled queries over bilinearly upsampled key logits, then upsample the queries back. First the paper-literal form, then the same function through PyTorch's scaled-dot-product attention, which never builds the attention map. Only the paper's module lives here; the variants of the model and the ablations build theirs from it in notebook 05b.
 
 Docs: https://lect-nb.github.io/lect_nb/attention.html.md"""
 

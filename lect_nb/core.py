@@ -10,20 +10,16 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['tokens_to_map', 'map_to_tokens', 'drop_path', 'DropPath', 'init_transformer_weights', 'check_image_input']
+__all__ = ['tokens_to_map', 'map_to_tokens', 'drop_path', 'DropPath', 'init_transformer_weights']
 
 # %% ../nbs/00_core.ipynb #09a3aae8
-def _tracing() -> bool:
-    "Whether the model is being traced (torch.fx, TorchScript), where shapes are not numbers."
-    return torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_symbolic_tracing()
-
 def tokens_to_map(x: torch.Tensor, # tokens, (B, N, C)
                   hw: tuple[int, int], # the map size (H, W), with H*W == N
                  ) -> torch.Tensor: # the map, (B, C, H, W), channels_last strides
     "View a token sequence as a feature map of size `hw` (no copy for contiguous tokens)."
     B, N, C = x.shape
     H, W = hw
-    if not _tracing() and H * W != N:
+    if all(type(v) is int for v in (N, H, W)) and H * W != N:   # concrete sizes, not traced ones
         raise ValueError(f"tokens_to_map: {N} tokens do not fill a {H}x{W} map")
     return x.reshape(B, H, W, C).permute(0, 3, 1, 2)
 
@@ -66,38 +62,3 @@ def init_transformer_weights(m: nn.Module):
         if m.bias is not None: nn.init.zeros_(m.bias)
     elif isinstance(m, nn.LayerNorm):
         nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
-
-# %% ../nbs/00_core.ipynb #2c18b48d
-def _near(s: int, m: int) -> int: return max(m, round(s / m) * m)   # the multiple of m nearest s
-
-def check_image_input(x: torch.Tensor, # the batch given to the model
-                      in_chans: int, # channels the model was built for
-                      multiple: int = 1, # height and width must be multiples of this
-                      fixed_size: tuple[int, int] | None = None, # the only size allowed, if any
-                      name: str = "model", # how to call the model in messages
-                      built_for: tuple[int, int] | None = None, # the size the model was built for
-                      build_multiple: int = 1, # the sizes it can be built for are multiples of this
-                     ):
-    "Raise a `ValueError` naming the problem if `x` is not an image batch this model can take."
-    if _tracing(): return
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        raise ValueError(f"{name}: expected an image batch (B, C, H, W), got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name}: expected floating-point images, got {x.dtype}; convert them, "
-                         "e.g. x.float() / 255, then normalise with model.pretrained_cfg's mean/std")
-    _, C, H, W = x.shape
-    if C != in_chans:
-        raise ValueError(f"{name}: expected {in_chans} input channels, got {C} "
-                         f"(input shape {tuple(x.shape)})")
-    built = "" if built_for is None else f"built for {built_for[0]}x{built_for[1]}, "
-    bh, bw = _near(H, build_multiple), _near(W, build_multiple)   # a size it can be built for
-    hint = "" if built_for is None else (f"; for {H}x{W} images build it with img_size=({H}, {W})"
-        if (bh, bw) == (H, W) else f"; or build it with img_size=({bh}, {bw}) for {bh}x{bw} images")
-    if fixed_size is not None and (H, W) != tuple(fixed_size):
-        raise ValueError(f"{name}: this model only supports {fixed_size[0]}x{fixed_size[1]} "
-                         f"inputs, got {H}x{W}{hint}")
-    if H % multiple or W % multiple or H == 0 or W == 0:
-        raise ValueError(f"{name}: image size {H}x{W} is not a multiple of {multiple}: {built}it "
-                         f"accepts heights and widths that are multiples of {multiple} (its "
-                         f"strides and pooling), e.g. {_near(H, multiple)}x{_near(W, multiple)}{hint}")

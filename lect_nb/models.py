@@ -1,4 +1,4 @@
-"""The Locally enhanced Convolutional Transformer assembled from its parts, with one config dataclass, its variants (LeCTv2, LeCTv3, a CIFAR-native model) and the registry.
+"""The Locally enhanced Convolutional Transformer assembled from its parts: one config dataclass, the block, the stage and the model, a plain `nn.Module`.
 
 Docs: https://lect-nb.github.io/lect_nb/lect.html.md"""
 
@@ -7,20 +7,19 @@ Docs: https://lect-nb.github.io/lect_nb/lect.html.md"""
 # %% ../nbs/05_lect.ipynb #d65e7a80
 from __future__ import annotations
 import contextlib, math, re
-from dataclasses import dataclass, replace, asdict
+from dataclasses import dataclass
 from typing import Callable
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from .core import DropPath, init_transformer_weights, check_image_input, tokens_to_map
-from .api import ImageClassifier, register_model
+from .core import DropPath, init_transformer_weights, tokens_to_map
 from .patch_embed import ConvPatchEmbed
 from .attention import LocallyEnhancedAttention, ATTN_IMPLS
 from .leffn import LeFFN
 
 # %% auto #0
 __all__ = ['CIFAR_STEM', 'LECT_CONFIGS', 'LeCTConfig', 'stage_map_sizes', 'derive_sr_ratios', 'LeCTBlock', 'keep_bn_stats',
-           'call_block', 'LeCTStage', 'LeCT', 'with_overrides', 'lect_builder', 'cifar_input', 'inert_parameters']
+           'call_block', 'LeCTStage', 'LeCT', 'inert_parameters']
 
 # %% ../nbs/05_lect.ipynb #fa2e5499
 @dataclass
@@ -139,84 +138,66 @@ class LeCTStage(nn.Module):
         return contextlib.nullcontext(), keep_bn_stats(blk)
 
 # %% ../nbs/05_lect.ipynb #c71ad370
-class LeCT(ImageClassifier):
+class LeCT(nn.Module):
     "Locally enhanced Convolutional Transformer: 3 conv-embedded stages of LeMSA + LeFFN blocks."
-    first_conv = "stages.0.embed.proj"
     def __init__(self, cfg: LeCTConfig | None = None, # architecture (None: `LeCTConfig()`)
                  num_classes: int = 100, # classifier outputs (0: none)
-                 img_size: tuple[int, int] = (224, 224), # the input size the model is built for
+                 img_size: int | tuple[int, int] = (224, 224), # the input size it is built for
                  in_chans: int = 3, # input channels
-                 name: str = "lect", # registry name, used in messages
+                 name: str = "lect", # what to call the model in messages
                 ):
         super().__init__()
         cfg = LeCTConfig() if cfg is None else cfg
-        self.cfg, self.num_classes, self.in_chans = cfg, num_classes, in_chans
-        self.img_size = tuple(img_size)
-        self.model_name = name
-        for f in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
-            v = getattr(cfg, f)
-            if not (isinstance(v, (int, float)) and 0 <= v < 1):
-                raise ValueError(f"{name}: {f} must be a number in [0, 1), got {v!r}")
-        n = len(cfg.embed_dims)
-        total = math.prod(cfg.strides)
-        if self.img_size[0] % total or self.img_size[1] % total or min(self.img_size) <= 0:
-            raise ValueError(f"{name}: image size {self.img_size[0]}x{self.img_size[1]} is not a "
-                             f"multiple of the total stride {total}; "
-                             f"try {max(total, round(self.img_size[0] / total) * total)}")
-        maps = stage_map_sizes(cfg, self.img_size)
-        if any(h == 0 or w == 0 for h, w in maps):
-            raise ValueError(f"{name}: image size {img_size} is too small")
-        sr = (tuple(cfg.sr_ratios) if cfg.sr_ratios is not None
-              else derive_sr_ratios(maps, cfg.pooled_grid))
-        for i, ((h, w), k) in enumerate(zip(maps, sr)):
-            if h % k or w % k:
-                raise ValueError(f"{name}: stage {i + 1} map {h}x{w} (input {img_size[0]}x"
-                                 f"{img_size[1]}) is not divisible by its spatial-reduction ratio "
-                                 f"{k}; choose another img_size or sr_ratios")
+        self.cfg, self.num_classes, self.in_chans, self.model_name = cfg, num_classes, in_chans, name
+        self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        self.check_config()
+        maps = stage_map_sizes(cfg, self.img_size)                      # [(H_i, W_i)] per stage
+        sr = tuple(cfg.sr_ratios) if cfg.sr_ratios is not None else derive_sr_ratios(
+            maps, cfg.pooled_grid)                                      # K per stage
+        self.check_size(maps, sr)
         self.sr_ratios, self.map_sizes = sr, maps
-        strides = [math.prod(cfg.strides[:i + 1]) for i in range(n)]
-        # every stage map must be whole and divisible by K: the input must be a multiple of this
-        self.input_multiple = math.lcm(*[s * k for s, k in zip(strides, sr)])
-        self.fixed_img_size = self.img_size if cfg.fixed_size else None   # (a variant's)
-        dpr = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
+        dpr = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()  # rising over blocks
         stages, cur, c_in = [], 0, in_chans
-        for i in range(n):
-            dim = cfg.embed_dims[i]
+        for i, dim in enumerate(cfg.embed_dims):
             embed = ConvPatchEmbed(c_in, dim, cfg.stem_kernel if i == 0 else 3, cfg.strides[i])
             blocks = [LeCTBlock(dim, cfg.mixer(i, dim, sr[i], maps[i]), cfg.mlp_ratios[i],
                                 cfg.drop_rate, dpr[cur + j]) for j in range(cfg.depths[i])]
             stages.append(LeCTStage(embed, blocks, dim)); cur += cfg.depths[i]; c_in = dim
         self.stages = nn.ModuleList(stages)
         self.num_features = cfg.embed_dims[-1]
-        self.feature_info = [dict(num_chs=cfg.embed_dims[i], reduction=strides[i],
-                                  module=f"stages.{i}") for i in range(n)]
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(init_transformer_weights)
 
-    def check_input(self, x):
-        "A `ValueError` unless `x` has `in_chans` channels, sides a multiple of `input_multiple`."
-        check_image_input(x, self.in_chans, self.input_multiple, self.fixed_img_size,
-                          name=self.model_name, built_for=self.img_size,
-                          build_multiple=math.prod(self.cfg.strides))
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        "Last stage's normalised map `(B, C, H/16, W/16)`."
-        self.check_input(x)
+        "Images (B, C_in, H, W) -> the last stage's normalised map (B, C, H/16, W/16)."
         for stage in self.stages: x = stage(x)                          # (B, C_i, H_i, W_i)
         return x
 
-    # the trunk for `forward_intermediates` (see `ImageClassifier`): one feature map per stage
-    def embed_input(self, x):
-        "Check the input (the stem is the first stage's patch embedding)."
-        self.check_input(x); return x
-    def trunk_steps(self):
-        "The three stages, map to map."
-        return list(self.stages)
-    def group_matcher(self, coarse: bool = False) -> dict:
-        "Stem: the first patch embedding; then every block (each embedding with the next block)."
-        return dict(stem=r"^stages\.0\.embed", blocks=r"^stages\.(\d+)" if coarse else [
-            (r"^stages\.(\d+)\.embed", (0,)), (r"^stages\.(\d+)\.blocks\.(\d+)", None),
-            (r"^stages\.(\d+)\.norm", (99999,))])
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        "Images (B, C_in, H, W) -> logits (B, num_classes): features, global average pool, classifier."
+        x = self.forward_features(x)                                    # (B, C, H/16, W/16)
+        return self.head(x.mean((2, 3)))                                # (B, num_classes)
+
+    def check_config(self):
+        "A `ValueError` naming the field if a dropout rate of the config is not in [0, 1)."
+        for f in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+            v = getattr(self.cfg, f)
+            if not (isinstance(v, (int, float)) and 0 <= v < 1):
+                raise ValueError(f"{self.model_name}: {f} must be a number in [0, 1), got {v!r}")
+
+    def check_size(self, maps: list[tuple[int, int]], sr: tuple):
+        "The size rule, checked once: whole stage maps, each divisible by its K; sets `input_multiple`."
+        (H, W), name, total = self.img_size, self.model_name, math.prod(self.cfg.strides)
+        if H % total or W % total or min(H, W) <= 0:
+            raise ValueError(f"{name}: image size {H}x{W} is not a multiple of the total stride "
+                             f"{total}; try {max(total, round(H / total) * total)}")
+        for i, ((h, w), k) in enumerate(zip(maps, sr)):
+            if h % k or w % k:
+                raise ValueError(f"{name}: stage {i + 1} map {h}x{w} (input {H}x{W}) is not "
+                                 f"divisible by its spatial-reduction ratio {k}; choose another "
+                                 "img_size or sr_ratios")
+        strides = [math.prod(self.cfg.strides[:i + 1]) for i in range(len(maps))]
+        self.input_multiple = math.lcm(*[s * k for s, k in zip(strides, sr)])  # whole maps, / K
 
     def set_attn_impl(self, impl: str): # "fused" or "reference"
         "Switch every attention layer between the fused and the paper-literal implementation."
@@ -239,41 +220,9 @@ class LeCT(ImageClassifier):
         "Recompute each block's activations in backward instead of storing them (less memory)."
         for s in self.stages: s.grad_checkpointing = enable
 
-    def no_weight_decay(self) -> set:
-        "Names of parameters exempt from weight decay: none."
-        return set()
-
-# %% ../nbs/05_lect.ipynb #ee12450b
-def with_overrides(base: LeCTConfig, # a registered model's config
-                   name: str, # its name, for the message
-                   **overrides, # LeCTConfig fields to change
-                  ) -> LeCTConfig:
-    "`base` with `overrides`; a `ValueError` naming `name` for a field `LeCTConfig` does not have."
-    unknown = set(overrides) - set(asdict(base))
-    if unknown: raise ValueError(f"{name}: unknown config field(s) {sorted(unknown)}; "
-                                 f"known: {sorted(asdict(base))}")
-    return replace(base, **overrides)
-
 # %% ../nbs/05_lect.ipynb #45a73a73
 CIFAR_STEM = dict(stem_kernel=3, strides=(2, 2, 2))  # what adapts a 224 model to 32x32 inputs
 LECT_CONFIGS = {"lect": LeCTConfig(), "lect_cifar": LeCTConfig(**CIFAR_STEM)}
-
-def lect_builder(name: str, # the registered name
-                 cfg: LeCTConfig, # its config
-                ) -> Callable[..., nn.Module]:
-    "The registry's builder `fn(num_classes, img_size, in_chans, **overrides)`: a `LeCT` of `cfg`."
-    def build(num_classes=100, img_size=(224, 224), in_chans=3, **overrides):
-        return LeCT(with_overrides(cfg, name, **overrides), num_classes, img_size, in_chans, name=name)
-    build.__doc__ = f"Build `{name}`: a `LeCT` of its config."
-    return build
-
-# %% ../nbs/05_lect.ipynb #0904a202
-def cifar_input(name: str) -> dict: # a registered name
-    "`register_model`'s default input size for `name`: 32x32 for the `_cifar` models, else none."
-    return dict(input_size=(3, 32, 32)) if name.endswith("_cifar") else {}
-
-for _name, _cfg in LECT_CONFIGS.items():
-    register_model(_name, **cifar_input(_name))(lect_builder(_name, _cfg))
 
 # %% ../nbs/05_lect.ipynb #9b3e51c0
 def inert_parameters(model: nn.Module, # a LeCT model

@@ -27,7 +27,7 @@ def test_all_registered_and_named_by_rule():
 
 
 def test_existing_names_equal_base_plus_diff():
-    # the report's Table 3 model is the `noskip` ablation itself, registered with the others (notebook 05a)
+    # the report's Table 3 model is the `noskip` ablation itself, registered with the others (notebook 05b)
     assert ablation_name("noskip") == "lect_noskip"
     assert create_model("lect_noskip").cfg == variant_config(LECT_CONFIGS["lect"], **ABLATIONS["noskip"].diff)
     assert VARIANT_CONFIGS["lect_v3"] == variant_config(LECT_CONFIGS["lect"], **ABLATIONS["qup_sv"].diff)

@@ -196,22 +196,25 @@ def test_timm_create_model_after_registration():
     assert timm.models.model_entrypoint("test_resnet").__module__.startswith("timm.")
 
 
-def test_fx_feature_extraction_survives_a_notebook_redefining_the_models():
-    """nbdev-test runs notebooks in reused processes: after notebook 05's export cells have run there,
-    the registry builds notebook-defined classes. timm's fx feature extraction must still keep every
-    LeCT stage whole (run in a subprocess, which may have its registry changed)."""
+def test_fx_feature_extraction_survives_notebooks_redefining_the_model_code():
+    """nbdev-test runs notebooks in reused processes: after the export cells of notebooks 05 (the model)
+    and 05a (the contract and registry) have run there, the library's registry still builds the
+    library's classes, and timm's fx feature extraction keeps every LeCT stage whole (run in a
+    subprocess, which may have its registry changed)."""
     import subprocess, sys, textwrap
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
     code = textwrap.dedent("""
-        import timm, lect_nb.models  # the library first, then the notebook's cells over it
-        src = open("lect_nb/models.py").read().replace("from .", "from lect_nb.")
-        exec(compile(src, "<notebook 05>", "exec"), {"__name__": "__main__"})
+        import timm, lect_nb.api, lect_nb.models  # the library first, then the notebooks' cells
+        for f in ("lect_nb/models.py", "lect_nb/api.py"):
+            src = open(f).read().replace("from .", "from lect_nb.")
+            exec(compile(src, f"<{f}>", "exec"), {"__name__": "__main__"})
         from lect_nb.timm import register_timm_models
         from timm.models import create_feature_extractor
         register_timm_models()
         m = timm.create_model("lect_cifar", num_classes=10).eval()
-        assert type(m.stages[0]).__module__ == "__main__"   # the notebook's class
+        assert type(m) is lect_nb.api.LeCTModel, type(m)
+        assert type(m.stages[0]) is lect_nb.models.LeCTStage, type(m.stages[0])
         create_feature_extractor(m, return_nodes={"stages.1": "s1", "stages.2": "s2"})
     """)
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)

@@ -11,8 +11,8 @@ from dataclasses import replace, fields
 import torch
 from torch import nn
 import torch.nn.functional as F
-from ..core import check_image_input, DropPath, tokens_to_map, map_to_tokens
-from ..api import ImageClassifier
+from ..core import DropPath, tokens_to_map, map_to_tokens
+from ..api import ImageClassifier, check_image_input
 from ..models import call_block
 
 # %% auto #0

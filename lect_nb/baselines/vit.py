@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 import torch
 from torch import nn
-from ..core import check_image_input, tokens_to_map, map_to_tokens, init_transformer_weights
-from ..api import ImageClassifier, register_model
+from ..core import tokens_to_map, map_to_tokens, init_transformer_weights
+from ..api import ImageClassifier, register_model, check_image_input
 from .layers import (GradCheckpointing, build_config, check_build_size, Attention, Mlp,
                                TransformerBlock, resize_pos_embed, evenly_spaced)
 

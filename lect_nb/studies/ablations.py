@@ -1,4 +1,4 @@
-"""Every ablation of the LeCT report, and the query-upsampling variants studied here, as a named config diff on LeCT, registered as a model (paper-sized and CIFAR-native, notebook 05a), a small CPU study with 3 seeds that actually ran here, and the GPU cells for the real tables.
+"""Every ablation of the LeCT report, and the query-upsampling variants studied here, as a named config diff on LeCT, registered as a model (paper-sized and CIFAR-native, notebook 05b), a small CPU study with 3 seeds that actually ran here, and the GPU cells for the real tables.
 
 Docs: https://lect-nb.github.io/lect_nb/ablations.html.md"""
 

@@ -15,8 +15,7 @@ from torch import nn
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
-from ..api import ImageClassifier
-from ..core import check_image_input
+from ..api import ImageClassifier, check_image_input
 
 # %% auto #0
 __all__ = ['CONV_BASELINES', 'FUSED_DEVICES', 'AMP_DTYPES', 'default_lr', 'TinyNet', 'param_groups', 'cosine_lr', 'CosineFactor',
