@@ -33,8 +33,7 @@ def test_resume_loads_on_the_cpu_and_restores_cuda_generators_through_their_sett
     cfg = TrainConfig(**{**KW, "epochs": 2}, out=str(finished), resume=True)
     cfg, _ = runs._settle_config(cfg, out=finished, dev=torch.device("cpu"), di=DistInfo(), cli=False)
     model = TinyNet()
-    opt, sched, scaler = runs._optimiser(cfg, model, dev=torch.device("cpu"))
-    parts = runs._Parts(model=model, train_model=model, eval_model=model, opt=opt, sched=sched, scaler=scaler)
+    parts = runs._parts(cfg, model, dev=torch.device("cpu"))
     h = runs._resume(cfg, parts, out=finished, dev=torch.device("cuda"), di=DistInfo())
     assert maps == ["cpu"] and h.epoch == 1
     (st, i), = set_calls

@@ -477,9 +477,9 @@ def _settle_config(cfg: TrainConfig, *, out: Path, dev: torch.device, di: DistIn
     if cfg.deterministic: set_deterministic()
     return cfg, lr_is_default
 
-def _datasets(cfg: TrainConfig, *, cli: bool) -> tuple:
-    ("(train, test, held out or None, `DatasetInfo`); the held-out training images are seen "
-     "without augmentation.")
+def _datasets(cfg: TrainConfig, *, cli: bool) -> tuple[dict, object]:
+    ("({'train', 'test', 'val': held out or None}, `DatasetInfo`); the held-out training images are "
+     "seen without augmentation.")
     train_ds, test_ds, info = build_datasets(cfg.dataset, cfg.data_dir, cfg.img_size, cfg.augment,
                                              limit_train=cfg.limit_train, limit_val=cfg.limit_val,
                                              bad_images=cfg.bad_images)
@@ -491,12 +491,12 @@ def _datasets(cfg: TrainConfig, *, cli: bool) -> tuple:
     if len(train_ds) == 0 or len(test_ds) == 0:
         split = "training" if len(train_ds) == 0 else "test"
         _fail(f"dataset {cfg.dataset!r} in {cfg.data_dir or 'data/'} has no {split} images")
-    if not cfg.val_split: return train_ds, test_ds, None, info
+    if not cfg.val_split: return dict(train=train_ds, test=test_ds, val=None), info
     train_idx, val_idx = split_train_val(len(train_ds), cfg.val_split, cfg.seed,
                                          "--val-split" if cli else "val_split")
     plain, _, _ = build_datasets(cfg.dataset, cfg.data_dir, cfg.img_size, augment=False,
                                  limit_train=cfg.limit_train, limit_val=1, bad_images=cfg.bad_images)
-    return Subset(train_ds, train_idx), test_ds, Subset(plain, val_idx), info
+    return dict(train=Subset(train_ds, train_idx), test=test_ds, val=Subset(plain, val_idx)), info
 
 def _check_pretrained(cfg: TrainConfig, opt: Callable):
     "A `ValueError` unless `pretrained` names shipped weights of `model`."
@@ -593,14 +593,16 @@ class _Parts:
     sched: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
 
-def _optimiser(cfg: TrainConfig, model: nn.Module, *, dev: torch.device) -> tuple:
-    ("Put `model` on `dev` (channels-last, the speed layer on the CPU); its AdamW, schedule and "
-     "scaler.")
+def _parts(cfg: TrainConfig, model: nn.Module, *, dev: torch.device) -> _Parts:
+    ("`model` on `dev` (channels-last, the speed layer on the CPU) with its AdamW, schedule and "
+     "scaler; it trains and evaluates as itself until `_wrapped`.")
     model.to(dev)
     if cfg.channels_last: model.to(memory_format=torch.channels_last)
     if dev.type == "cpu" and not cfg.plain: accelerate(model)   # same parameters, state-dict keys
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    return opt, make_scheduler(opt, cfg.epochs, cfg.warmup_epochs, cfg.min_lr), make_scaler(dev, cfg.amp)
+    return _Parts(model=model, train_model=model, eval_model=model, opt=opt,
+                  sched=make_scheduler(opt, cfg.epochs, cfg.warmup_epochs, cfg.min_lr),
+                  scaler=make_scaler(dev, cfg.amp))
 
 def _wrapped(cfg: TrainConfig, model: nn.Module, *, dev: torch.device, di: DistInfo) -> tuple:
     "(what trains, what evaluates): `model` in DistributedDataParallel and compiled, as asked."
@@ -770,6 +772,13 @@ def _after_failure(e: BaseException, *, out: Path, di: DistInfo, made: bool):
                f"{f'{out} was removed' if gone else f'its files were removed from {out}'}, and "
                "the same command starts it again")
 
+def _write_start(cfg: TrainConfig, history: _History, *, out: Path):
+    ("Rank 0's first write: `config.json`, and `metrics.jsonl` with the records so far (on resume the "
+     "checkpoint is the truth: a record of an epoch ended after the last save is dropped).")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
+    _write_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history.metrics))
+
 def _run(cfg: TrainConfig, *, dev: torch.device, di: DistInfo, show: bool, t_start: float,
          stop: Interrupts, cli: bool, note: str) -> dict:
     "A run, step by step: settings, data, model, loaders, optimiser, resume, start line, epochs."
@@ -777,24 +786,17 @@ def _run(cfg: TrainConfig, *, dev: torch.device, di: DistInfo, show: bool, t_sta
     cfg, lr_is_default = _settle_config(cfg, out=out, dev=dev, di=di, cli=cli)
     set_precision(cfg.tf32, cfg.cudnn_benchmark and not cfg.deterministic)   # `run` restores them
     # --- everything below until the first write may still fail; nothing is on disk yet
-    train_ds, test_ds, val_ds, info = _datasets(cfg, cli=cli)
+    splits, info = _datasets(cfg, cli=cli)
     model = _build_model(cfg, info)
     if not cfg.resume: check_out_dir(out, False, asdict(cfg))
-    splits = dict(train=train_ds, test=test_ds, val=val_ds)
     loaders = _loaders(cfg, splits=splits, info=info, dev=dev, di=di, cli=cli)
-    opt, sched, scaler = _optimiser(cfg, model, dev=dev)
-    parts = _Parts(model=model, train_model=model, eval_model=model, opt=opt, sched=sched,
-                   scaler=scaler)
+    parts = _parts(cfg, model, dev=dev)
     history = _resume(cfg, parts, out=out, dev=dev, di=di)
     if di.enabled: dist.barrier()  # all processes checked before rank 0 writes anything
     parts.train_model, parts.eval_model = _wrapped(cfg, model, dev=dev, di=di)
     made = not out.exists()
     try:
-        if di.main:
-            out.mkdir(parents=True, exist_ok=True)
-            _write_atomic(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
-            # on resume the checkpoint is the truth: drop records of an epoch ended after the last save
-            _write_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history.metrics))
+        if di.main: _write_start(cfg, history, out=out)
         bar = Progress(cfg.epochs, enabled=show and di.main)
         if di.main and show and not bar.notebook:
             sizes = {k: len(ds) if ds is not None else 0 for k, ds in splits.items()}
