@@ -6,7 +6,7 @@ Docs: https://lect-nb.github.io/lect_nb/api.html.md"""
 
 # %% ../nbs/05a_api.ipynb #a4e6155e
 from __future__ import annotations
-import fnmatch, importlib, inspect, io, json, math, warnings
+import fnmatch, importlib, inspect, io, json, warnings
 from dataclasses import replace, asdict
 from typing import Callable
 import torch
@@ -504,16 +504,15 @@ class LeCTModel(ImageClassifier, LeCT):
                  name: str = "lect", # the registry name, used in messages
                 ):
         LeCT.__init__(self, cfg, num_classes, img_size, in_chans, name)   # the modules: all LeCT's
-        reductions = [math.prod(self.cfg.strides[:i + 1]) for i in range(len(self.stages))]
-        self.feature_info = [dict(num_chs=c, reduction=r, module=f"stages.{i}")
-                             for i, (c, r) in enumerate(zip(self.cfg.embed_dims, reductions))]
+        self.feature_info = [dict(num_chs=c, reduction=r, module=f"stages.{i}")   # (from `check_size`)
+                             for i, (c, r) in enumerate(zip(self.cfg.embed_dims, self.stage_strides))]
         self.fixed_img_size = self.img_size if self.cfg.fixed_size else None   # (a variant's)
 
     def check_input(self, x: torch.Tensor):
         "A `ValueError` unless `x` has `in_chans` channels, sides a multiple of `input_multiple`."
         check_image_input(x, self.in_chans, self.input_multiple, self.fixed_img_size,
                           name=self.model_name, built_for=self.img_size,
-                          build_multiple=math.prod(self.cfg.strides))
+                          build_multiple=self.stage_strides[-1])
 
     def embed_input(self, x: torch.Tensor) -> torch.Tensor:
         "Check the input (the stem is the first stage's patch embedding)."

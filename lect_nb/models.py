@@ -186,8 +186,9 @@ class LeCT(nn.Module):
                 raise ValueError(f"{self.model_name}: {f} must be a number in [0, 1), got {v!r}")
 
     def check_size(self, maps: list[tuple[int, int]], sr: tuple):
-        "The size rule, checked once: whole stage maps, each divisible by its K; sets `input_multiple`."
-        (H, W), name, total = self.img_size, self.model_name, math.prod(self.cfg.strides)
+        "The size rule, checked once; sets `stage_strides`, `input_multiple`."
+        self.stage_strides = [math.prod(self.cfg.strides[:i + 1]) for i in range(len(maps))]  # image/map
+        (H, W), name, total = self.img_size, self.model_name, self.stage_strides[-1]
         if H % total or W % total or min(H, W) <= 0:
             raise ValueError(f"{name}: image size {H}x{W} is not a multiple of the total stride "
                              f"{total}; try {max(total, round(H / total) * total)}")
@@ -196,8 +197,7 @@ class LeCT(nn.Module):
                 raise ValueError(f"{name}: stage {i + 1} map {h}x{w} (input {H}x{W}) is not "
                                  f"divisible by its spatial-reduction ratio {k}; choose another "
                                  "img_size or sr_ratios")
-        strides = [math.prod(self.cfg.strides[:i + 1]) for i in range(len(maps))]
-        self.input_multiple = math.lcm(*[s * k for s, k in zip(strides, sr)])  # whole maps, / K
+        self.input_multiple = math.lcm(*[s * k for s, k in zip(self.stage_strides, sr)])  # whole maps/K
 
     def set_attn_impl(self, impl: str): # "fused" or "reference"
         "Switch every attention layer between the fused and the paper-literal implementation."
