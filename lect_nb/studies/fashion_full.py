@@ -8,10 +8,12 @@ Docs: https://lect-nb.github.io/lect_nb/fashion_full.html.md"""
 from __future__ import annotations
 from pathlib import Path
 import numpy as np
-from .fashion_study import FULL_PLAN, load_rows, summarize_rows, cpu_names
+from lect_nb.studies.fashion_study import (FULL_PLAN, load_rows, summarize_rows, cpu_names,
+    accuracy_text)
 
 # %% auto #0
-__all__ = ['TARGET_ACC', 'hours_curve', 'time_to_accuracy', 'full_table', 'plot_full']
+__all__ = ['TARGET_ACC', 'hours_curve', 'time_to_accuracy', 'full_table', 'plot_full', 'study_label', 'both_studies_table',
+           'plot_both']
 
 # %% ../../nbs/10b_fashion_full.ipynb #fb000006
 def hours_curve(row: dict, # a study row with per-epoch `seconds` in its curve
@@ -49,8 +51,8 @@ def full_table(rows: list[dict], # the full-data study's rows (`load_rows("resul
         best = [100 * r["best_acc"] for r in rs]
         tta = [time_to_accuracy(r, target) for r in rs]
         tta_s = ", ".join("never" if t is None else f"{t:.1f}" for t in tta)
-        final = f"{s['mean']:.2f}" + (f" ({s['min']:.2f}-{s['max']:.2f})" if s["n"] > 1 else "")
-        lines.append(f"| `{m}` | {s['n']} x {rs[0]['epochs']} epochs | {final} | {max(best):.2f} | "
+        lines.append(f"| `{m}` | {s['n']} x {rs[0]['epochs']} epochs | {accuracy_text(s)} | "
+                     f"{max(best):.2f} | "
                      f"{tta_s} | {s['images_per_s']:.0f} | {cpu_names(rows, m)} |")
     return "\n".join(lines)
 
@@ -79,4 +81,52 @@ def plot_full(rows: list[dict], # the study's rows
     fig.legend(handles, labels, loc="lower center", ncol=max(len(labels), 1), fontsize=9, frameon=False)
     fig.suptitle("Fashion-MNIST at 32x32, all 60,000 training images", fontsize=10)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+# %% ../../nbs/10b_fashion_full.ipynb #08f91486
+def study_label(rows: list[dict], # one study's rows
+                default: str, # the label while the study has no rows
+               ) -> str:
+    "How a study reads in a heading: its training images and epochs, from its rows."
+    sizes = sorted({(r["train_images"], r["epochs"]) for r in rows})
+    if len(sizes) > 1: raise ValueError(f"rows of one study differ in images or epochs: {sizes}")
+    return f"{sizes[0][0]:,} images, {sizes[0][1]} epochs" if sizes else default
+
+# %% ../../nbs/10b_fashion_full.ipynb #294cd8c1
+def both_studies_table(small: list[dict], # the small study's rows (`load_rows("results/fashion_study")`)
+                       full: list[dict], # this study's rows
+                       models=("lect_cifar", "resnet"), # one line each, in this order
+                      ) -> str:
+    "Each model's final test accuracy (%, mean and range over seeds) in both studies, as markdown."
+    lines = [f"| model | {study_label(small, 'small study')} | {study_label(full, 'full study')} |",
+             "|---|---|---|"]
+    def cell(s): return "not recorded yet" if s is None else \
+        f"{accuracy_text(s)}, {s['n']} seed{'s' if s['n'] > 1 else ''}"
+    for m in models:
+        lines.append(f"| `{m}` | {cell(summarize_rows(small, m))} | {cell(summarize_rows(full, m))} |")
+    return "\n".join(lines)
+
+# %% ../../nbs/10b_fashion_full.ipynb #29d86042
+def plot_both(small: list[dict], # the small study's rows
+              full: list[dict], # this study's rows
+              models=("lect_cifar", "resnet"), # drawn in colours C0, C1, ...
+             ):
+    "Test accuracy against training images seen, every run of both studies on one log axis."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(10, 4.2), dpi=80)
+    styles = ["-", "--", ":", "-."]
+    for rows, thin in ((small, True), (full, False)):
+        for r in (r for r in rows if r["model"] in models):
+            seen = [c["epoch"] * r["train_images"] for c in r["curve"]]
+            ax.plot(seen, [100 * c["test_acc"] for c in r["curve"]],
+                    color=f"C{models.index(r['model'])}", ls=styles[r["seed"] % len(styles)],
+                    lw=1 if thin else 1.8, marker="o" if thin else None, ms=3,
+                    label=f"{r['model']}, seed {r['seed']}: {r['train_images']:,} images")
+    ax.set_xscale("log"); ax.grid(alpha=.3, which="both")
+    ax.set_xlabel("training images seen (epochs x training images)")
+    ax.set_ylabel("test accuracy % (10,000 images)")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(max(len(labels), 1), 3), fontsize=9,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.05 + 0.05 * ((len(labels) + 2) // 3), 1, 1))
     return fig

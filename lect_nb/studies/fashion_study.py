@@ -14,7 +14,7 @@ import numpy as np
 # %% auto #0
 __all__ = ['PLAN', 'FULL_PLAN', 'STUDY_MODELS', 'FULL_PER_CLASS', 'START_FILE', 'STUDIES', 'stratified_indices', 'write_idx',
            'make_subset', 'train_command', 'source_commit', 'run_start', 'begin_run', 'study_row', 'main', 'load_rows',
-           'summarize_rows', 'fashion_table', 'cpu_names', 'plot_study']
+           'summarize_rows', 'accuracy_text', 'fashion_table', 'cpu_names', 'plot_study']
 
 # %% ../../nbs/10a_fashion_study.ipynb #fa000006
 # model:seed in the order they are run: cheapest and most informative first
@@ -278,6 +278,13 @@ def summarize_rows(rows: list[dict], model: str) -> dict | None:
                 wall_s=float(np.mean([r["wall_s"] for r in rs])),
                 images_per_s=float(np.mean([r["train_images_per_s"] for r in rs])))
 
+# %% ../../nbs/10a_fashion_study.ipynb #8719e11c
+def accuracy_text(s: dict | None, # from `summarize_rows`
+                 ) -> str: # "mean" for one seed, "mean (min-max)" for more, "" for none
+    "A model's final test accuracy over its seeds, as a table shows it."
+    if s is None: return ""
+    return f"{s['mean']:.2f}" + (f" ({s['min']:.2f}-{s['max']:.2f})" if s["n"] > 1 else "")
+
 # %% ../../nbs/10a_fashion_study.ipynb #fa000017
 def fashion_table(
     rows: list[dict],  # from `load_rows`
@@ -292,10 +299,8 @@ def fashion_table(
     for (label, name), paper in table.items():
         ours = STUDY_MODELS[name]
         s = summarize_rows(rows, ours)
-        acc = ("" if s is None else f"{s['mean']:.2f}" if s["n"] == 1
-               else f"{s['mean']:.2f} ({s['min']:.2f}-{s['max']:.2f})")
         lines.append(f"| {label} | `{ours}` | " + " | ".join(f"{v:.2f}" for v in paper)
-                     + f" | {acc} | {'' if s is None else s['n']} | "
+                     + f" | {accuracy_text(s)} | {'' if s is None else s['n']} | "
                      + ("" if s is None else f"{s['wall_s']:.0f}") + " |")
     return "\n".join(lines)
 
