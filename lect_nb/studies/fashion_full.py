@@ -116,17 +116,18 @@ def plot_both(small: list[dict], # the small study's rows
     fig, ax = plt.subplots(figsize=(10, 4.2), dpi=80)
     styles = ["-", "--", ":", "-."]
     for rows, thin in ((small, True), (full, False)):
-        for r in (r for r in rows if r["model"] in models):
+        for r in sorted((r for r in rows if r["model"] in models),
+                        key=lambda r: (models.index(r["model"]), r["seed"])):
             seen = [c["epoch"] * r["train_images"] for c in r["curve"]]
             ax.plot(seen, [100 * c["test_acc"] for c in r["curve"]],
                     color=f"C{models.index(r['model'])}", ls=styles[r["seed"] % len(styles)],
                     lw=1 if thin else 1.8, marker="o" if thin else None, ms=3,
-                    label=f"{r['model']}, seed {r['seed']}: {r['train_images']:,} images")
+                    label=f"{r['model']}, seed {r['seed']}, {r['train_images'] // 1000}k images")
     ax.set_xscale("log"); ax.grid(alpha=.3, which="both")
     ax.set_xlabel("training images seen (epochs x training images)")
     ax.set_ylabel("test accuracy % (10,000 images)")
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(max(len(labels), 1), 3), fontsize=9,
-               frameon=False)
-    fig.tight_layout(rect=(0, 0.05 + 0.05 * ((len(labels) + 2) // 3), 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=max((len(labels) + 1) // 2, 1), fontsize=9,
+               frameon=False)   # two rows: a column per model and study, seeds one above the other
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     return fig
